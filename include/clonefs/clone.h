@@ -1,0 +1,71 @@
+/*
+ * clone.h - the clone policy: what a read, a write, a discard and a flush of
+ * the virtual image do, region by region (spec 1.x, 2.x).
+ *
+ * Like dm-clone-target.c, this never touches metadata blocks: it asks the
+ * metadata module which regions are hydrated and tells it which became so.
+ */
+#ifndef CLONEFS_CLONE_H
+#define CLONEFS_CLONE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "clonefs/hydrate.h"
+#include "clonefs/metadata.h"
+#include "clonefs/options.h"
+
+struct clone;
+
+/*
+ * Validate and open SOURCE, DEST and META (spec 1.2-1.4). On failure nothing
+ * is modified and @err holds one line naming the file and the problem.
+ * Starts no threads, so the caller may fork afterwards.
+ */
+int clone_open(const char *source, const char *dest, const char *meta,
+	       const struct clone_options *o, struct clone **out, char *err,
+	       size_t errlen);
+/* Start background hydration and the periodic commit. */
+int clone_start(struct clone *c);
+/* Stop the threads, commit, close. Returns the final commit's result. */
+int clone_close(struct clone *c);
+
+uint64_t clone_size(struct clone *c);
+bool clone_readonly(struct clone *c);
+
+/*
+ * Where the bytes of [off, off + len) live: calls @fn for each run that
+ * lives in one file (DEST if hydrated, SOURCE if not). @len is clipped at
+ * the image end; returns the clipped length or a negative errno.
+ */
+typedef int (*clone_extent_fn)(void *arg, int fd, uint64_t off, size_t len);
+ssize_t clone_map_read(struct clone *c, uint64_t off, size_t len,
+		       clone_extent_fn fn, void *arg);
+
+ssize_t clone_read(struct clone *c, void *buf, size_t len, uint64_t off);
+ssize_t clone_write(struct clone *c, const void *buf, size_t len, uint64_t off);
+/* Make [off, off + len) read zeros (spec 2.6). @punch: a discard (holes in
+ * DEST unless no_discard_passdown); otherwise ZERO_RANGE. */
+int clone_zero(struct clone *c, uint64_t off, uint64_t len, bool punch);
+/* fsync: freeze, flush DEST, commit (spec 2.5). */
+int clone_fsync(struct clone *c);
+/* Commit pending metadata, if any (used before reporting status). */
+int clone_commit(struct clone *c);
+
+struct clone_status {
+	enum md_mode mode;
+	uint64_t meta_used, meta_total;
+	uint32_t region_size;
+	uint64_t nr_regions, nr_hydrated;
+	uint64_t image_size, bytes_hydrated;
+	bool ro, discard_passdown;
+	struct hydrate_stats hy;
+};
+void clone_get_status(struct clone *c, struct clone_status *st);
+
+struct hydrate *clone_hydrate(struct clone *c);
+void clone_set_discard_passdown(struct clone *c, bool on);
+
+#endif

@@ -1,0 +1,17 @@
+/*
+ * fuse_ops.h - the FUSE front end: one directory holding one file, "image",
+ * whose operations go to the clone policy. Built into the daemon only, so
+ * libclonefs stays free of FUSE.
+ */
+#ifndef CLONEFS_FUSE_OPS_H
+#define CLONEFS_FUSE_OPS_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#define CLONEFS_IMAGE_NAME "image"
+
+/* The session's userdata is the struct clone. */
+extern const struct fuse_lowlevel_ops clonefs_fuse_ops;
+
+#endif

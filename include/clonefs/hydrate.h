@@ -1,0 +1,75 @@
+/*
+ * hydrate.h - copying regions from SOURCE to DEST.
+ *
+ * Owns the region locks (one copy or first write per region at a time) and
+ * the background workers that hydrate the remaining regions in ascending
+ * order, batched and throttled (spec 3.x). The clone policy calls
+ * hydrate_lock/hydrate_copy for writes that must hydrate a region first.
+ */
+#ifndef CLONEFS_HYDRATE_H
+#define CLONEFS_HYDRATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "clonefs/metadata.h"
+#include "clonefs/options.h"
+
+struct hydrate;
+
+struct hydrate_target {
+	int src_fd;
+	int dest_fd;
+	struct md *md;
+	uint64_t image_size;
+	uint32_t region_size;
+	uint64_t nr_regions;
+};
+
+struct hydrate_stats {
+	uint64_t in_flight;     /* regions being copied now */
+	uint64_t copied_bytes;  /* bytes read from SOURCE by copies */
+	uint64_t copy_errors;   /* failed copies since mount */
+	double rate;            /* bytes/s of background copying, recent */
+	bool enabled;
+	bool copy_on_read;
+	uint32_t threshold;
+	uint32_t batch_size;
+	uint64_t rate_limit;    /* bytes/s, 0 = unlimited */
+	char last_error[160];
+};
+
+struct hydrate *hydrate_new(const struct hydrate_target *t,
+			    const struct clone_options *o);
+/* Start the background workers (after any fork). */
+int hydrate_start(struct hydrate *h);
+/* Stop the workers, waiting for copies in flight. */
+void hydrate_stop(struct hydrate *h);
+void hydrate_free(struct hydrate *h);
+
+/* Region locks. Lock regions in ascending order only. */
+void hydrate_lock(struct hydrate *h, uint64_t region);
+void hydrate_unlock(struct hydrate *h, uint64_t region);
+
+/*
+ * Copy regions [first, first + n) from SOURCE to DEST; the caller holds
+ * their locks. Sparse aware: holes and zero blocks become holes in DEST.
+ * Does not mark the regions hydrated.
+ */
+int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n);
+
+/* Copy on read: ask for @region to be hydrated before the cursor's. */
+void hydrate_queue(struct hydrate *h, uint64_t region);
+
+void hydrate_set_enabled(struct hydrate *h, bool on);
+void hydrate_set_threshold(struct hydrate *h, uint32_t n);
+void hydrate_set_batch_size(struct hydrate *h, uint32_t n);
+void hydrate_set_rate(struct hydrate *h, uint64_t bytes_per_s);
+void hydrate_set_copy_on_read(struct hydrate *h, bool on);
+bool hydrate_copy_on_read(struct hydrate *h);
+/* Wake the workers: metadata changed under them (e.g. rolled back). */
+void hydrate_kick(struct hydrate *h);
+
+void hydrate_get_stats(struct hydrate *h, struct hydrate_stats *st);
+
+#endif

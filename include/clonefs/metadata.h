@@ -1,0 +1,122 @@
+/*
+ * metadata.h - the persistent clone metadata in META: which regions are
+ * hydrated, and which metadata blocks are in use.
+ *
+ * Modelled on dm-clone-metadata.h: a small set of verbs; the I/O policy never
+ * sees blocks on disk. The in-core bitmap is the truth for the running clone;
+ * a commit makes a frozen snapshot of it durable:
+ *
+ *   md_set_region_hydrated()   in core only, cheap, any thread
+ *   md_pre_commit()            freeze exactly the changes made so far
+ *   (caller flushes DEST)      so the data behind the frozen bits is durable
+ *   md_commit()                write the frozen changes, swap the superblock
+ *
+ * Changes made after md_pre_commit() belong to the next transaction (spec 4.5).
+ * All functions are thread safe. Errors are negative errno values.
+ */
+#ifndef CLONEFS_METADATA_H
+#define CLONEFS_METADATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define MD_BLOCK_SIZE 4096u
+
+struct md;
+
+enum md_mode {
+	MD_MODE_RW,   /* normal */
+	MD_MODE_RO,   /* a commit failed; rolled back, no new bits (spec 4.6) */
+	MD_MODE_FAIL, /* state unknown; status prints "Fail" */
+};
+
+struct md_geometry {
+	uint32_t region_size;  /* bytes, power of two, 4 KiB .. 1 GiB */
+	uint64_t region_count; /* regions in the image (last may be partial) */
+};
+
+/*
+ * Open META (creating it 0600 if missing) for the given geometry. A missing,
+ * empty or all-zero META is formatted fresh. Otherwise it is validated and
+ * must match @geo; on any problem returns a negative errno and writes one
+ * line naming the problem (without the path; the caller adds it) into @err.
+ * @readonly opens without ever writing (used by -o ro and by tools).
+ */
+int md_open(const char *path, const struct md_geometry *geo, bool readonly,
+	    struct md **out, char *err, size_t errlen);
+
+/*
+ * Open an existing META taking the geometry from its superblock (for tools).
+ */
+int md_open_existing(const char *path, bool readonly, struct md **out,
+		     char *err, size_t errlen);
+
+/* Commit pending changes (if writable and any are pending) and free. */
+int md_close(struct md *md);
+
+void md_geometry(struct md *md, struct md_geometry *geo);
+
+bool md_region_hydrated(struct md *md, uint64_t region);
+/* True when all of [start, start + n) are hydrated. */
+bool md_range_hydrated(struct md *md, uint64_t start, uint64_t n);
+/* First unhydrated region >= @from, or region_count if none. */
+uint64_t md_find_next_unhydrated(struct md *md, uint64_t from);
+/* First hydrated region >= @from, or region_count if none. */
+uint64_t md_find_next_hydrated(struct md *md, uint64_t from);
+uint64_t md_nr_hydrated(struct md *md);
+bool md_all_hydrated(struct md *md);
+
+/* Mark regions hydrated in core. -EIO (RO/FAIL mode). */
+int md_set_region_hydrated(struct md *md, uint64_t region);
+int md_set_range_hydrated(struct md *md, uint64_t start, uint64_t n);
+
+/* True when there are in-core changes not yet committed. */
+bool md_changed(struct md *md);
+
+/*
+ * Two-phase commit. md_pre_commit() freezes the changes made so far; the
+ * caller then flushes DEST; md_commit() writes the frozen changes to free
+ * blocks, flushes META, writes the other superblock slot, flushes again.
+ * Only one commit runs at a time (callers serialize; md also locks).
+ * On failure, md rolls back to the last commit and enters RO (or FAIL).
+ */
+int md_pre_commit(struct md *md);
+int md_commit(struct md *md);
+/* Drop uncommitted changes: back to the last committed state. */
+int md_abort(struct md *md);
+
+enum md_mode md_mode(struct md *md);
+bool md_needs_check(struct md *md);
+void md_space(struct md *md, uint64_t *used_blocks, uint64_t *total_blocks);
+uint64_t md_transaction_id(struct md *md);
+
+/*
+ * Offline tools. md_check: 0 if clean, else negative errno and the first
+ * problem in @err (e.g. "bad checksum at block 17"). md_dump: JSON to @out.
+ */
+int md_check(const char *path, char *err, size_t errlen);
+int md_dump(const char *path, FILE *out, char *err, size_t errlen);
+
+/*
+ * md_check, and if META is clean and needs_check is set, clear the flag by
+ * writing a new superblock ("clonefs check" runs this so the next mount works).
+ */
+int md_check_repair(const char *path, char *err, size_t errlen);
+
+/* The reason for the last failed commit or abort ("" if none). */
+void md_last_error(struct md *md, char *buf, size_t len);
+
+/* META blocks written since open (superblocks included). */
+uint64_t md_blocks_written(struct md *md);
+
+/*
+ * Test hooks. md_test_fail_writes: after @after more block writes succeed,
+ * the next @count writes fail with EIO (UINT64_MAX: all). md_test_limit_blocks:
+ * pretend META has only @nr_blocks blocks when allocating (0: no limit).
+ */
+void md_test_fail_writes(struct md *md, uint64_t after, uint64_t count);
+void md_test_limit_blocks(struct md *md, uint64_t nr_blocks);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * options.h - the tunables of a clone, their defaults and their parsing.
+ *
+ * Shared by the mount helper (-o options), the control messages and the
+ * tools, so a value means the same thing wherever it is given.
+ */
+#ifndef CLONEFS_OPTIONS_H
+#define CLONEFS_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLONE_DEFAULT_REGION_SIZE (64u * 1024)
+#define CLONE_MIN_REGION_SIZE (4u * 1024)
+#define CLONE_MAX_REGION_SIZE (1024u * 1024 * 1024)
+/* Picked by scripts/bench: 16 x 64 KiB = 1 MiB copies, 4 copies in flight. */
+#define CLONE_DEFAULT_BATCH 16u
+#define CLONE_DEFAULT_THRESHOLD 64u
+#define CLONE_DEFAULT_COMMIT_MS 1000u
+
+struct clone_options {
+	uint32_t region_size;
+	uint32_t hydration_threshold;  /* regions in flight at most */
+	uint32_t hydration_batch_size; /* contiguous regions per copy */
+	uint64_t hydration_rate;       /* bytes/s, 0 = unlimited */
+	uint32_t commit_period_ms;
+	bool no_hydration;
+	bool copy_on_read;
+	bool no_discard_passdown;
+	bool ro;
+	bool nofollow;
+};
+
+void options_defaults(struct clone_options *o);
+
+/* "4096", "64k", "1M", "2G": bytes. -EINVAL on junk or overflow. */
+int options_parse_size(const char *s, uint64_t *out);
+/* A plain unsigned decimal within [min, max]. */
+int options_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+/* "on"/"off"/"1"/"0"/"yes"/"no". */
+int options_parse_bool(const char *s, bool *out);
+
+/* Apply "name" or "name=value" for a clone option. Returns 0 if applied,
+ * 1 if @opt is not a clone option, -EINVAL (with @err) if the value is bad. */
+int options_apply(struct clone_options *o, const char *opt, char *err,
+		  size_t errlen);
+
+bool options_region_size_valid(uint64_t size);
+
+#endif

@@ -1,0 +1,357 @@
+/*
+ * fuse_ops.c - the FUSE low-level operations of clonefs (after libfuse's
+ * passthrough_ll.c): one function per operation, replies where the work is
+ * done. Reads reply with fd buffers so libfuse can splice straight from
+ * DEST and SOURCE; status and messages travel as extended attributes.
+ */
+#include "clonefs/fuse_ops.h"
+#include "clonefs/clone.h"
+#include "clonefs/control.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ROOT_INO FUSE_ROOT_ID
+#define IMAGE_INO 2
+#define ATTR_TIMEOUT 3600.0 /* the image never changes size or owner */
+#define MAX_IO (1u << 20)
+
+static time_t mount_time;
+
+static struct clone *clone_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void fill_attr(struct clone *c, fuse_ino_t ino, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_uid = getuid();
+	st->st_gid = getgid();
+	st->st_atime = st->st_mtime = st->st_ctime = mount_time;
+	if (ino == ROOT_INO) {
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+		return;
+	}
+	st->st_mode = S_IFREG | (clone_readonly(c) ? 0444 : 0644);
+	st->st_nlink = 1;
+	st->st_size = (off_t)clone_size(c);
+	st->st_blksize = 4096;
+	st->st_blocks = (blkcnt_t)((clone_size(c) + 511) / 512);
+}
+
+static void cfs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	mount_time = time(NULL);
+	/* Zero-copy reads from DEST/SOURCE, big requests, and the page cache
+	 * kept across opens (only clonefs changes the image). */
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	if (conn->capable & FUSE_CAP_WRITEBACK_CACHE)
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	if (conn->capable & FUSE_CAP_ASYNC_DIO)
+		conn->want |= FUSE_CAP_ASYNC_DIO;
+	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+	conn->max_write = MAX_IO;
+	conn->max_readahead = MAX_IO;
+}
+
+static void cfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e;
+
+	if (parent != ROOT_INO || strcmp(name, CLONEFS_IMAGE_NAME)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	memset(&e, 0, sizeof(e));
+	e.ino = IMAGE_INO;
+	e.generation = 1;
+	e.attr_timeout = ATTR_TIMEOUT;
+	e.entry_timeout = ATTR_TIMEOUT;
+	fill_attr(clone_of(req), IMAGE_INO, &e.attr);
+	fuse_reply_entry(req, &e);
+}
+
+static void cfs_getattr(fuse_req_t req, fuse_ino_t ino,
+			struct fuse_file_info *fi)
+{
+	struct stat st;
+
+	(void)fi;
+	fill_attr(clone_of(req), ino, &st);
+	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+}
+
+/* Size, mode and owner are fixed (spec 2.8); times are accepted and ignored. */
+static void cfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+			int to_set, struct fuse_file_info *fi)
+{
+	struct clone *c = clone_of(req);
+	struct stat st;
+
+	(void)fi;
+	fill_attr(c, ino, &st);
+	if ((to_set & FUSE_SET_ATTR_SIZE) && attr->st_size != st.st_size) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (((to_set & FUSE_SET_ATTR_MODE) &&
+	     (attr->st_mode & 07777) != (st.st_mode & 07777)) ||
+	    ((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != st.st_uid) ||
+	    ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != st.st_gid)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+}
+
+static void cfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			struct fuse_file_info *fi)
+{
+	static const char *names[] = { ".", "..", CLONEFS_IMAGE_NAME };
+	char buf[512];
+	size_t used = 0;
+
+	(void)fi;
+	if (ino != ROOT_INO) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	for (off_t i = off; i < 3; i++) {
+		struct stat st = { .st_ino = i == 2 ? IMAGE_INO : ROOT_INO,
+				   .st_mode = i == 2 ? S_IFREG : S_IFDIR };
+		size_t n = fuse_add_direntry(req, buf + used, MIN(size, sizeof(buf)) - used,
+					     names[i], &st, i + 1);
+
+		if (n > MIN(size, sizeof(buf)) - used)
+			break;
+		used += n;
+	}
+	fuse_reply_buf(req, buf, used);
+}
+
+static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct clone *c = clone_of(req);
+
+	if (ino != IMAGE_INO) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if (clone_readonly(c) && (fi->flags & O_ACCMODE) != O_RDONLY) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (fi->flags & O_TRUNC) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	fi->keep_cache = 1;
+	fi->noflush = 1; /* close needs no commit (spec 2.5) */
+	fuse_reply_open(req, fi);
+}
+
+struct read_vec {
+	struct fuse_bufvec *v;
+	size_t cap;
+};
+
+static int add_extent(void *arg, int fd, uint64_t off, size_t len)
+{
+	struct read_vec *rv = arg;
+	struct fuse_bufvec *v = rv->v;
+
+	if (v->count == rv->cap) {
+		rv->cap *= 2;
+		v = realloc(v, sizeof(*v) + rv->cap * sizeof(v->buf[0]));
+		if (!v)
+			return -ENOMEM;
+		rv->v = v;
+	}
+	v->buf[v->count++] = (struct fuse_buf){
+		.size = len,
+		.flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY,
+		.fd = fd,
+		.pos = (off_t)off,
+	};
+	return 0;
+}
+
+static void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct read_vec rv = { .cap = 8 };
+	ssize_t n;
+
+	(void)ino;
+	(void)fi;
+	rv.v = calloc(1, sizeof(*rv.v) + rv.cap * sizeof(rv.v->buf[0]));
+	if (!rv.v) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* count starts at 0; fuse_bufvec's idx/off start at 0 as well */
+	n = clone_map_read(clone_of(req), (uint64_t)off, size, add_extent, &rv);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_data(req, rv.v, FUSE_BUF_SPLICE_MOVE);
+	free(rv.v);
+}
+
+static void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		      size_t size, off_t off, struct fuse_file_info *fi)
+{
+	ssize_t n = clone_write(clone_of(req), buf, size, (uint64_t)off);
+
+	(void)ino;
+	(void)fi;
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void cfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		      struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync; /* the image's own metadata never changes */
+	(void)fi;
+	fuse_reply_err(req, -clone_fsync(clone_of(req)));
+}
+
+static void cfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
+			  off_t off, off_t len, struct fuse_file_info *fi)
+{
+	struct clone *c = clone_of(req);
+	uint64_t size = clone_size(c);
+	int ret;
+
+	(void)ino;
+	(void)fi;
+	if (off < 0 || len <= 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	/* Growing the image is a size change (spec 2.8). */
+	if (!(mode & FALLOC_FL_KEEP_SIZE) && (uint64_t)off + (uint64_t)len > size) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (clone_readonly(c)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (mode & FALLOC_FL_PUNCH_HOLE)
+		ret = clone_zero(c, (uint64_t)off, (uint64_t)len, true);
+	else if (mode & FALLOC_FL_ZERO_RANGE)
+		ret = clone_zero(c, (uint64_t)off, (uint64_t)len, false);
+	else
+		ret = 0; /* every byte of the image is already addressable */
+	fuse_reply_err(req, -ret);
+}
+
+static void cfs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct clone *c = clone_of(req);
+	struct statvfs sv;
+
+	(void)ino;
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = sv.f_frsize = 4096;
+	sv.f_blocks = clone_size(c) / 4096;
+	sv.f_files = 2;
+	sv.f_namemax = 255;
+	fuse_reply_statfs(req, &sv);
+}
+
+static void reply_string(fuse_req_t req, char *s, size_t size)
+{
+	size_t len = strlen(s);
+
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, s, len);
+	g_free(s);
+}
+
+static void cfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			 size_t size)
+{
+	struct clone *c = clone_of(req);
+
+	if (ino == IMAGE_INO && !strcmp(name, CONTROL_XATTR_STATUS))
+		reply_string(req, control_status_line(c), size);
+	else if (ino == IMAGE_INO && !strcmp(name, CONTROL_XATTR_JSON))
+		reply_string(req, control_status_json(c), size);
+	else
+		fuse_reply_err(req, ENODATA);
+}
+
+static void cfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	static const char names[] = CONTROL_XATTR_STATUS "\0" CONTROL_XATTR_JSON;
+
+	if (ino != IMAGE_INO)
+		fuse_reply_xattr(req, 0);
+	else if (size == 0)
+		fuse_reply_xattr(req, sizeof(names));
+	else if (size < sizeof(names))
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, names, sizeof(names));
+}
+
+static void cfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			 const char *value, size_t size, int flags)
+{
+	char *text, err[256];
+	int ret;
+
+	(void)flags;
+	if (ino != IMAGE_INO || strcmp(name, CONTROL_XATTR_MESSAGE)) {
+		fuse_reply_err(req, ENOTSUP);
+		return;
+	}
+	text = g_strndup(value, size);
+	ret = control_message(clone_of(req), text, err, sizeof(err));
+	if (ret)
+		g_warning("message '%s' refused: %s", text, err);
+	g_free(text);
+	fuse_reply_err(req, -ret);
+}
+
+const struct fuse_lowlevel_ops clonefs_fuse_ops = {
+	.init = cfs_init,
+	.lookup = cfs_lookup,
+	.getattr = cfs_getattr,
+	.setattr = cfs_setattr,
+	.readdir = cfs_readdir,
+	.open = cfs_open,
+	.read = cfs_read,
+	.write = cfs_write,
+	.fsync = cfs_fsync,
+	.fallocate = cfs_fallocate,
+	.statfs = cfs_statfs,
+	.getxattr = cfs_getxattr,
+	.listxattr = cfs_listxattr,
+	.setxattr = cfs_setxattr,
+};

@@ -1,0 +1,457 @@
+/*
+ * hydrate.c - region locks and background hydration.
+ *
+ * One scheduler thread walks a cursor over the regions in ascending order
+ * (wrapping), takes the locks of up to batch_size contiguous unhydrated
+ * regions and hands the batch to a small GThreadPool. At most threshold
+ * regions are in flight, write-triggered copies included. A copy writes the
+ * data to DEST and only then sets the bits in core; the next commit flushes
+ * DEST before it writes the bits (spec 3.2), so a bit never reaches META
+ * before its data is durable.
+ *
+ * Copies are sparse aware (spec 3.5): SOURCE holes (SEEK_DATA/SEEK_HOLE) and
+ * all-zero chunks are punched in DEST instead of written.
+ */
+#include "clonefs/hydrate.h"
+#include "clonefs/blockio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define COPY_CHUNK (1u << 20)
+#define NR_WORKERS 4
+#define COR_QUEUE_MAX 4096
+#define BACKOFF_MIN_US (100 * 1000)
+#define BACKOFF_MAX_US (30 * 1000 * 1000)
+
+struct hydrate {
+	struct hydrate_target t;
+
+	GMutex lock;          /* everything below */
+	GCond cond;           /* lock table, in_flight, settings changed */
+	GHashTable *locked;   /* regions locked, as keys */
+	GQueue cor;           /* copy-on-read requests, regions */
+	uint64_t cursor;
+	uint64_t in_flight;
+	bool enabled, copy_on_read, stopping, done_logged;
+	uint32_t threshold, batch_size;
+	uint64_t rate_limit;
+	gint64 next_dispatch;  /* rate limit: monotonic us */
+	gint64 backoff_until;  /* after a failed copy */
+	gint64 backoff_us;
+	uint64_t copied_bytes, copy_errors;
+	gint64 rate_t0;
+	uint64_t rate_b0;
+	double rate;
+	char last_error[160];
+
+	GThread *scheduler;
+	GThreadPool *pool;
+};
+
+struct batch {
+	uint64_t first, n;
+};
+
+static gpointer region_key(uint64_t region)
+{
+	/* Regions are 64-bit; a boxed key would cost an allocation per lock. */
+	return GSIZE_TO_POINTER((gsize)region + 1);
+}
+
+static bool is_locked(struct hydrate *h, uint64_t region)
+{
+	return g_hash_table_contains(h->locked, region_key(region));
+}
+
+void hydrate_lock(struct hydrate *h, uint64_t region)
+{
+	g_mutex_lock(&h->lock);
+	while (is_locked(h, region))
+		g_cond_wait(&h->cond, &h->lock);
+	g_hash_table_add(h->locked, region_key(region));
+	g_mutex_unlock(&h->lock);
+}
+
+void hydrate_unlock(struct hydrate *h, uint64_t region)
+{
+	g_mutex_lock(&h->lock);
+	g_hash_table_remove(h->locked, region_key(region));
+	g_cond_broadcast(&h->cond);
+	g_mutex_unlock(&h->lock);
+}
+
+static bool all_zero(const char *p, size_t len)
+{
+	/* Compare the buffer with itself shifted by one word: fast and short. */
+	if (len < 16)
+		return len == 0 || (p[0] == 0 && !memcmp(p, p + 1, len - 1));
+	for (size_t i = 0; i < 16; i++)
+		if (p[i])
+			return false;
+	return !memcmp(p, p + 16, len - 16);
+}
+
+/* Make DEST read zeros in [off, off + len) without allocating. */
+static int dest_hole(int fd, uint64_t off, uint64_t len)
+{
+	static const char zeros[65536];
+
+	if (!fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		       (off_t)off, (off_t)len))
+		return 0;
+	while (len > 0) { /* DEST that cannot punch (e.g. some devices) */
+		size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+		int ret = bio_pwrite(fd, zeros, n, off);
+
+		if (ret)
+			return ret;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Copy [off, end) of SOURCE holding data (not a hole) to DEST. */
+static int copy_data(struct hydrate *h, char *buf, uint64_t off, uint64_t end)
+{
+	while (off < end) {
+		size_t n = end - off < COPY_CHUNK ? (size_t)(end - off) : COPY_CHUNK;
+		int ret = bio_pread(h->t.src_fd, buf, n, off);
+
+		if (ret)
+			return ret;
+		ret = all_zero(buf, n) ? dest_hole(h->t.dest_fd, off, n)
+				       : bio_pwrite(h->t.dest_fd, buf, n, off);
+		if (ret)
+			return ret;
+		g_mutex_lock(&h->lock);
+		h->copied_bytes += n;
+		g_mutex_unlock(&h->lock);
+		off += n;
+	}
+	return 0;
+}
+
+static int copy_range(struct hydrate *h, uint64_t first, uint64_t n)
+{
+	uint64_t off = first * h->t.region_size;
+	uint64_t end = (first + n) * h->t.region_size;
+	char *buf;
+	int ret = 0;
+
+	if (end > h->t.image_size)
+		end = h->t.image_size;
+	buf = malloc(COPY_CHUNK);
+	if (!buf)
+		return -ENOMEM;
+
+	while (off < end && !ret) {
+		off_t data = lseek(h->t.src_fd, (off_t)off, SEEK_DATA);
+		off_t hole;
+
+		if (data < 0 && errno == ENXIO) { /* only a hole up to EOF */
+			ret = dest_hole(h->t.dest_fd, off, end - off);
+			break;
+		}
+		if (data < 0) { /* no SEEK_DATA here (a device): all data */
+			ret = copy_data(h, buf, off, end);
+			break;
+		}
+		if ((uint64_t)data > off) {
+			uint64_t stop = (uint64_t)data < end ? (uint64_t)data : end;
+
+			ret = dest_hole(h->t.dest_fd, off, stop - off);
+			off = stop;
+			continue;
+		}
+		hole = lseek(h->t.src_fd, (off_t)off, SEEK_HOLE);
+		if (hole < 0 || (uint64_t)hole > end)
+			hole = (off_t)end;
+		ret = copy_data(h, buf, off, (uint64_t)hole);
+		off = (uint64_t)hole;
+	}
+	free(buf);
+	return ret;
+}
+
+/* A write-triggered copy: counts against the threshold while it runs. */
+int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n)
+{
+	int ret;
+
+	g_mutex_lock(&h->lock);
+	h->in_flight += n;
+	g_mutex_unlock(&h->lock);
+	ret = copy_range(h, first, n);
+	g_mutex_lock(&h->lock);
+	h->in_flight -= n;
+	g_cond_broadcast(&h->cond);
+	g_mutex_unlock(&h->lock);
+	return ret;
+}
+
+static void worker(gpointer data, gpointer user)
+{
+	struct hydrate *h = user;
+	struct batch *b = data;
+	int ret = copy_range(h, b->first, b->n);
+
+	if (!ret)
+		ret = md_set_range_hydrated(h->t.md, b->first, b->n);
+
+	g_mutex_lock(&h->lock);
+	if (ret) {
+		h->copy_errors++;
+		h->backoff_us = h->backoff_us ? MIN(h->backoff_us * 2, BACKOFF_MAX_US)
+					      : BACKOFF_MIN_US;
+		h->backoff_until = g_get_monotonic_time() + h->backoff_us;
+		snprintf(h->last_error, sizeof(h->last_error),
+			 "copy of regions %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
+			 " failed: %s", b->first, b->n, g_strerror(-ret));
+		g_warning("hydration: %s; retrying in %" G_GINT64_FORMAT " ms",
+			  h->last_error, h->backoff_us / 1000);
+	} else {
+		h->backoff_us = 0;
+	}
+	for (uint64_t r = b->first; r < b->first + b->n; r++)
+		g_hash_table_remove(h->locked, region_key(r));
+	h->in_flight -= b->n;
+	g_cond_broadcast(&h->cond);
+	g_mutex_unlock(&h->lock);
+	g_free(b);
+}
+
+/* Can the scheduler take @r now? Called with h->lock held. */
+static bool takeable(struct hydrate *h, uint64_t r)
+{
+	return r < h->t.nr_regions && !is_locked(h, r) &&
+	       !md_region_hydrated(h->t.md, r);
+}
+
+/* The next region to hydrate, or nr_regions if none can be taken now. */
+static uint64_t pick(struct hydrate *h)
+{
+	uint64_t nr = h->t.nr_regions;
+	uint64_t r, scanned = 0;
+
+	while (h->copy_on_read && !g_queue_is_empty(&h->cor)) {
+		r = (uint64_t)GPOINTER_TO_SIZE(g_queue_pop_head(&h->cor)) - 1;
+		if (takeable(h, r))
+			return r;
+	}
+	r = h->cursor < nr ? h->cursor : 0;
+	while (scanned < nr) {
+		uint64_t next = md_find_next_unhydrated(h->t.md, r);
+
+		if (next >= nr) { /* wrap */
+			scanned += nr - r;
+			r = 0;
+			continue;
+		}
+		scanned += next - r + 1;
+		if (!is_locked(h, next))
+			return next;
+		r = next + 1;
+	}
+	return nr;
+}
+
+static void update_rate(struct hydrate *h, gint64 now)
+{
+	if (now - h->rate_t0 < G_USEC_PER_SEC)
+		return;
+	h->rate = (double)(h->copied_bytes - h->rate_b0) * G_USEC_PER_SEC /
+		  (double)(now - h->rate_t0);
+	h->rate_t0 = now;
+	h->rate_b0 = h->copied_bytes;
+}
+
+static gpointer scheduler(gpointer arg)
+{
+	struct hydrate *h = arg;
+
+	g_mutex_lock(&h->lock);
+	while (!h->stopping) {
+		gint64 now = g_get_monotonic_time();
+		gint64 wake = now + G_USEC_PER_SEC;
+		uint64_t r, n, room;
+		struct batch *b;
+
+		update_rate(h, now);
+		if (!h->enabled || md_mode(h->t.md) != MD_MODE_RW ||
+		    h->in_flight >= h->threshold) {
+			g_cond_wait_until(&h->cond, &h->lock, wake);
+			continue;
+		}
+		if (now < h->backoff_until || now < h->next_dispatch) {
+			g_cond_wait_until(&h->cond, &h->lock,
+					  MAX(h->backoff_until, h->next_dispatch));
+			continue;
+		}
+		if (md_all_hydrated(h->t.md)) {
+			if (!h->done_logged)
+				g_message("hydration complete: %" G_GUINT64_FORMAT
+					  " regions", h->t.nr_regions);
+			h->done_logged = true;
+			g_cond_wait_until(&h->cond, &h->lock, wake);
+			continue;
+		}
+		r = pick(h);
+		if (r >= h->t.nr_regions) { /* all remaining are locked */
+			g_cond_wait_until(&h->cond, &h->lock, wake);
+			continue;
+		}
+		room = MIN(h->batch_size, h->threshold - h->in_flight);
+		for (n = 0; n < room && takeable(h, r + n); n++)
+			g_hash_table_add(h->locked, region_key(r + n));
+		h->cursor = r + n;
+		h->in_flight += n; /* until the worker is done with the batch */
+		if (h->rate_limit) {
+			uint64_t bytes = n * h->t.region_size;
+
+			h->next_dispatch = MAX(h->next_dispatch, now) +
+				(gint64)(bytes * G_USEC_PER_SEC / h->rate_limit);
+		}
+		b = g_new(struct batch, 1);
+		b->first = r;
+		b->n = n;
+		g_mutex_unlock(&h->lock);
+		g_thread_pool_push(h->pool, b, NULL);
+		g_mutex_lock(&h->lock);
+	}
+	g_mutex_unlock(&h->lock);
+	return NULL;
+}
+
+struct hydrate *hydrate_new(const struct hydrate_target *t,
+			    const struct clone_options *o)
+{
+	struct hydrate *h = g_new0(struct hydrate, 1);
+
+	h->t = *t;
+	g_mutex_init(&h->lock);
+	g_cond_init(&h->cond);
+	h->locked = g_hash_table_new(g_direct_hash, g_direct_equal);
+	g_queue_init(&h->cor);
+	h->enabled = !o->no_hydration && !o->ro;
+	h->copy_on_read = o->copy_on_read;
+	h->threshold = o->hydration_threshold;
+	h->batch_size = o->hydration_batch_size;
+	h->rate_limit = o->hydration_rate;
+	h->rate_t0 = g_get_monotonic_time();
+	return h;
+}
+
+int hydrate_start(struct hydrate *h)
+{
+	GError *gerr = NULL;
+
+	h->pool = g_thread_pool_new(worker, h, NR_WORKERS, FALSE, &gerr);
+	if (!h->pool) {
+		g_warning("cannot start hydration workers: %s", gerr->message);
+		g_error_free(gerr);
+		return -EAGAIN;
+	}
+	h->scheduler = g_thread_new("hydrate", scheduler, h);
+	return 0;
+}
+
+void hydrate_stop(struct hydrate *h)
+{
+	if (!h->scheduler)
+		return;
+	g_mutex_lock(&h->lock);
+	h->stopping = true;
+	g_cond_broadcast(&h->cond);
+	g_mutex_unlock(&h->lock);
+	g_thread_join(h->scheduler);
+	h->scheduler = NULL;
+	g_thread_pool_free(h->pool, FALSE, TRUE); /* finish queued batches */
+	h->pool = NULL;
+}
+
+void hydrate_free(struct hydrate *h)
+{
+	if (!h)
+		return;
+	hydrate_stop(h);
+	g_hash_table_destroy(h->locked);
+	g_queue_clear(&h->cor);
+	g_cond_clear(&h->cond);
+	g_mutex_clear(&h->lock);
+	g_free(h);
+}
+
+void hydrate_queue(struct hydrate *h, uint64_t region)
+{
+	g_mutex_lock(&h->lock);
+	if (h->copy_on_read && h->cor.length < COR_QUEUE_MAX) {
+		g_queue_push_tail(&h->cor, GSIZE_TO_POINTER((gsize)region + 1));
+		g_cond_broadcast(&h->cond);
+	}
+	g_mutex_unlock(&h->lock);
+}
+
+#define SETTER(name, type, field)                                  \
+	void hydrate_set_##name(struct hydrate *h, type v)         \
+	{                                                          \
+		g_mutex_lock(&h->lock);                            \
+		h->field = v;                                      \
+		g_cond_broadcast(&h->cond);                        \
+		g_mutex_unlock(&h->lock);                          \
+	}
+SETTER(enabled, bool, enabled)
+SETTER(threshold, uint32_t, threshold)
+SETTER(batch_size, uint32_t, batch_size)
+SETTER(copy_on_read, bool, copy_on_read)
+#undef SETTER
+
+void hydrate_set_rate(struct hydrate *h, uint64_t bytes_per_s)
+{
+	g_mutex_lock(&h->lock);
+	h->rate_limit = bytes_per_s;
+	h->next_dispatch = 0;
+	g_cond_broadcast(&h->cond);
+	g_mutex_unlock(&h->lock);
+}
+
+bool hydrate_copy_on_read(struct hydrate *h)
+{
+	bool on;
+
+	g_mutex_lock(&h->lock);
+	on = h->copy_on_read;
+	g_mutex_unlock(&h->lock);
+	return on;
+}
+
+void hydrate_kick(struct hydrate *h)
+{
+	g_mutex_lock(&h->lock);
+	h->done_logged = false;
+	g_cond_broadcast(&h->cond);
+	g_mutex_unlock(&h->lock);
+}
+
+void hydrate_get_stats(struct hydrate *h, struct hydrate_stats *st)
+{
+	g_mutex_lock(&h->lock);
+	update_rate(h, g_get_monotonic_time());
+	st->in_flight = h->in_flight;
+	st->copied_bytes = h->copied_bytes;
+	st->copy_errors = h->copy_errors;
+	st->rate = h->rate;
+	st->enabled = h->enabled;
+	st->copy_on_read = h->copy_on_read;
+	st->threshold = h->threshold;
+	st->batch_size = h->batch_size;
+	st->rate_limit = h->rate_limit;
+	memcpy(st->last_error, h->last_error, sizeof(st->last_error));
+	g_mutex_unlock(&h->lock);
+}

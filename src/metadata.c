@@ -1,0 +1,1591 @@
+/*
+ * metadata.c - the persistent clone metadata in META (see metadata.h and
+ * docs/format.md for the on-disk format).
+ *
+ * META is an array of 4 KiB blocks, each sealed with a SHA-256 of its
+ * contents including its own block number. Blocks 0 and 1 are superblock
+ * slots that alternate; every other block is a node of one of two bit trees:
+ *
+ *   the hydration bitmap   1 bit per region (1 = hydrated)
+ *   the space map          1 bit per META block (1 = in use)
+ *
+ * A bit tree keeps its bits in leaves of 32256 bits reached from a root
+ * through index blocks of 504 pointers. Pointers 0 and 1 can never be tree
+ * blocks (they are the superblocks), so they mean "subtree all zeros" and
+ * "subtree all ones": a fresh or fully hydrated 16 TiB image needs no bitmap
+ * blocks at all and opens at once.
+ *
+ * Commits are copy-on-write, as in dm-persistent-data: every changed node goes
+ * to a free block, META is flushed, then the other superblock slot is written
+ * with transaction id + 1 and flushed. Blocks freed by a transaction stay
+ * busy until its superblock is durable, so a crash leaves either the old or
+ * the new tree intact. Relocating a node changes its parent, and for the
+ * space map also the leaf holding the new block's bit; sm_move() follows
+ * that chain until it settles, then the moved nodes are written.
+ *
+ * In core the hydration leaves are allocated on first use (NULL = all zeros,
+ * ones_leaf = all ones). Each leaf has a dirty flag; md_pre_commit() copies
+ * exactly the dirty leaves into a frozen set, which md_commit() writes, so
+ * marks made in between belong to the next transaction (spec 4.5, 6.1). A
+ * failed commit undoes its changes from an undo log, re-reads the committed
+ * leaves and goes read-only (spec 4.6).
+ *
+ * Locking: commit_lock (outer) serializes pre_commit/commit/abort and guards
+ * node locations, the space map and the frozen set; lock (inner) guards the
+ * live bitmap and the dirty set. md_region_hydrated() takes no lock: leaf
+ * pointers and words are accessed atomically and leaves are never freed
+ * while META is open.
+ *
+ * Errors: -EINVAL bad geometry or not our file, -EILSEQ corrupt metadata,
+ * -EUCLEAN needs_check is set, -ENOSPC META full, -EIO RO/FAIL mode.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE	/* SEEK_DATA, SEEK_HOLE */
+#endif
+#include "clonefs/metadata.h"
+#include "clonefs/blockio.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#define BS		MD_BLOCK_SIZE
+#define HDR_SIZE	64u
+#define LEAF_WORDS	((BS - HDR_SIZE) / 8)		/* 504 */
+#define LEAF_BITS	((uint64_t)LEAF_WORDS * 64)	/* 32256 */
+#define FANOUT		LEAF_WORDS			/* pointers per index block */
+#define MAX_LEVELS	8
+#define SLACK_BLOCKS	256
+#define PTR_ZEROS	0
+#define PTR_ONES	1
+
+/* Block header: SHA-256 of bytes 32..4095, then these fields. */
+#define H_KIND		32	/* u32 */
+#define H_TREE		36	/* u16 */
+#define H_LEVEL		38	/* u16 */
+#define H_BLOCKNR	40	/* u64 */
+#define H_TXID		48	/* u64 */
+#define H_INDEX		56	/* u64 */
+
+#define KIND_SUPER	0x52505553u	/* "SUPR" */
+#define KIND_INDEX	0x58444e49u	/* "INDX" */
+#define KIND_LEAF	0x4641454cu	/* "LEAF" */
+
+/* Superblock payload. */
+#define S_MAGIC		64	/* 8 bytes "CLONEFSM" */
+#define S_VERSION	72	/* u32 */
+#define S_FLAGS		76	/* u32 */
+#define S_UUID		80	/* 16 bytes */
+#define S_REGION_SIZE	96	/* u32 */
+#define S_REGION_COUNT	104	/* u64 */
+#define S_NR_BLOCKS	112	/* u64 */
+#define S_BM_ROOT	120	/* u64 */
+#define S_BM_LEVELS	128	/* u32 */
+#define S_SM_LEVELS	132	/* u32 */
+#define S_SM_ROOT	136	/* u64 */
+
+#define SB_MAGIC	"CLONEFSM"
+#define SB_VERSION	1u
+#define SB_NEEDS_CHECK	1u
+
+enum { TREE_BITMAP, TREE_SPACE };
+
+struct tree {
+	int kind;
+	bool lazy;			/* leaves allocated on demand */
+	uint64_t nbits, nleaves;
+	unsigned levels;		/* index levels above the leaves */
+	uint64_t count[MAX_LEVELS + 1];	/* nodes per level; count[levels] == 1 */
+	uint64_t *loc[MAX_LEVELS + 1];	/* committed block of each node, or 0/1 */
+	uint64_t **leaf;		/* in-core bits of each leaf */
+	uint64_t *words;		/* backing store when !lazy */
+};
+
+struct sbinfo {
+	int state;			/* SB_EMPTY, SB_FOREIGN, SB_BAD, SB_VALID */
+	char why[96];
+	uint64_t txid, region_count, nr_blocks, bm_root, sm_root;
+	uint32_t version, flags, region_size, bm_levels, sm_levels;
+	uint8_t uuid[16];
+};
+enum { SB_EMPTY, SB_FOREIGN, SB_BAD, SB_VALID };
+
+struct undo { uint64_t *slot; uint64_t old; };
+struct node { unsigned level; uint64_t idx; };
+
+struct md {
+	GMutex commit_lock;
+	GMutex lock;
+	int fd;
+	bool readonly;
+	int mode;			/* enum md_mode, atomic */
+	char errbuf[256];
+
+	/* the committed superblock */
+	struct sbinfo slots[2];
+	uint8_t uuid[16];
+	struct md_geometry geo;
+	uint64_t nr_blocks;
+	uint64_t txid;			/* atomic */
+	uint32_t flags;
+	int slot;
+
+	struct tree bm, sm;
+
+	/* live bitmap (lock) */
+	uint8_t *dirty;
+	GArray *dirty_list;
+	uint64_t nr_hydrated;		/* atomic */
+
+	/* frozen set (commit_lock) */
+	uint64_t **frozen;
+	GArray *frozen_list;
+	unsigned nr_frozen;		/* atomic, for md_changed */
+
+	/* space (commit_lock) */
+	uint64_t *busy;			/* committed-live or allocated this transaction */
+	uint64_t used, committed_used;
+	uint64_t hint, limit;
+
+	/* the transaction being written (commit_lock) */
+	GArray *undo, *allocated, *freed, *moved;
+	uint8_t *sm_moved[MAX_LEVELS + 1];
+	uint8_t *buf;
+
+	uint64_t blocks_written;
+	uint64_t fail_after, fail_count;
+};
+
+static uint64_t ones_leaf[LEAF_WORDS] = { [0 ... LEAF_WORDS - 1] = ~0ULL };
+
+/* ---- little helpers ---- */
+
+__attribute__((format(printf, 4, 5)))
+static int errf(char *err, size_t len, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && len) {
+		va_start(ap, fmt);
+		vsnprintf(err, len, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+static void put16(uint8_t *p, uint16_t v) { v = htole16(v); memcpy(p, &v, 2); }
+static void put32(uint8_t *p, uint32_t v) { v = htole32(v); memcpy(p, &v, 4); }
+static void put64(uint8_t *p, uint64_t v) { v = htole64(v); memcpy(p, &v, 8); }
+static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return le16toh(v); }
+static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return le32toh(v); }
+static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return le64toh(v); }
+
+static bool test_bit(const uint64_t *map, uint64_t b) { return map[b / 64] >> (b % 64) & 1; }
+static void set_bit(uint64_t *map, uint64_t b) { map[b / 64] |= 1ULL << (b % 64); }
+static void clear_bit(uint64_t *map, uint64_t b) { map[b / 64] &= ~(1ULL << (b % 64)); }
+
+static bool all_zero(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+
+	return len == 0 || (b[0] == 0 && memcmp(b, b + 1, len - 1) == 0);
+}
+
+static uint64_t popcount_leaf(const uint64_t *w)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < LEAF_WORDS; i++)
+		n += (uint64_t)__builtin_popcountll(__atomic_load_n(&w[i], __ATOMIC_RELAXED));
+	return n;
+}
+
+static int block_csum(const uint8_t *b, uint8_t out[32])
+{
+	unsigned int len = 0;
+
+	return EVP_Digest(b + 32, BS - 32, out, &len, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
+}
+
+static const char *tree_name(unsigned tree)
+{
+	return tree == TREE_BITMAP ? "bitmap" : "space map";
+}
+
+/* Checks a block read from position @nr is the node we expect there. */
+static int blk_check(const uint8_t *b, uint64_t nr, uint32_t kind, unsigned tree,
+		     unsigned level, uint64_t idx, uint64_t max_txid,
+		     char *err, size_t len)
+{
+	uint8_t sum[32];
+
+	if (block_csum(b, sum) || memcmp(sum, b, 32))
+		return errf(err, len, -EILSEQ, "bad checksum at block %" PRIu64, nr);
+	if (get64(b + H_BLOCKNR) != nr)
+		return errf(err, len, -EILSEQ, "misplaced block at %" PRIu64
+			    " (it belongs at block %" PRIu64 ")", nr, get64(b + H_BLOCKNR));
+	if (get32(b + H_KIND) != kind || get16(b + H_TREE) != tree ||
+	    get16(b + H_LEVEL) != level || get64(b + H_INDEX) != idx)
+		return errf(err, len, -EILSEQ, "block %" PRIu64 " is not %s node %u/%"
+			    PRIu64, nr, tree_name(tree), level, idx);
+	if (get64(b + H_TXID) > max_txid)
+		return errf(err, len, -EILSEQ, "block %" PRIu64 " is newer than the superblock"
+			    " (transaction %" PRIu64 " > %" PRIu64 ")", nr,
+			    get64(b + H_TXID), max_txid);
+	return 0;
+}
+
+static int read_node(int fd, uint64_t nr_blocks, uint8_t *b, uint64_t ptr, uint32_t kind,
+		     unsigned tree, unsigned level, uint64_t idx, uint64_t txid,
+		     char *err, size_t len)
+{
+	int r;
+
+	if (ptr >= nr_blocks)
+		return errf(err, len, -EILSEQ, "%s pointer %" PRIu64 " is beyond the end"
+			    " (%" PRIu64 " blocks)", tree_name(tree), ptr, nr_blocks);
+	r = bio_pread(fd, b, BS, ptr * BS);
+	if (r)
+		return errf(err, len, r, "cannot read block %" PRIu64 ": %s", ptr, strerror(-r));
+	return blk_check(b, ptr, kind, tree, level, idx, txid, err, len);
+}
+
+/* Seals @b as node (@tree, @level, @idx) of the next transaction, writes it at @nr. */
+static int blk_write(struct md *md, uint64_t nr, uint8_t *b, uint32_t kind,
+		     unsigned tree, unsigned level, uint64_t idx)
+{
+	int r;
+
+	memset(b + H_KIND, 0, HDR_SIZE - H_KIND);
+	put32(b + H_KIND, kind);
+	put16(b + H_TREE, (uint16_t)tree);
+	put16(b + H_LEVEL, (uint16_t)level);
+	put64(b + H_BLOCKNR, nr);
+	put64(b + H_TXID, md->txid + 1);
+	put64(b + H_INDEX, idx);
+	r = block_csum(b, b);
+	if (r)
+		return r;
+	if (md->fail_after)
+		md->fail_after--;
+	else if (md->fail_count) {
+		if (md->fail_count != UINT64_MAX)
+			md->fail_count--;
+		return -EIO;
+	}
+	r = bio_pwrite(md->fd, b, BS, nr * BS);
+	if (!r)
+		__atomic_add_fetch(&md->blocks_written, 1, __ATOMIC_RELAXED);
+	return r;
+}
+
+/* ---- bit trees ---- */
+
+static int tree_init(struct tree *t, int kind, uint64_t nbits)
+{
+	uint64_t n = (nbits + LEAF_BITS - 1) / LEAF_BITS;
+
+	memset(t, 0, sizeof(*t));
+	t->kind = kind;
+	t->lazy = kind == TREE_BITMAP;
+	t->nbits = nbits;
+	t->nleaves = t->count[0] = n;
+	while (n > 1) {
+		if (t->levels == MAX_LEVELS)
+			return -EINVAL;
+		n = (n + FANOUT - 1) / FANOUT;
+		t->count[++t->levels] = n;
+	}
+	for (unsigned l = 0; l <= t->levels; l++)
+		if (!(t->loc[l] = g_try_new0(uint64_t, t->count[l])))
+			return -ENOMEM;
+	if (!(t->leaf = g_try_new0(uint64_t *, t->nleaves)))
+		return -ENOMEM;
+	if (!t->lazy) {
+		if (!(t->words = g_try_new0(uint64_t, t->nleaves * LEAF_WORDS)))
+			return -ENOMEM;
+		for (uint64_t i = 0; i < t->nleaves; i++)
+			t->leaf[i] = t->words + i * LEAF_WORDS;
+	}
+	return 0;
+}
+
+static void tree_free(struct tree *t)
+{
+	if (t->lazy && t->leaf)
+		for (uint64_t i = 0; i < t->nleaves; i++)
+			if (t->leaf[i] != ones_leaf)
+				g_free(t->leaf[i]);
+	g_free(t->leaf);
+	g_free(t->words);
+	for (unsigned l = 0; l <= MAX_LEVELS; l++)
+		g_free(t->loc[l]);
+}
+
+static uint64_t *tree_root(struct tree *t)
+{
+	return &t->loc[t->levels][0];
+}
+
+/* Nodes in a full tree of @nbits bits (0 if too deep). */
+static uint64_t tree_nodes(uint64_t nbits)
+{
+	uint64_t n = (nbits + LEAF_BITS - 1) / LEAF_BITS, total = n;
+	unsigned levels = 0;
+
+	while (n > 1) {
+		if (++levels > MAX_LEVELS)
+			return 0;
+		n = (n + FANOUT - 1) / FANOUT;
+		total += n;
+	}
+	return total;
+}
+
+/*
+ * META size for a geometry: two superblocks, room for two full copies of
+ * both trees (a commit may rewrite everything while the old copy is live)
+ * and SLACK_BLOCKS more. The space map depends on the size, so iterate.
+ */
+static uint64_t meta_blocks_needed(const struct md_geometry *geo)
+{
+	uint64_t h = tree_nodes(geo->region_count), n = 2 + 2 * h + SLACK_BLOCKS;
+
+	for (int i = 0; i < 8; i++) {
+		uint64_t next = 2 + 2 * h + 2 * tree_nodes(n) + SLACK_BLOCKS;
+
+		if (next == n)
+			break;
+		n = next;
+	}
+	return n;
+}
+
+/* Leaf @idx's valid bits (the last leaf may be partial). */
+static uint64_t leaf_valid(const struct tree *t, uint64_t idx)
+{
+	uint64_t rest = t->nbits - idx * LEAF_BITS;
+
+	return rest < LEAF_BITS ? rest : LEAF_BITS;
+}
+
+/* ---- loading (open and check) ---- */
+
+struct loader {
+	int fd;
+	uint64_t nr_blocks, txid;
+	uint8_t *refs;			/* md_check: references per block */
+	uint8_t buf[MAX_LEVELS + 1][BS];
+	uint64_t bits;			/* bits set in the tree */
+	char *err;
+	size_t errlen;
+};
+
+static int load_leaf(struct loader *ld, struct tree *t, uint64_t idx, uint64_t ptr,
+		     const uint8_t *b)
+{
+	uint64_t valid = leaf_valid(t, idx), *w;
+
+	if (ptr == PTR_ONES) {
+		if (valid < LEAF_BITS)
+			return errf(ld->err, ld->errlen, -EILSEQ, "%s leaf %" PRIu64
+				    " is marked all ones past the end", tree_name(t->kind), idx);
+		if (t->lazy)
+			t->leaf[idx] = ones_leaf;
+		else
+			memset(t->leaf[idx], 0xff, LEAF_WORDS * 8);
+		ld->bits += LEAF_BITS;
+		return 0;
+	}
+	w = t->lazy ? g_try_new(uint64_t, LEAF_WORDS) : t->leaf[idx];
+	if (!w)
+		return -ENOMEM;
+	for (unsigned i = 0; i < LEAF_WORDS; i++) {
+		uint64_t x = get64(b + HDR_SIZE + 8 * i);
+		uint64_t first = (uint64_t)i * 64;
+
+		/* bits past the end must be zero */
+		if (first + 64 > valid && (x & ~(first >= valid ? 0 : ~0ULL >> (64 - (valid - first))))) {
+			if (t->lazy)
+				g_free(w);
+			return errf(ld->err, ld->errlen, -EILSEQ, "%s bits beyond the end are set"
+				    " in block %" PRIu64, tree_name(t->kind), ptr);
+		}
+		w[i] = x;
+		ld->bits += (uint64_t)__builtin_popcountll(x);
+	}
+	t->leaf[idx] = w;
+	return 0;
+}
+
+static int load_node(struct loader *ld, struct tree *t, unsigned level, uint64_t idx,
+		     uint64_t ptr)
+{
+	uint8_t *b = ld->buf[level];
+	uint64_t first, n;
+	int r;
+
+	t->loc[level][idx] = ptr;
+	if (ptr == PTR_ZEROS)
+		return 0;	/* locations and bits start zeroed */
+	if (ptr != PTR_ONES) {
+		if (ld->refs && ptr < ld->nr_blocks && ld->refs[ptr] < 255)
+			ld->refs[ptr]++;
+		r = read_node(ld->fd, ld->nr_blocks, b, ptr, level ? KIND_INDEX : KIND_LEAF,
+			      (unsigned)t->kind, level, idx, ld->txid, ld->err, ld->errlen);
+		if (r)
+			return r;
+	}
+	if (level == 0)
+		return load_leaf(ld, t, idx, ptr, b);
+	first = idx * FANOUT;
+	n = MIN((uint64_t)FANOUT, t->count[level - 1] - first);
+	for (unsigned i = 0; i < FANOUT; i++) {
+		uint64_t child = ptr == PTR_ONES ? PTR_ONES : get64(b + HDR_SIZE + 8 * i);
+
+		if (i >= n) {
+			if (ptr == PTR_ONES)
+				break;
+			if (child)
+				return errf(ld->err, ld->errlen, -EILSEQ, "index block %" PRIu64
+					    " has a pointer past its last child", ptr);
+			continue;
+		}
+		r = load_node(ld, t, level - 1, first + i, child);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* ---- the superblock ---- */
+
+static void sb_parse(const uint8_t *b, int slot, struct sbinfo *s)
+{
+	uint8_t sum[32];
+
+	memset(s, 0, sizeof(*s));
+	if (all_zero(b, BS)) {
+		s->state = SB_EMPTY;
+		snprintf(s->why, sizeof(s->why), "superblock slot %d is empty", slot);
+		return;
+	}
+	if (memcmp(b + S_MAGIC, SB_MAGIC, 8) || get32(b + H_KIND) != KIND_SUPER) {
+		s->state = SB_FOREIGN;
+		snprintf(s->why, sizeof(s->why), "not a clonefs metadata file");
+		return;
+	}
+	s->state = SB_BAD;
+	if (block_csum(b, sum) || memcmp(sum, b, 32)) {
+		snprintf(s->why, sizeof(s->why), "bad checksum in superblock (block %d)", slot);
+		return;
+	}
+	if (get64(b + H_BLOCKNR) != (uint64_t)slot) {
+		snprintf(s->why, sizeof(s->why), "misplaced superblock in slot %d", slot);
+		return;
+	}
+	s->version = get32(b + S_VERSION);
+	if (s->version != SB_VERSION) {
+		snprintf(s->why, sizeof(s->why), "unsupported metadata version %u", s->version);
+		return;
+	}
+	s->txid = get64(b + H_TXID);
+	s->flags = get32(b + S_FLAGS);
+	memcpy(s->uuid, b + S_UUID, 16);
+	s->region_size = get32(b + S_REGION_SIZE);
+	s->region_count = get64(b + S_REGION_COUNT);
+	s->nr_blocks = get64(b + S_NR_BLOCKS);
+	s->bm_root = get64(b + S_BM_ROOT);
+	s->bm_levels = get32(b + S_BM_LEVELS);
+	s->sm_levels = get32(b + S_SM_LEVELS);
+	s->sm_root = get64(b + S_SM_ROOT);
+	s->state = SB_VALID;
+}
+
+static int write_super(struct md *md, int slot, uint32_t flags)
+{
+	uint8_t *b = md->buf;
+
+	memset(b, 0, BS);
+	memcpy(b + S_MAGIC, SB_MAGIC, 8);
+	put32(b + S_VERSION, SB_VERSION);
+	put32(b + S_FLAGS, flags);
+	memcpy(b + S_UUID, md->uuid, 16);
+	put32(b + S_REGION_SIZE, md->geo.region_size);
+	put64(b + S_REGION_COUNT, md->geo.region_count);
+	put64(b + S_NR_BLOCKS, md->nr_blocks);
+	put64(b + S_BM_ROOT, *tree_root(&md->bm));
+	put32(b + S_BM_LEVELS, md->bm.levels);
+	put32(b + S_SM_LEVELS, md->sm.levels);
+	put64(b + S_SM_ROOT, *tree_root(&md->sm));
+	return blk_write(md, (uint64_t)slot, b, KIND_SUPER, 0, 0, (uint64_t)slot);
+}
+
+/* ---- space: allocation and the space map ---- */
+
+static int sm_move(struct md *md, unsigned level, uint64_t idx);
+
+static int sm_set(struct md *md, uint64_t b, bool used)
+{
+	uint64_t *w = &md->sm.leaf[b / LEAF_BITS][(b % LEAF_BITS) / 64];
+	uint64_t m = 1ULL << (b % 64);
+
+	if (!!(*w & m) == used)
+		return 0;
+	*w ^= m;
+	if (used)
+		md->used++;
+	else
+		md->used--;
+	return sm_move(md, 0, b / LEAF_BITS);
+}
+
+static int alloc_block(struct md *md, uint64_t *out)
+{
+	uint64_t n = md->limit ? MIN(md->limit, md->nr_blocks) : md->nr_blocks;
+	uint64_t b = md->hint < n ? md->hint : 0;
+
+	for (uint64_t seen = 0; seen < n; ) {
+		if (b % 64 == 0 && b + 64 <= n && md->busy[b / 64] == ~0ULL) {
+			b += 64;
+			seen += 64;
+		} else if (test_bit(md->busy, b)) {
+			b++;
+			seen++;
+		} else {
+			set_bit(md->busy, b);
+			g_array_append_val(md->allocated, b);
+			md->hint = b + 1;
+			*out = b;
+			return sm_set(md, b, true);
+		}
+		if (b >= n)
+			b = 0;
+	}
+	return -ENOSPC;
+}
+
+/* @b is no longer referenced by the new tree; it stays busy until the swap. */
+static int release_block(struct md *md, uint64_t b)
+{
+	if (b < 2)
+		return 0;
+	g_array_append_val(md->freed, b);
+	return sm_set(md, b, false);
+}
+
+static void set_loc(struct md *md, uint64_t *slot, uint64_t v)
+{
+	struct undo u = { slot, *slot };
+
+	g_array_append_val(md->undo, u);
+	*slot = v;
+}
+
+/* Space-map node (@level, @idx) changes in this transaction: give it a new block. */
+static int sm_move(struct md *md, unsigned level, uint64_t idx)
+{
+	struct node n = { level, idx };
+	uint64_t *loc = &md->sm.loc[level][idx], b;
+	int r;
+
+	if (md->sm_moved[level][idx])
+		return 0;
+	md->sm_moved[level][idx] = 1;
+	g_array_append_val(md->moved, n);
+	r = alloc_block(md, &b);
+	if (!r)
+		r = release_block(md, *loc);
+	if (r)
+		return r;
+	set_loc(md, loc, b);
+	return level < md->sm.levels ? sm_move(md, level + 1, idx / FANOUT) : 0;
+}
+
+/* ---- commit ---- */
+
+static void pack_leaf(uint8_t *b, const uint64_t *w)
+{
+	memset(b, 0, BS);
+	for (unsigned i = 0; i < LEAF_WORDS; i++)
+		put64(b + HDR_SIZE + 8 * i, w[i]);
+}
+
+/* Packs index node (@level, @idx); returns 0/1 if all children are 0/1, else 2. */
+static uint64_t pack_index(uint8_t *b, const struct tree *t, unsigned level, uint64_t idx)
+{
+	uint64_t first = idx * FANOUT, n = MIN((uint64_t)FANOUT, t->count[level - 1] - first);
+	const uint64_t *c = &t->loc[level - 1][first];
+	bool zeros = true, ones = true;
+
+	memset(b, 0, BS);
+	for (uint64_t i = 0; i < n; i++) {
+		put64(b + HDR_SIZE + 8 * i, c[i]);
+		zeros &= c[i] == PTR_ZEROS;
+		ones &= c[i] == PTR_ONES;
+	}
+	return zeros ? PTR_ZEROS : ones ? PTR_ONES : 2;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Points bitmap node (@level, @idx) at @v (a sentinel, or a block to write). */
+static int bm_set_node(struct md *md, unsigned level, uint64_t idx, uint64_t v)
+{
+	uint64_t *loc = &md->bm.loc[level][idx], b = v;
+	int r;
+
+	if (v > PTR_ONES) {
+		r = alloc_block(md, &b);
+		if (!r)
+			r = blk_write(md, b, md->buf, level ? KIND_INDEX : KIND_LEAF,
+				      TREE_BITMAP, level, idx);
+		if (r)
+			return r;
+	}
+	r = release_block(md, *loc);
+	set_loc(md, loc, b);
+	return r;
+}
+
+/* Writes the frozen leaves, then their ancestors level by level. */
+static int write_bitmap(struct md *md)
+{
+	GArray *cur = md->frozen_list, *next = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	int r = 0;
+
+	qsort(cur->data, cur->len, sizeof(uint64_t), cmp_u64);
+	for (guint k = 0; k < cur->len && !r; k++) {
+		uint64_t idx = g_array_index(cur, uint64_t, k), *w = md->frozen[idx], v = 2;
+
+		if (!memcmp(w, ones_leaf, sizeof(ones_leaf)))
+			v = PTR_ONES;
+		else if (all_zero(w, sizeof(ones_leaf)))
+			v = PTR_ZEROS;
+		pack_leaf(md->buf, w);
+		r = bm_set_node(md, 0, idx, v);
+	}
+	for (unsigned l = 1; l <= md->bm.levels && !r; l++) {
+		g_array_set_size(next, 0);
+		for (guint k = 0; k < cur->len; k++) {
+			uint64_t p = g_array_index(cur, uint64_t, k) / FANOUT;
+
+			if (!next->len || g_array_index(next, uint64_t, next->len - 1) != p)
+				g_array_append_val(next, p);
+		}
+		for (guint k = 0; k < next->len && !r; k++) {
+			uint64_t p = g_array_index(next, uint64_t, k);
+
+			r = bm_set_node(md, l, p, pack_index(md->buf, &md->bm, l, p));
+		}
+		cur = next;
+	}
+	g_array_free(next, TRUE);
+	return r;
+}
+
+/* Writes the space-map nodes moved in this transaction (all allocation is done). */
+static int write_space_map(struct md *md)
+{
+	for (guint k = 0; k < md->moved->len; k++) {
+		struct node n = g_array_index(md->moved, struct node, k);
+		int r;
+
+		if (n.level)
+			pack_index(md->buf, &md->sm, n.level, n.idx);
+		else
+			pack_leaf(md->buf, md->sm.leaf[n.idx]);
+		r = blk_write(md, md->sm.loc[n.level][n.idx], md->buf,
+			      n.level ? KIND_INDEX : KIND_LEAF, TREE_SPACE, n.level, n.idx);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static void free_frozen(struct md *md)
+{
+	for (guint k = 0; k < md->frozen_list->len; k++) {
+		uint64_t idx = g_array_index(md->frozen_list, uint64_t, k);
+
+		g_free(md->frozen[idx]);
+		md->frozen[idx] = NULL;
+	}
+	g_array_set_size(md->frozen_list, 0);
+	__atomic_store_n(&md->nr_frozen, 0, __ATOMIC_RELAXED);
+}
+
+static void txn_reset(struct md *md)
+{
+	for (guint k = 0; k < md->moved->len; k++) {
+		struct node n = g_array_index(md->moved, struct node, k);
+
+		md->sm_moved[n.level][n.idx] = 0;
+	}
+	g_array_set_size(md->moved, 0);
+	g_array_set_size(md->undo, 0);
+	g_array_set_size(md->allocated, 0);
+	g_array_set_size(md->freed, 0);
+}
+
+/* Puts locations and the space map back as they were at the last commit. */
+static void txn_undo(struct md *md)
+{
+	for (guint k = md->undo->len; k-- > 0; ) {
+		struct undo u = g_array_index(md->undo, struct undo, k);
+
+		*u.slot = u.old;
+	}
+	for (guint k = 0; k < md->allocated->len; k++) {
+		uint64_t b = g_array_index(md->allocated, uint64_t, k);
+
+		clear_bit(md->sm.words, b);
+		clear_bit(md->busy, b);
+	}
+	for (guint k = 0; k < md->freed->len; k++)
+		set_bit(md->sm.words, g_array_index(md->freed, uint64_t, k));
+	md->used = md->committed_used;
+	txn_reset(md);
+}
+
+/* The new superblock is durable: the old copies' blocks become free. */
+static void txn_done(struct md *md, int slot)
+{
+	for (guint k = 0; k < md->freed->len; k++)
+		clear_bit(md->busy, g_array_index(md->freed, uint64_t, k));
+	txn_reset(md);
+	md->slot = slot;
+	md->committed_used = md->used;
+	__atomic_store_n(&md->txid, md->txid + 1, __ATOMIC_RELEASE);
+}
+
+/* Writes the frozen set and the moved space-map nodes, then swaps superblocks. */
+static int commit_locked(struct md *md)
+{
+	int r;
+
+	r = write_bitmap(md);
+	if (!r)
+		r = write_space_map(md);
+	if (!r)
+		r = bio_flush(md->fd);
+	if (!r)
+		r = write_super(md, 1 - md->slot, md->flags);
+	if (!r)
+		r = bio_flush(md->fd);
+	if (r)
+		return r;
+	txn_done(md, 1 - md->slot);
+	free_frozen(md);
+	return 0;
+}
+
+/* ---- rollback ---- */
+
+/* Reloads leaf @idx from its committed copy (lock held). */
+static int restore_leaf(struct md *md, uint64_t idx)
+{
+	uint64_t *w = md->bm.leaf[idx], ptr = md->bm.loc[0][idx], before, after;
+	uint8_t *b = md->buf;
+	int r;
+
+	if (!w || w == ones_leaf)
+		return 0;
+	if (ptr == PTR_ZEROS || ptr == PTR_ONES) {
+		memset(b, ptr == PTR_ONES ? 0xff : 0, BS);
+	} else {
+		r = read_node(md->fd, md->nr_blocks, b, ptr, KIND_LEAF, TREE_BITMAP, 0, idx,
+			      md->txid, md->errbuf, sizeof(md->errbuf));
+		if (r)
+			return r;
+	}
+	before = popcount_leaf(w);
+	for (unsigned i = 0; i < LEAF_WORDS; i++)
+		__atomic_store_n(&w[i], ptr > PTR_ONES ? get64(b + HDR_SIZE + 8 * i)
+				 : get64(b + 8 * i), __ATOMIC_RELEASE);
+	after = popcount_leaf(w);
+	__atomic_add_fetch(&md->nr_hydrated, after - before, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* Drops every uncommitted mark: frozen and dirty leaves get their committed bits. */
+static int restore_bitmap(struct md *md)
+{
+	int r = 0;
+
+	g_mutex_lock(&md->lock);
+	for (guint k = 0; k < md->frozen_list->len; k++)
+		r = restore_leaf(md, g_array_index(md->frozen_list, uint64_t, k)) ?: r;
+	for (guint k = 0; k < md->dirty_list->len; k++) {
+		uint64_t idx = g_array_index(md->dirty_list, uint64_t, k);
+
+		r = restore_leaf(md, idx) ?: r;
+		md->dirty[idx] = 0;
+	}
+	g_array_set_size(md->dirty_list, 0);
+	free_frozen(md);
+	g_mutex_unlock(&md->lock);
+	return r;
+}
+
+/* A commit failed with @err: roll back, go RO, try to record needs_check (spec 4.6). */
+static int commit_failed(struct md *md, int err)
+{
+	txn_undo(md);
+	if (err == -ENOSPC)
+		snprintf(md->errbuf, sizeof(md->errbuf), "out of metadata space (%" PRIu64
+			 " blocks, %" PRIu64 " in use)", md->nr_blocks, md->committed_used);
+	else
+		snprintf(md->errbuf, sizeof(md->errbuf), "metadata commit failed: %s",
+			 strerror(-err));
+	if (restore_bitmap(md)) {
+		__atomic_store_n(&md->mode, MD_MODE_FAIL, __ATOMIC_RELEASE);
+		return err;
+	}
+	__atomic_store_n(&md->mode, MD_MODE_RO, __ATOMIC_RELEASE);
+	if (err == -ENOSPC)
+		return err;	/* nothing was damaged: no need to check */
+	if (write_super(md, 1 - md->slot, md->flags | SB_NEEDS_CHECK) || bio_flush(md->fd)) {
+		__atomic_store_n(&md->mode, MD_MODE_FAIL, __ATOMIC_RELEASE);
+		return err;
+	}
+	md->flags |= SB_NEEDS_CHECK;
+	txn_done(md, 1 - md->slot);
+	return err;
+}
+
+/* ---- open and close ---- */
+
+static void md_free(struct md *md)
+{
+	if (!md)
+		return;
+	if (md->fd >= 0) {
+		bio_forget(md->fd);
+		close(md->fd);
+	}
+	tree_free(&md->bm);
+	tree_free(&md->sm);
+	free_frozen(md);
+	g_free(md->frozen);
+	g_free(md->dirty);
+	g_free(md->busy);
+	g_free(md->buf);
+	for (unsigned l = 0; l <= MAX_LEVELS; l++)
+		g_free(md->sm_moved[l]);
+	g_array_free(md->dirty_list, TRUE);
+	g_array_free(md->frozen_list, TRUE);
+	g_array_free(md->undo, TRUE);
+	g_array_free(md->allocated, TRUE);
+	g_array_free(md->freed, TRUE);
+	g_array_free(md->moved, TRUE);
+	g_mutex_clear(&md->lock);
+	g_mutex_clear(&md->commit_lock);
+	g_free(md);
+}
+
+static int md_new(const struct md_geometry *geo, uint64_t nr_blocks, struct md **out)
+{
+	struct md *md = g_new0(struct md, 1);
+	int r;
+
+	g_mutex_init(&md->lock);
+	g_mutex_init(&md->commit_lock);
+	md->fd = -1;
+	md->geo = *geo;
+	md->nr_blocks = nr_blocks;
+	md->dirty_list = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	md->frozen_list = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	md->undo = g_array_new(FALSE, FALSE, sizeof(struct undo));
+	md->allocated = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	md->freed = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	md->moved = g_array_new(FALSE, FALSE, sizeof(struct node));
+	md->buf = g_malloc(BS);
+	r = tree_init(&md->bm, TREE_BITMAP, geo->region_count);
+	if (!r)
+		r = tree_init(&md->sm, TREE_SPACE, nr_blocks);
+	if (r)
+		goto out;
+	r = -ENOMEM;
+	md->dirty = g_try_new0(uint8_t, md->bm.nleaves);
+	md->frozen = g_try_new0(uint64_t *, md->bm.nleaves);
+	md->busy = g_try_new0(uint64_t, (nr_blocks + 63) / 64);
+	if (!md->dirty || !md->frozen || !md->busy)
+		goto out;
+	for (unsigned l = 0; l <= md->sm.levels; l++)
+		md->sm_moved[l] = g_new0(uint8_t, md->sm.count[l]);
+	r = 0;
+out:
+	if (r)
+		md_free(md);
+	else
+		*out = md;
+	return r;
+}
+
+static int check_geometry(const struct md_geometry *geo, char *err, size_t len)
+{
+	uint32_t rs = geo->region_size;
+
+	if (rs < 4096 || rs > (1u << 30) || (rs & (rs - 1)))
+		return errf(err, len, -EINVAL, "region size %u is not a power of two"
+			    " from 4096 to 1 GiB", rs);
+	if (geo->region_count == 0 || !tree_nodes(geo->region_count))
+		return errf(err, len, -EINVAL, "region count %" PRIu64 " is out of range",
+			    geo->region_count);
+	return 0;
+}
+
+/* True if the file holds only zeros (holes are skipped). */
+static int file_is_zero(int fd, uint64_t size, bool *zero)
+{
+	uint8_t *buf = g_malloc(1 << 20);
+	uint64_t off = 0;
+	int r = 0;
+
+	*zero = true;
+	while (off < size && *zero) {
+		off_t data = lseek(fd, (off_t)off, SEEK_DATA), hole;
+
+		if (data < 0 && errno == ENXIO)
+			break;
+		if (data < 0)
+			data = (off_t)off;
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0)
+			hole = (off_t)size;
+		for (off = (uint64_t)data; off < (uint64_t)hole && *zero; ) {
+			size_t n = (size_t)MIN((uint64_t)(1 << 20), (uint64_t)hole - off);
+
+			r = bio_pread(fd, buf, n, off);
+			if (r)
+				goto out;
+			*zero = all_zero(buf, n);
+			off += n;
+		}
+	}
+out:
+	g_free(buf);
+	return r;
+}
+
+static int reopen_rw(const char *path, int *fd)
+{
+	struct stat a, b;
+	int nfd = open(path, O_RDWR | O_CLOEXEC);
+
+	if (nfd < 0)
+		return -errno;
+	if (fstat(*fd, &a) || fstat(nfd, &b) || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+		close(nfd);
+		return -ESTALE;
+	}
+	bio_forget(*fd);
+	close(*fd);
+	*fd = nfd;
+	bio_set_role(nfd, BIO_META);
+	return 0;
+}
+
+static int format(const char *path, int *fd, uint64_t size, const struct md_geometry *geo,
+		  struct md **out, char *err, size_t len)
+{
+	uint64_t need = meta_blocks_needed(geo), nr = size / BS;
+	struct md *md;
+	int r;
+
+	r = reopen_rw(path, fd);
+	if (r)
+		return errf(err, len, r, "cannot open for writing: %s", strerror(-r));
+	if (nr < need) {
+		if (ftruncate(*fd, (off_t)(need * BS)))
+			return errf(err, len, -errno, "cannot extend to %" PRIu64 " blocks: %s",
+				    need, strerror(errno));
+		nr = need;
+	}
+	r = md_new(geo, nr, &md);
+	if (r)
+		return errf(err, len, r, "cannot allocate metadata: %s", strerror(-r));
+	md->fd = *fd;
+	*fd = -1;
+	if (RAND_bytes(md->uuid, 16) != 1)
+		for (int i = 0; i < 16; i++)
+			md->uuid[i] = (uint8_t)g_random_int();
+	md->slot = 1;	/* so the first superblock goes to slot 0 */
+	set_bit(md->busy, 0);
+	set_bit(md->busy, 1);
+	r = sm_set(md, 0, true);
+	if (!r)
+		r = sm_set(md, 1, true);
+	if (!r)
+		r = commit_locked(md);
+	if (r) {
+		md_free(md);
+		return errf(err, len, r, "cannot format: %s", strerror(-r));
+	}
+	*out = md;
+	return 0;
+}
+
+struct opener {
+	const struct md_geometry *geo;	/* NULL: take it from the superblock */
+	bool readonly;
+	bool tool;			/* never format; open even if needs_check */
+	uint8_t **refs;			/* md_check: count references per block */
+};
+
+static int load(struct md *md, const struct sbinfo *s, uint8_t **refs, char *err, size_t len)
+{
+	struct loader *ld = g_new0(struct loader, 1);
+	int r;
+
+	ld->fd = md->fd;
+	ld->nr_blocks = md->nr_blocks;
+	ld->txid = s->txid;
+	ld->err = err;
+	ld->errlen = len;
+	if (refs) {
+		ld->refs = *refs = g_new0(uint8_t, md->nr_blocks);
+		ld->refs[0] = ld->refs[1] = 1;
+	}
+	r = load_node(ld, &md->sm, md->sm.levels, 0, s->sm_root);
+	if (r)
+		goto out;
+	md->used = md->committed_used = ld->bits;
+	memcpy(md->busy, md->sm.words, (md->nr_blocks + 63) / 64 * 8);
+	ld->bits = 0;
+	r = load_node(ld, &md->bm, md->bm.levels, 0, s->bm_root);
+	md->nr_hydrated = ld->bits;
+out:
+	g_free(ld);
+	return r;
+}
+
+static int open_meta(const char *path, const struct opener *o, struct md **out,
+		     char *err, size_t len)
+{
+	uint8_t *b = g_malloc(BS);
+	struct sbinfo s[2], *best = NULL;
+	struct md_geometry geo;
+	struct md *md = NULL;
+	bool created = false, zero;
+	struct stat st;
+	int fd, r;
+
+	if (o->geo && (r = check_geometry(o->geo, err, len)))
+		goto out_free;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && o->geo && !o->readonly && !o->tool) {
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		created = fd >= 0;
+	}
+	if (fd < 0) {
+		r = errf(err, len, -errno, "cannot open: %s", strerror(errno));
+		goto out_free;
+	}
+	bio_set_role(fd, BIO_META);
+	if (fstat(fd, &st)) {
+		r = errf(err, len, -errno, "cannot stat: %s", strerror(errno));
+		goto out;
+	}
+	for (int i = 0; i < 2; i++) {
+		r = bio_pread(fd, b, BS, (uint64_t)i * BS);
+		if (r) {
+			errf(err, len, r, "cannot read superblock: %s", strerror(-r));
+			goto out;
+		}
+		sb_parse(b, i, &s[i]);
+		if (s[i].state == SB_VALID && (!best || s[i].txid > best->txid))
+			best = &s[i];
+	}
+	if (!best) {
+		r = file_is_zero(fd, (uint64_t)st.st_size, &zero);
+		if (r)
+			errf(err, len, r, "cannot read: %s", strerror(-r));
+		else if (!zero)
+			r = errf(err, len, s[0].state == SB_BAD ? -EILSEQ : -EINVAL, "%s",
+				 (s[0].state == SB_BAD ? s[0] : s[1].state == SB_BAD ? s[1] : s[0]).why);
+		else if (!o->geo || o->tool)
+			r = errf(err, len, -EINVAL, "metadata is empty (not formatted)");
+		else if (o->readonly)
+			r = errf(err, len, -EROFS, "metadata is empty and cannot be formatted read-only");
+		else
+			r = format(path, &fd, (uint64_t)st.st_size, o->geo, &md, err, len);
+		if (!r && md)
+			memcpy(md->slots, s, sizeof(s));
+		goto out;
+	}
+	geo.region_size = best->region_size;
+	geo.region_count = best->region_count;
+	r = -EILSEQ;
+	if (check_geometry(&geo, NULL, 0) || best->nr_blocks < 3 ||
+	    tree_nodes(best->nr_blocks) == 0) {
+		errf(err, len, r, "superblock has an impossible geometry");
+		goto out;
+	}
+	if ((uint64_t)st.st_size / BS < best->nr_blocks) {
+		errf(err, len, r, "metadata file is truncated (%" PRIu64 " of %" PRIu64 " blocks)",
+		     (uint64_t)st.st_size / BS, best->nr_blocks);
+		goto out;
+	}
+	r = -EINVAL;
+	if (o->geo && o->geo->region_size != geo.region_size) {
+		errf(err, len, r, "region size %u does not match metadata (%u)",
+		     o->geo->region_size, geo.region_size);
+		goto out;
+	}
+	if (o->geo && o->geo->region_count != geo.region_count) {
+		errf(err, len, r, "region count %" PRIu64 " does not match metadata (%" PRIu64 ")",
+		     o->geo->region_count, geo.region_count);
+		goto out;
+	}
+	if ((best->flags & SB_NEEDS_CHECK) && !o->tool) {
+		r = errf(err, len, -EUCLEAN, "needs_check is set: run clonefs check");
+		goto out;
+	}
+	r = md_new(&geo, best->nr_blocks, &md);
+	if (r) {
+		errf(err, len, r, "cannot allocate metadata: %s", strerror(-r));
+		goto out;
+	}
+	md->fd = fd;
+	fd = -1;
+	if (md->bm.levels != best->bm_levels || md->sm.levels != best->sm_levels) {
+		r = errf(err, len, -EILSEQ, "superblock has wrong tree depths");
+		goto out;
+	}
+	memcpy(md->slots, s, sizeof(s));
+	memcpy(md->uuid, best->uuid, 16);
+	md->txid = best->txid;
+	md->flags = best->flags;
+	md->slot = (int)(best - s);
+	r = load(md, best, o->refs, err, len);
+	if (!r && !o->readonly && (r = reopen_rw(path, &md->fd)))
+		errf(err, len, r, "cannot open for writing: %s", strerror(-r));
+out:
+	if (fd >= 0) {
+		bio_forget(fd);
+		close(fd);
+	}
+	if (r) {
+		md_free(md);
+		if (created)
+			unlink(path);
+	} else {
+		md->readonly = o->readonly;
+		*out = md;
+	}
+out_free:
+	g_free(b);
+	return r;
+}
+
+int md_open(const char *path, const struct md_geometry *geo, bool readonly,
+	    struct md **out, char *err, size_t errlen)
+{
+	struct opener o = { .geo = geo, .readonly = readonly };
+
+	return open_meta(path, &o, out, err, errlen);
+}
+
+int md_open_existing(const char *path, bool readonly, struct md **out,
+		     char *err, size_t errlen)
+{
+	/* tools read META even when needs_check is set; writers may not */
+	struct opener o = { .readonly = readonly, .tool = readonly };
+
+	return open_meta(path, &o, out, err, errlen);
+}
+
+int md_close(struct md *md)
+{
+	int r = 0;
+
+	if (!md)
+		return 0;
+	if (!md->readonly && md_mode(md) == MD_MODE_RW && md_changed(md)) {
+		r = md_pre_commit(md);
+		if (!r)
+			r = md_commit(md);
+	}
+	md_free(md);
+	return r;
+}
+
+/* ---- the live bitmap ---- */
+
+void md_geometry(struct md *md, struct md_geometry *geo)
+{
+	*geo = md->geo;
+}
+
+static uint64_t *leaf_get(struct md *md, uint64_t idx)
+{
+	return __atomic_load_n(&md->bm.leaf[idx], __ATOMIC_ACQUIRE);
+}
+
+bool md_region_hydrated(struct md *md, uint64_t region)
+{
+	uint64_t *w;
+
+	if (region >= md->geo.region_count)
+		return false;
+	w = leaf_get(md, region / LEAF_BITS);
+	return w && (__atomic_load_n(&w[region % LEAF_BITS / 64], __ATOMIC_ACQUIRE) >>
+		     (region % 64) & 1);
+}
+
+static uint64_t find_next(struct md *md, uint64_t from, bool want)
+{
+	uint64_t n = md->geo.region_count, r = from;
+
+	while (r < n) {
+		uint64_t base = r - r % LEAF_BITS, *w = leaf_get(md, r / LEAF_BITS);
+
+		if (!w || w == ones_leaf) {
+			if ((w != NULL) == want)
+				return r;
+		} else {
+			for (unsigned k = (unsigned)((r - base) / 64); k < LEAF_WORDS; k++) {
+				uint64_t x = __atomic_load_n(&w[k], __ATOMIC_ACQUIRE);
+
+				if (!want)
+					x = ~x;
+				if (base + (uint64_t)k * 64 <= r)
+					x &= ~0ULL << (r % 64);
+				if (x)
+					return MIN(base + (uint64_t)k * 64 +
+						   (uint64_t)__builtin_ctzll(x), n);
+			}
+		}
+		r = base + LEAF_BITS;
+	}
+	return n;
+}
+
+uint64_t md_find_next_unhydrated(struct md *md, uint64_t from)
+{
+	return find_next(md, from, false);
+}
+
+uint64_t md_find_next_hydrated(struct md *md, uint64_t from)
+{
+	return find_next(md, from, true);
+}
+
+bool md_range_hydrated(struct md *md, uint64_t start, uint64_t n)
+{
+	if (n == 0)
+		return true;
+	if (start >= md->geo.region_count || n > md->geo.region_count - start)
+		return false;
+	return find_next(md, start, false) >= start + n;
+}
+
+uint64_t md_nr_hydrated(struct md *md)
+{
+	return __atomic_load_n(&md->nr_hydrated, __ATOMIC_RELAXED);
+}
+
+bool md_all_hydrated(struct md *md)
+{
+	return md_nr_hydrated(md) == md->geo.region_count;
+}
+
+/* Sets @n bits from @start within one leaf (lock held). */
+static void set_in_leaf(struct md *md, uint64_t idx, uint64_t off, uint64_t n)
+{
+	uint64_t *w = md->bm.leaf[idx], added = 0;
+
+	if (w == ones_leaf)
+		return;
+	if (!w) {
+		w = g_new0(uint64_t, LEAF_WORDS);
+		__atomic_store_n(&md->bm.leaf[idx], w, __ATOMIC_RELEASE);
+	}
+	while (n) {
+		unsigned bit = (unsigned)(off % 64);
+		uint64_t take = MIN(n, (uint64_t)(64 - bit));
+		uint64_t mask = (take == 64 ? ~0ULL : (1ULL << take) - 1) << bit;
+		uint64_t old = w[off / 64];
+
+		if (~old & mask) {
+			added += (uint64_t)__builtin_popcountll(~old & mask);
+			__atomic_store_n(&w[off / 64], old | mask, __ATOMIC_RELEASE);
+		}
+		off += take;
+		n -= take;
+	}
+	if (!added)
+		return;
+	__atomic_add_fetch(&md->nr_hydrated, added, __ATOMIC_RELAXED);
+	if (!md->dirty[idx]) {
+		md->dirty[idx] = 1;
+		g_array_append_val(md->dirty_list, idx);
+	}
+}
+
+int md_set_range_hydrated(struct md *md, uint64_t start, uint64_t n)
+{
+	if (md->readonly)
+		return -EROFS;
+	if (md_mode(md) != MD_MODE_RW)
+		return -EIO;
+	if (start > md->geo.region_count || n > md->geo.region_count - start)
+		return -EINVAL;
+	if (md_range_hydrated(md, start, n))
+		return 0;	/* the common case: no lock */
+	g_mutex_lock(&md->lock);
+	while (n) {
+		uint64_t off = start % LEAF_BITS, take = MIN(n, LEAF_BITS - off);
+
+		set_in_leaf(md, start / LEAF_BITS, off, take);
+		start += take;
+		n -= take;
+	}
+	g_mutex_unlock(&md->lock);
+	return 0;
+}
+
+int md_set_region_hydrated(struct md *md, uint64_t region)
+{
+	return md_set_range_hydrated(md, region, 1);
+}
+
+bool md_changed(struct md *md)
+{
+	bool changed;
+
+	g_mutex_lock(&md->lock);
+	changed = md->dirty_list->len || __atomic_load_n(&md->nr_frozen, __ATOMIC_RELAXED);
+	g_mutex_unlock(&md->lock);
+	return changed;
+}
+
+/* ---- transactions ---- */
+
+int md_pre_commit(struct md *md)
+{
+	int r = 0;
+
+	g_mutex_lock(&md->commit_lock);
+	if (md->readonly || md_mode(md) != MD_MODE_RW) {
+		r = md->readonly ? -EROFS : -EIO;
+		goto out;
+	}
+	g_mutex_lock(&md->lock);
+	for (guint k = 0; k < md->dirty_list->len; k++) {
+		uint64_t idx = g_array_index(md->dirty_list, uint64_t, k);
+
+		if (!md->frozen[idx]) {
+			md->frozen[idx] = g_new(uint64_t, LEAF_WORDS);
+			g_array_append_val(md->frozen_list, idx);
+		}
+		memcpy(md->frozen[idx], md->bm.leaf[idx], LEAF_WORDS * 8);
+		md->dirty[idx] = 0;
+	}
+	g_array_set_size(md->dirty_list, 0);
+	__atomic_store_n(&md->nr_frozen, md->frozen_list->len, __ATOMIC_RELAXED);
+	g_mutex_unlock(&md->lock);
+out:
+	g_mutex_unlock(&md->commit_lock);
+	return r;
+}
+
+int md_commit(struct md *md)
+{
+	int r = 0;
+
+	g_mutex_lock(&md->commit_lock);
+	if (md->readonly || md_mode(md) != MD_MODE_RW)
+		r = md->readonly ? -EROFS : -EIO;
+	else if (md->frozen_list->len && (r = commit_locked(md)))
+		r = commit_failed(md, r);
+	g_mutex_unlock(&md->commit_lock);
+	return r;
+}
+
+int md_abort(struct md *md)
+{
+	int r = 0;
+
+	g_mutex_lock(&md->commit_lock);
+	if (md_mode(md) == MD_MODE_FAIL)
+		r = -EIO;
+	else if ((r = restore_bitmap(md)))
+		__atomic_store_n(&md->mode, MD_MODE_FAIL, __ATOMIC_RELEASE);
+	g_mutex_unlock(&md->commit_lock);
+	return r;
+}
+
+enum md_mode md_mode(struct md *md)
+{
+	return (enum md_mode)__atomic_load_n(&md->mode, __ATOMIC_ACQUIRE);
+}
+
+bool md_needs_check(struct md *md)
+{
+	bool set;
+
+	g_mutex_lock(&md->commit_lock);
+	set = md->flags & SB_NEEDS_CHECK;
+	g_mutex_unlock(&md->commit_lock);
+	return set;
+}
+
+void md_space(struct md *md, uint64_t *used_blocks, uint64_t *total_blocks)
+{
+	g_mutex_lock(&md->commit_lock);
+	*used_blocks = md->committed_used;
+	*total_blocks = md->nr_blocks;
+	g_mutex_unlock(&md->commit_lock);
+}
+
+uint64_t md_transaction_id(struct md *md)
+{
+	return __atomic_load_n(&md->txid, __ATOMIC_ACQUIRE);
+}
+
+void md_last_error(struct md *md, char *buf, size_t len)
+{
+	g_mutex_lock(&md->commit_lock);
+	snprintf(buf, len, "%s", md->errbuf);
+	g_mutex_unlock(&md->commit_lock);
+}
+
+uint64_t md_blocks_written(struct md *md)
+{
+	return __atomic_load_n(&md->blocks_written, __ATOMIC_RELAXED);
+}
+
+void md_test_fail_writes(struct md *md, uint64_t after, uint64_t count)
+{
+	g_mutex_lock(&md->commit_lock);
+	md->fail_after = after;
+	md->fail_count = count;
+	g_mutex_unlock(&md->commit_lock);
+}
+
+void md_test_limit_blocks(struct md *md, uint64_t nr_blocks)
+{
+	g_mutex_lock(&md->commit_lock);
+	md->limit = nr_blocks;
+	g_mutex_unlock(&md->commit_lock);
+}
+
+/* ---- offline tools ---- */
+
+static int check_meta(const char *path, bool repair, char *err, size_t len)
+{
+	struct opener o = { .readonly = !repair, .tool = true };
+	uint8_t *refs = NULL;
+	struct md *md = NULL;
+	int r;
+
+	o.refs = &refs;
+	r = open_meta(path, &o, &md, err, len);
+	if (r)
+		goto out;
+	for (int i = 0; i < 2 && !r; i++)
+		if (md->slots[i].state != SB_VALID && md->slots[i].state != SB_EMPTY)
+			r = errf(err, len, -EILSEQ, "superblock slot %d: %s", i, md->slots[i].why);
+	/* every block is reachable exactly once iff it is marked used */
+	for (uint64_t b = 0; b < md->nr_blocks && !r; b++) {
+		bool used = test_bit(md->sm.words, b);
+
+		if (refs[b] > 1)
+			r = errf(err, len, -EILSEQ, "block %" PRIu64 " is used twice", b);
+		else if (refs[b] && !used)
+			r = errf(err, len, -EILSEQ, "block %" PRIu64 " is in use but marked free", b);
+		else if (!refs[b] && used)
+			r = errf(err, len, -EILSEQ, "block %" PRIu64 " is leaked (marked used"
+				 " but unreachable)", b);
+	}
+	if (!r && repair && (md->flags & SB_NEEDS_CHECK)) {
+		r = write_super(md, 1 - md->slot, md->flags & ~SB_NEEDS_CHECK);
+		if (!r)
+			r = bio_flush(md->fd);
+		if (r)
+			errf(err, len, r, "cannot clear needs_check: %s", strerror(-r));
+	}
+out:
+	md_free(md);
+	g_free(refs);
+	return r;
+}
+
+int md_check(const char *path, char *err, size_t errlen)
+{
+	return check_meta(path, false, err, errlen);
+}
+
+int md_check_repair(const char *path, char *err, size_t errlen)
+{
+	return check_meta(path, true, err, errlen);
+}
+
+#define MAX_RUNS 1000
+
+int md_dump(const char *path, FILE *out, char *err, size_t errlen)
+{
+	static const char *const states[] = { "empty", "foreign", "bad", "valid" };
+	uint64_t r0, r1, runs = 0;
+	const uint8_t *u;
+	struct md *md;
+	int r;
+
+	r = md_open_existing(path, true, &md, err, errlen);
+	if (r)
+		return r;
+	u = md->uuid;
+	fprintf(out, "{\n  \"block_size\": %u,\n  \"active_slot\": %d,\n  \"superblocks\": [",
+		BS, md->slot);
+	for (int i = 0; i < 2; i++) {
+		const struct sbinfo *s = &md->slots[i];
+
+		fprintf(out, "%s\n    {\"slot\": %d, \"state\": \"%s\"", i ? "," : "", i,
+			states[s->state]);
+		if (s->state == SB_VALID)
+			fprintf(out, ", \"transaction_id\": %" PRIu64 ", \"needs_check\": %s",
+				s->txid, s->flags & SB_NEEDS_CHECK ? "true" : "false");
+		fprintf(out, "}");
+	}
+	fprintf(out, "\n  ],\n  \"version\": %u,\n  \"uuid\": \"%02x%02x%02x%02x-%02x%02x-%02x%02x"
+		"-%02x%02x-%02x%02x%02x%02x%02x%02x\",\n", SB_VERSION, u[0], u[1], u[2], u[3],
+		u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+	fprintf(out, "  \"transaction_id\": %" PRIu64 ",\n  \"needs_check\": %s,\n"
+		"  \"region_size\": %u,\n  \"region_count\": %" PRIu64 ",\n"
+		"  \"hydrated\": %" PRIu64 ",\n  \"hydrated_runs\": [",
+		md->txid, md->flags & SB_NEEDS_CHECK ? "true" : "false", md->geo.region_size,
+		md->geo.region_count, md->nr_hydrated);
+	for (r0 = md_find_next_hydrated(md, 0); r0 < md->geo.region_count && runs < MAX_RUNS;
+	     r0 = md_find_next_hydrated(md, r1)) {
+		r1 = md_find_next_unhydrated(md, r0);
+		fprintf(out, "%s[%" PRIu64 ", %" PRIu64 "]", runs++ ? ", " : "", r0, r1 - r0);
+	}
+	fprintf(out, "],\n  \"runs_truncated\": %s,\n",
+		r0 < md->geo.region_count ? "true" : "false");
+	fprintf(out, "  \"bitmap\": {\"root\": %" PRIu64 ", \"levels\": %u, \"leaves\": %" PRIu64
+		"},\n", *tree_root(&md->bm), md->bm.levels, md->bm.nleaves);
+	fprintf(out, "  \"space_map\": {\"root\": %" PRIu64 ", \"levels\": %u, \"total\": %"
+		PRIu64 ", \"used\": %" PRIu64 ", \"free\": %" PRIu64 "}\n}\n",
+		*tree_root(&md->sm), md->sm.levels, md->nr_blocks, md->committed_used,
+		md->nr_blocks - md->committed_used);
+	md_free(md);
+	return ferror(out) ? errf(err, errlen, -EIO, "cannot write the dump") : 0;
+}

@@ -1,0 +1,110 @@
+# lib.sh - shared set-up for clonefs integration tests (sourced).
+#
+# Each test gets a private temp dir; every mount, loop device and process it
+# starts is recorded and undone on exit, pass or fail. Waiting is polling
+# with a deadline, never a bare sleep.
+set -euo pipefail
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+MOUNT_CLONEFS=${MOUNT_CLONEFS:-$TOP/mount/mount.clonefs}
+CLONEFS=${CLONEFS:-$TOP/src/clonefs}
+IOMODEL="python3 $TOP/tests/integration/iomodel.py"
+T=$(mktemp -d /tmp/clonefs-test.XXXXXX)
+_mounts=()
+_loops=()
+_pids=()
+
+log() { echo "# $*"; }
+die() { echo "FAIL: $*" >&2; exit 1; }
+
+# Abort a FUSE mount whose daemon is gone or stuck, so nothing hangs.
+_abort_fuse() {
+	local dev minor
+	dev=$(mountpoint -d "$1" 2>/dev/null) || return 0
+	minor=${dev#*:}
+	[ -e /sys/fs/fuse/connections/$minor/abort ] &&
+		echo 1 > /sys/fs/fuse/connections/$minor/abort 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	for l in "${_loops[@]}"; do losetup -d "$l" 2>/dev/null; done
+	for m in "${_mounts[@]}"; do
+		mountpoint -q "$m" || continue
+		timeout 10 umount "$m" 2>/dev/null || { _abort_fuse "$m"; umount -l "$m" 2>/dev/null; }
+	done
+	for p in "${_pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+	for p in "${_pids[@]}"; do wait "$p" 2>/dev/null; done
+	rm -rf "$T"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# poll SECONDS COMMAND...: until COMMAND succeeds, or fail.
+poll() {
+	local deadline=$((SECONDS + $1)); shift
+	until "$@"; do
+		[ $SECONDS -lt $deadline ] || return 1
+		sleep 0.1
+	done
+}
+
+# mount_clone SOURCE DEST META MNT [OPTIONS]: mount and wait for the image.
+mount_clone() {
+	mkdir -p "$4"
+	_mounts+=("$4")
+	"$MOUNT_CLONEFS" "$1" "$2" "$3" "$4" ${5:+-o "$5"}
+	poll 10 test -e "$4/image" || die "image did not appear in $4"
+}
+
+# mount_clone_fg SOURCE DEST META MNT [OPTIONS]: a foreground daemon whose
+# PID is in $DAEMON_PID (for tests that kill it).
+mount_clone_fg() {
+	mkdir -p "$4"
+	_mounts+=("$4")
+	"$MOUNT_CLONEFS" "$1" "$2" "$3" "$4" -f ${5:+-o "$5"} 2>>"$T/daemon.log" &
+	DAEMON_PID=$!
+	_pids+=("$DAEMON_PID")
+	poll 10 mountpoint -q "$4" || die "mount of $4 did not appear"
+}
+
+# unmount_clone MNT META: unmount and wait until the daemon has committed and
+# let go of META (it holds a lock on META for its life).
+unmount_clone() {
+	umount "$1"
+	timeout 30 flock "$2" true || die "daemon for $2 did not exit"
+}
+
+# make_source FILE MIB: random content.
+make_source() {
+	head -c "$(($2 * 1024 * 1024))" /dev/urandom > "$1"
+}
+
+new_loop() { # new_loop FILE [losetup options]: prints the device
+	local dev
+	dev=$(losetup -f --show "${@:2}" "$1")
+	_loops+=("$dev")
+	echo "$dev"
+}
+
+free_loop() {
+	losetup -d "$1"
+	local keep=()
+	for l in "${_loops[@]}"; do [ "$l" = "$1" ] || keep+=("$l"); done
+	_loops=("${keep[@]}")
+}
+
+# status_field MNT N: the Nth field of the status line.
+status_field() {
+	getfattr --absolute-names --only-values -n user.clonefs.status "$1/image" | awk -v n="$2" '{print $n}'
+}
+
+hydrated_all() { # hydrated_all MNT
+	local h
+	h=$(status_field "$1" 4)
+	[ "${h%/*}" = "${h#*/}" ]
+}
+
+pass() { echo "PASS: $(basename "$0")"; }

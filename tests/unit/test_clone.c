@@ -1,0 +1,372 @@
+/*
+ * test_clone.c - the clone policy without FUSE: region rules for reads,
+ * writes and discards, persistence through commits, concurrency.
+ */
+#include "clonefs/clone.h"
+#include "clonefs/control.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define RS 65536u
+
+static char *dir, *src, *dst, *meta;
+static char *model; /* SOURCE plus the writes */
+static size_t image_size;
+
+static void write_file(const char *path, const void *buf, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+}
+
+static void setup_size(size_t size)
+{
+	dir = g_dir_make_tmp("clonefs-unit-XXXXXX", NULL);
+	src = g_build_filename(dir, "src", NULL);
+	dst = g_build_filename(dir, "dest", NULL);
+	meta = g_build_filename(dir, "meta", NULL);
+	image_size = size;
+	model = g_malloc(size);
+	for (size_t i = 0; i < size; i++)
+		model[i] = (char)(g_random_int() & 0xff);
+	write_file(src, model, size);
+}
+
+static void setup(void)
+{
+	/* 20 regions and a short last one */
+	setup_size(20 * RS + 1000);
+}
+
+static void teardown(void)
+{
+	unlink(src);
+	unlink(dst);
+	unlink(meta);
+	rmdir(dir);
+	g_free(src);
+	g_free(dst);
+	g_free(meta);
+	g_free(dir);
+	g_free(model);
+}
+
+static struct clone *open_clone(bool hydration)
+{
+	struct clone_options o;
+	struct clone *c = NULL;
+	char err[512];
+	int ret;
+
+	options_defaults(&o);
+	o.region_size = RS;
+	o.no_hydration = !hydration;
+	ret = clone_open(src, dst, meta, &o, &c, err, sizeof(err));
+	ck_assert_msg(ret == 0, "clone_open: %s", err);
+	ck_assert_int_eq(clone_start(c), 0);
+	return c;
+}
+
+static void check_image(struct clone *c)
+{
+	char *buf = g_malloc(image_size);
+
+	ck_assert_int_eq(clone_read(c, buf, image_size, 0), (ssize_t)image_size);
+	ck_assert(memcmp(buf, model, image_size) == 0);
+	g_free(buf);
+}
+
+static void model_write(struct clone *c, size_t off, size_t len, char byte)
+{
+	char *buf = g_malloc(len);
+
+	memset(buf, byte, len);
+	ck_assert_int_eq(clone_write(c, buf, len, off), (ssize_t)len);
+	memcpy(model + off, buf, len);
+	g_free(buf);
+}
+
+static void read_dest(size_t off, size_t len, char *out)
+{
+	int fd = open(dst, O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, out, len, off), (ssize_t)len);
+	close(fd);
+}
+
+static uint64_t copied(struct clone *c)
+{
+	struct clone_status st;
+
+	clone_get_status(c, &st);
+	return st.hy.copied_bytes;
+}
+
+START_TEST(fresh_clone_reads_source)
+{
+	struct clone *c = open_clone(false);
+	char buf[300];
+
+	check_image(c);
+	/* a read past the end is clipped; one beyond it is empty */
+	ck_assert_int_eq(clone_read(c, buf, sizeof(buf), image_size - 100), 100);
+	ck_assert_int_eq(clone_read(c, buf, sizeof(buf), image_size), 0);
+	ck_assert_int_eq(clone_close(c), 0);
+}
+END_TEST
+
+START_TEST(partial_write_hydrates_region)
+{
+	struct clone *c = open_clone(false);
+	char *d = g_malloc(RS);
+
+	model_write(c, 3 * RS + 100, 50, 'a');
+	/* DEST now holds the whole region: SOURCE around the write */
+	read_dest(3 * RS, RS, d);
+	ck_assert(memcmp(d, model + 3 * RS, RS) == 0);
+	ck_assert_uint_eq(copied(c), RS);
+	check_image(c);
+	ck_assert_int_eq(clone_close(c), 0);
+	g_free(d);
+}
+END_TEST
+
+START_TEST(whole_region_write_copies_nothing)
+{
+	struct clone *c = open_clone(false);
+
+	model_write(c, 5 * RS, 2 * RS, 'b');
+	ck_assert_uint_eq(copied(c), 0);
+	check_image(c);
+	ck_assert_int_eq(clone_close(c), 0);
+}
+END_TEST
+
+START_TEST(short_last_region_always_hydrates)
+{
+	struct clone *c = open_clone(false);
+
+	/* covers all 1000 bytes of the last region: still a copy (spec 2.4a) */
+	model_write(c, 20 * RS, 1000, 'c');
+	ck_assert_uint_eq(copied(c), 1000);
+	check_image(c);
+	ck_assert_int_eq(clone_close(c), 0);
+}
+END_TEST
+
+START_TEST(write_past_end)
+{
+	struct clone *c = open_clone(false);
+	char buf[10] = "xxxxxxxxx";
+
+	ck_assert_int_eq(clone_write(c, buf, 10, image_size), -ENOSPC);
+	/* straddling the end: the part inside is written */
+	ck_assert_int_eq(clone_write(c, buf, 10, image_size - 4), 4);
+	memcpy(model + image_size - 4, buf, 4);
+	check_image(c);
+	ck_assert_int_eq(clone_close(c), 0);
+}
+END_TEST
+
+START_TEST(spanning_read_mixes_dest_and_source)
+{
+	struct clone *c = open_clone(false);
+	char *buf = g_malloc(4 * RS);
+
+	model_write(c, 2 * RS + 7, 3, 'd');
+	model_write(c, 4 * RS, RS, 'e');
+	ck_assert_int_eq(clone_read(c, buf, 4 * RS, RS + 5), 4 * RS);
+	ck_assert(memcmp(buf, model + RS + 5, 4 * RS) == 0);
+	ck_assert_int_eq(clone_close(c), 0);
+	g_free(buf);
+}
+END_TEST
+
+START_TEST(writes_persist_after_reopen)
+{
+	struct clone *c = open_clone(false);
+
+	model_write(c, 100, 10, 'f');
+	model_write(c, 7 * RS - 3, 6, 'g');
+	ck_assert_int_eq(clone_fsync(c), 0);
+	model_write(c, 11 * RS, RS, 'h'); /* committed by close */
+	ck_assert_int_eq(clone_close(c), 0);
+
+	c = open_clone(false);
+	check_image(c);
+	ck_assert_int_eq(clone_close(c), 0);
+}
+END_TEST
+
+START_TEST(discard_reads_zeros)
+{
+	struct clone *c = open_clone(false);
+	struct stat st;
+
+	/* from mid region 1 to mid region 6: partial edges, whole middles */
+	ck_assert_int_eq(clone_zero(c, RS + 100, 5 * RS, true), 0);
+	memset(model + RS + 100, 0, 5 * RS);
+	ck_assert_uint_eq(copied(c), 2 * RS); /* only the two edge regions */
+	check_image(c);
+	ck_assert_int_eq(clone_fsync(c), 0);
+	ck_assert_int_eq(stat(dst, &st), 0);
+	ck_assert_int_le(st.st_blocks * 512, 2 * RS); /* the middle is a hole */
+	ck_assert_int_eq(clone_close(c), 0);
+	c = open_clone(false);
+	check_image(c);
+	ck_assert_int_eq(clone_close(c), 0);
+}
+END_TEST
+
+static bool all_hydrated(struct clone *c)
+{
+	struct clone_status st;
+
+	clone_get_status(c, &st);
+	return st.nr_hydrated == st.nr_regions;
+}
+
+START_TEST(background_hydration_makes_a_copy)
+{
+	struct clone *c = open_clone(true);
+	gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+	char *d = g_malloc(image_size);
+
+	model_write(c, 9 * RS + 1, 2, 'i');
+	while (!all_hydrated(c) && g_get_monotonic_time() < deadline)
+		g_usleep(10000);
+	ck_assert(all_hydrated(c));
+	ck_assert_int_eq(clone_close(c), 0);
+	read_dest(0, image_size, d);
+	ck_assert(memcmp(d, model, image_size) == 0);
+	g_free(d);
+}
+END_TEST
+
+struct writer_arg {
+	struct clone *c;
+	int id;
+};
+
+/* Each writer owns every 8th 512-byte slice of regions 2..4. */
+static gpointer writer(gpointer p)
+{
+	struct writer_arg *a = p;
+	char buf[512];
+
+	memset(buf, 'A' + a->id, sizeof(buf));
+	for (size_t off = 2 * RS + (size_t)a->id * 512; off < 5 * RS; off += 8 * 512)
+		if (clone_write(a->c, buf, sizeof(buf), off) != sizeof(buf))
+			return GINT_TO_POINTER(1);
+	return NULL;
+}
+
+START_TEST(concurrent_writers_same_region)
+{
+	struct clone *c = open_clone(true);
+	struct writer_arg args[8];
+	GThread *t[8];
+
+	for (int i = 0; i < 8; i++) {
+		args[i] = (struct writer_arg){ c, i };
+		t[i] = g_thread_new("w", writer, &args[i]);
+	}
+	for (int i = 0; i < 8; i++)
+		ck_assert_ptr_null(g_thread_join(t[i]));
+	for (size_t off = 2 * RS; off < 5 * RS; off += 512)
+		memset(model + off, 'A' + (int)((off - 2 * RS) / 512 % 8), 512);
+	check_image(c);
+	ck_assert_int_eq(clone_close(c), 0);
+}
+END_TEST
+
+START_TEST(status_line_fields)
+{
+	struct clone *c = open_clone(false);
+	char *line;
+
+	model_write(c, 0, RS, 'j');
+	line = control_status_line(c);
+	{
+		char **f = g_strsplit(line, " ", -1);
+
+		ck_assert_str_eq(f[0], "8");
+		ck_assert_str_eq(f[2], "128");
+		ck_assert_str_eq(f[3], "1/21");
+		ck_assert_str_eq(f[4], "0");
+		ck_assert_str_eq(f[5], "1");
+		ck_assert_str_eq(f[6], "no_hydration");
+		ck_assert_str_eq(f[7], "4");
+		ck_assert_str_eq(f[8], "hydration_threshold");
+		ck_assert_str_eq(f[10], "hydration_batch_size");
+		ck_assert_str_eq(f[12], "rw");
+		ck_assert_ptr_null(f[13]);
+		g_strfreev(f);
+	}
+	g_free(line);
+	ck_assert_int_eq(clone_close(c), 0);
+}
+END_TEST
+
+START_TEST(refuses_bad_input)
+{
+	struct clone_options o;
+	struct clone *c = NULL;
+	char err[512];
+
+	options_defaults(&o);
+	ck_assert_int_lt(clone_open(src, src, meta, &o, &c, err, sizeof(err)), 0);
+	ck_assert(strstr(err, "same file") != NULL);
+	ck_assert_int_lt(clone_open(src, dst, src, &o, &c, err, sizeof(err)), 0);
+	o.region_size = 3000;
+	ck_assert_int_lt(clone_open(src, dst, meta, &o, &c, err, sizeof(err)), 0);
+	ck_assert(strstr(err, "region size") != NULL);
+	ck_assert_int_ne(access(dst, F_OK), 0); /* nothing created */
+	ck_assert_int_ne(access(meta, F_OK), 0);
+}
+END_TEST
+
+static Suite *clone_suite(void)
+{
+	Suite *s = suite_create("clone");
+	TCase *tc = tcase_create("policy");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, fresh_clone_reads_source);
+	tcase_add_test(tc, partial_write_hydrates_region);
+	tcase_add_test(tc, whole_region_write_copies_nothing);
+	tcase_add_test(tc, short_last_region_always_hydrates);
+	tcase_add_test(tc, write_past_end);
+	tcase_add_test(tc, spanning_read_mixes_dest_and_source);
+	tcase_add_test(tc, writes_persist_after_reopen);
+	tcase_add_test(tc, discard_reads_zeros);
+	tcase_add_test(tc, background_hydration_makes_a_copy);
+	tcase_add_test(tc, concurrent_writers_same_region);
+	tcase_add_test(tc, status_line_fields);
+	tcase_add_test(tc, refuses_bad_input);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(clone_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
