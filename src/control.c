@@ -178,7 +178,8 @@ char *control_format_json(const struct clone_status *st)
 		", \"bytes_total\": %" G_GUINT64_FORMAT ", \"hydration_done\": %s"
 		", \"hydration_enabled\": %s, \"hydration_rate\": %.0f"
 		", \"hydration_rate_limit\": %" G_GUINT64_FORMAT
-		", \"copy_on_read\": %s, \"copy_errors\": %" G_GUINT64_FORMAT
+		", \"copy_on_read\": %s, \"bytes_copied\": %" G_GUINT64_FORMAT
+		", \"copy_errors\": %" G_GUINT64_FORMAT
 		", \"last_error\": \"%s\"}",
 		st->hy.threshold, st->hy.batch_size, mode_word(st),
 		st->mode == MD_MODE_FAIL ? "fail" : mode_word(st),
@@ -186,7 +187,7 @@ char *control_format_json(const struct clone_status *st)
 		st->nr_hydrated == st->nr_regions ? "true" : "false",
 		st->hy.enabled ? "true" : "false", st->hy.rate,
 		st->hy.rate_limit, st->hy.copy_on_read ? "true" : "false",
-		st->hy.copy_errors, err);
+		st->hy.copied_bytes, st->hy.copy_errors, err);
 	g_free(err);
 	return g_string_free(s, FALSE);
 }

@@ -18,6 +18,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,7 @@ struct hydrate {
 	uint64_t cursor;
 	uint64_t in_flight;
 	bool enabled, copy_on_read, stopping, done_logged;
+	int reflink;          /* FICLONERANGE works: 1, doesn't: 0, unknown: -1 */
 	uint32_t threshold, batch_size;
 	uint64_t rate_limit;
 	gint64 next_dispatch;  /* rate limit: monotonic us */
@@ -138,6 +141,41 @@ static int copy_data(struct hydrate *h, char *buf, uint64_t off, uint64_t end)
 	return 0;
 }
 
+/*
+ * Where SOURCE and DEST share a filesystem that can reflink (btrfs, xfs), a
+ * copy is a metadata operation that also keeps holes: try it once, and keep
+ * using it while it works. Elsewhere it fails at once (EXDEV, EOPNOTSUPP).
+ */
+static bool try_reflink(struct hydrate *h, uint64_t off, uint64_t end)
+{
+	struct file_clone_range r = {
+		.src_fd = h->t.src_fd, .src_offset = off,
+		.src_length = end == h->t.image_size ? 0 : end - off, /* 0: to EOF */
+		.dest_offset = off,
+	};
+	int known;
+
+	g_mutex_lock(&h->lock);
+	known = h->reflink;
+	g_mutex_unlock(&h->lock);
+	if (!known)
+		return false;
+	if (ioctl(h->t.dest_fd, FICLONERANGE, &r)) {
+		g_mutex_lock(&h->lock);
+		if (h->reflink < 0)
+			g_debug("no reflink from source to dest (%s): copying",
+				g_strerror(errno));
+		h->reflink = 0;
+		g_mutex_unlock(&h->lock);
+		return false;
+	}
+	g_mutex_lock(&h->lock);
+	h->reflink = 1;
+	h->copied_bytes += end - off;
+	g_mutex_unlock(&h->lock);
+	return true;
+}
+
 static int copy_range(struct hydrate *h, uint64_t first, uint64_t n)
 {
 	uint64_t off = first * h->t.region_size;
@@ -147,6 +185,8 @@ static int copy_range(struct hydrate *h, uint64_t first, uint64_t n)
 
 	if (end > h->t.image_size)
 		end = h->t.image_size;
+	if (try_reflink(h, off, end))
+		return 0;
 	buf = malloc(COPY_CHUNK);
 	if (!buf)
 		return -ENOMEM;
@@ -345,6 +385,7 @@ struct hydrate *hydrate_new(const struct hydrate_target *t,
 	h->batch_size = o->hydration_batch_size;
 	h->rate_limit = o->hydration_rate;
 	h->rate_t0 = g_get_monotonic_time();
+	h->reflink = -1;
 	return h;
 }
 

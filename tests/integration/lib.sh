@@ -108,3 +108,20 @@ hydrated_all() { # hydrated_all MNT
 }
 
 pass() { echo "PASS: $(basename "$0")"; }
+
+# message MNT WORDS...: send a control message (spec 5.2) without the tool.
+message() {
+	local m=$1; shift
+	setfattr -n user.clonefs.message -v "$*" "$m/image"
+}
+
+# json_field MNT KEY: one field of the JSON status.
+json_field() {
+	getfattr --absolute-names --only-values -n user.clonefs.json "$1/image" |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2"
+}
+
+hydrated_count() { local h; h=$(status_field "$1" 4); echo "${h%/*}"; }
+# For poll: conditions re-evaluated on every try.
+hydrated_at_least() { [ "$(hydrated_count "$1")" -ge "$2" ]; }
+none_in_flight() { [ "$(status_field "$1" 5)" = 0 ]; }
