@@ -13,8 +13,10 @@ T=$(mktemp -d /tmp/clonefs-test.XXXXXX)
 _mounts=()
 _loops=()
 _pids=()
+_atexit=()
 
 log() { echo "# $*"; }
+atexit() { _atexit+=("$*"); } # a command for cleanup to run
 die() { echo "FAIL: $*" >&2; exit 1; }
 
 # Abort a FUSE mount whose daemon is gone or stuck, so nothing hangs.
@@ -36,6 +38,7 @@ cleanup() {
 	done
 	for p in "${_pids[@]}"; do kill -9 "$p" 2>/dev/null; done
 	for p in "${_pids[@]}"; do wait "$p" 2>/dev/null; done
+	for c in "${_atexit[@]}"; do eval "$c"; done
 	rm -rf "$T"
 	exit $rc
 }
