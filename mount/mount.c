@@ -184,7 +184,7 @@ int main(int argc, char **argv)
 	struct cmdline cl = { .fuse_opts = g_string_new(NULL) };
 	const char *source;
 	char *mnt = NULL;
-	char *dest, *meta, err[512];
+	char *dest = NULL, *meta = NULL, err[512];
 	struct clone *c = NULL;
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *lc;
@@ -192,8 +192,10 @@ int main(int argc, char **argv)
 	int ret = EXIT_MOUNT_FAILED;
 
 	options_defaults(&cl.opt);
-	if (parse(&cl, argc, argv))
-		return EXIT_USAGE;
+	if (parse(&cl, argc, argv)) {
+		ret = EXIT_USAGE;
+		goto out_free;
+	}
 	if (cl.npos == 4) {
 		source = cl.pos[0];
 		dest = g_strdup(cl.pos[1]);
@@ -208,7 +210,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mount.clonefs: %s (see mount.clonefs --help)\n",
 			cl.npos == 2 ? "the two-argument form needs -o dest=DEST,meta=META"
 				     : "expected SOURCE DEST META MOUNTPOINT");
-		return EXIT_USAGE;
+		ret = EXIT_USAGE;
+		goto out_free;
 	}
 	openlog("clonefs", LOG_PID, LOG_DAEMON);
 	g_log_set_writer_func(log_writer, NULL, NULL);
@@ -219,11 +222,11 @@ int main(int argc, char **argv)
 
 		fprintf(stderr, "mount.clonefs: mountpoint %s: %s\n", arg,
 			access(arg, F_OK) ? g_strerror(errno) : "not a directory");
-		return EXIT_MOUNT_FAILED;
+		goto out_free;
 	}
 	if (clone_open(source, dest, meta, &cl.opt, &c, err, sizeof(err))) {
 		fprintf(stderr, "mount.clonefs: %s\n", err);
-		return EXIT_MOUNT_FAILED;
+		goto out_free;
 	}
 
 	/* fsname shows SOURCE in /proc/mounts; subtype makes it fuse.clonefs. */
@@ -279,6 +282,7 @@ out_destroy:
 out_close:
 	if (clone_close(c) && !ret)
 		ret = EXIT_MOUNT_FAILED;
+out_free:
 	g_free(dest);
 	g_free(meta);
 	free(mnt);
