@@ -384,7 +384,7 @@ static uint64_t leaf_valid(const struct tree *t, uint64_t idx)
 struct loader {
 	int fd;
 	uint64_t nr_blocks, txid;
-	uint8_t *refs;			/* md_check: references per block */
+	uint8_t *refs;			/* references to each block */
 	uint8_t buf[MAX_LEVELS + 1][BS];
 	uint64_t bits;			/* bits set in the tree */
 	char *err;
@@ -411,11 +411,11 @@ static int load_leaf(struct loader *ld, struct tree *t, uint64_t idx, uint64_t p
 	if (!w)
 		return -ENOMEM;
 	for (unsigned i = 0; i < LEAF_WORDS; i++) {
-		uint64_t x = get64(b + HDR_SIZE + 8 * i);
-		uint64_t first = (uint64_t)i * 64;
+		uint64_t x = get64(b + HDR_SIZE + 8 * i), first = (uint64_t)i * 64;
+		uint64_t keep = first >= valid ? 0 : valid - first >= 64 ? ~0ULL :
+				~0ULL >> (64 - (valid - first));
 
-		/* bits past the end must be zero */
-		if (first + 64 > valid && (x & ~(first >= valid ? 0 : ~0ULL >> (64 - (valid - first))))) {
+		if (x & ~keep) {	/* bits past the end must be zero */
 			if (t->lazy)
 				g_free(w);
 			return errf(ld->err, ld->errlen, -EILSEQ, "%s bits beyond the end are set"
@@ -439,7 +439,7 @@ static int load_node(struct loader *ld, struct tree *t, unsigned level, uint64_t
 	if (ptr == PTR_ZEROS)
 		return 0;	/* locations and bits start zeroed */
 	if (ptr != PTR_ONES) {
-		if (ld->refs && ptr < ld->nr_blocks && ld->refs[ptr] < 255)
+		if (ptr < ld->nr_blocks && ld->refs[ptr] < 255)
 			ld->refs[ptr]++;
 		r = read_node(ld->fd, ld->nr_blocks, b, ptr, level ? KIND_INDEX : KIND_LEAF,
 			      (unsigned)t->kind, level, idx, ld->txid, ld->err, ld->errlen);
@@ -477,12 +477,11 @@ static void sb_parse(const uint8_t *b, int slot, struct sbinfo *s)
 	memset(s, 0, sizeof(*s));
 	if (all_zero(b, BS)) {
 		s->state = SB_EMPTY;
-		snprintf(s->why, sizeof(s->why), "superblock slot %d is empty", slot);
 		return;
 	}
 	if (memcmp(b + S_MAGIC, SB_MAGIC, 8) || get32(b + H_KIND) != KIND_SUPER) {
 		s->state = SB_FOREIGN;
-		snprintf(s->why, sizeof(s->why), "not a clonefs metadata file");
+		snprintf(s->why, sizeof(s->why), "slot %d is not a clonefs superblock", slot);
 		return;
 	}
 	s->state = SB_BAD;
@@ -666,10 +665,12 @@ static int bm_set_node(struct md *md, unsigned level, uint64_t idx, uint64_t v)
 /* Writes the frozen leaves, then their ancestors level by level. */
 static int write_bitmap(struct md *md)
 {
-	GArray *cur = md->frozen_list, *next = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	GArray *a = g_array_new(FALSE, FALSE, sizeof(uint64_t)), *b = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	GArray *cur = md->frozen_list, *next = a;
 	int r = 0;
 
-	qsort(cur->data, cur->len, sizeof(uint64_t), cmp_u64);
+	if (cur->len)
+		qsort(cur->data, cur->len, sizeof(uint64_t), cmp_u64);
 	for (guint k = 0; k < cur->len && !r; k++) {
 		uint64_t idx = g_array_index(cur, uint64_t, k), *w = md->frozen[idx], v = 2;
 
@@ -677,7 +678,8 @@ static int write_bitmap(struct md *md)
 			v = PTR_ONES;
 		else if (all_zero(w, sizeof(ones_leaf)))
 			v = PTR_ZEROS;
-		pack_leaf(md->buf, w);
+		else
+			pack_leaf(md->buf, w);
 		r = bm_set_node(md, 0, idx, v);
 	}
 	for (unsigned l = 1; l <= md->bm.levels && !r; l++) {
@@ -694,8 +696,10 @@ static int write_bitmap(struct md *md)
 			r = bm_set_node(md, l, p, pack_index(md->buf, &md->bm, l, p));
 		}
 		cur = next;
+		next = next == a ? b : a;
 	}
-	g_array_free(next, TRUE);
+	g_array_free(a, TRUE);
+	g_array_free(b, TRUE);
 	return r;
 }
 
@@ -723,7 +727,8 @@ static void free_frozen(struct md *md)
 	for (guint k = 0; k < md->frozen_list->len; k++) {
 		uint64_t idx = g_array_index(md->frozen_list, uint64_t, k);
 
-		g_free(md->frozen[idx]);
+		if (md->frozen[idx] != ones_leaf)
+			g_free(md->frozen[idx]);
 		md->frozen[idx] = NULL;
 	}
 	g_array_set_size(md->frozen_list, 0);
@@ -800,35 +805,45 @@ static int commit_locked(struct md *md)
 /* Reloads leaf @idx from its committed copy (lock held). */
 static int restore_leaf(struct md *md, uint64_t idx)
 {
-	uint64_t *w = md->bm.leaf[idx], ptr = md->bm.loc[0][idx], before, after;
+	uint64_t *w = md->bm.leaf[idx], ptr = md->bm.loc[0][idx], before, after = 0;
 	uint8_t *b = md->buf;
 	int r;
 
-	if (!w || w == ones_leaf)
-		return 0;
-	if (ptr == PTR_ZEROS || ptr == PTR_ONES) {
-		memset(b, ptr == PTR_ONES ? 0xff : 0, BS);
+	if (!w || ptr == PTR_ONES)
+		return 0;	/* nothing marked, or all ones already */
+	before = popcount_leaf(w);
+	if (ptr == PTR_ZEROS) {
+		if (w == ones_leaf)
+			__atomic_store_n(&md->bm.leaf[idx], NULL, __ATOMIC_RELEASE);
+		else
+			for (unsigned i = 0; i < LEAF_WORDS; i++)
+				__atomic_store_n(&w[i], 0, __ATOMIC_RELEASE);
 	} else {
 		r = read_node(md->fd, md->nr_blocks, b, ptr, KIND_LEAF, TREE_BITMAP, 0, idx,
 			      md->txid, md->errbuf, sizeof(md->errbuf));
 		if (r)
 			return r;
+		if (w == ones_leaf)
+			w = g_new(uint64_t, LEAF_WORDS);
+		for (unsigned i = 0; i < LEAF_WORDS; i++)
+			__atomic_store_n(&w[i], get64(b + HDR_SIZE + 8 * i), __ATOMIC_RELEASE);
+		__atomic_store_n(&md->bm.leaf[idx], w, __ATOMIC_RELEASE);
+		after = popcount_leaf(w);
 	}
-	before = popcount_leaf(w);
-	for (unsigned i = 0; i < LEAF_WORDS; i++)
-		__atomic_store_n(&w[i], ptr > PTR_ONES ? get64(b + HDR_SIZE + 8 * i)
-				 : get64(b + 8 * i), __ATOMIC_RELEASE);
-	after = popcount_leaf(w);
 	__atomic_add_fetch(&md->nr_hydrated, after - before, __ATOMIC_RELAXED);
 	return 0;
 }
 
-/* Drops every uncommitted mark: frozen and dirty leaves get their committed bits. */
-static int restore_bitmap(struct md *md)
+/*
+ * Drops every uncommitted mark: frozen and dirty leaves get their committed
+ * bits back. @mode is set first, under the lock, so no mark slips in after.
+ */
+static int restore_bitmap(struct md *md, enum md_mode mode)
 {
 	int r = 0;
 
 	g_mutex_lock(&md->lock);
+	__atomic_store_n(&md->mode, mode, __ATOMIC_RELEASE);
 	for (guint k = 0; k < md->frozen_list->len; k++)
 		r = restore_leaf(md, g_array_index(md->frozen_list, uint64_t, k)) ?: r;
 	for (guint k = 0; k < md->dirty_list->len; k++) {
@@ -839,6 +854,8 @@ static int restore_bitmap(struct md *md)
 	}
 	g_array_set_size(md->dirty_list, 0);
 	free_frozen(md);
+	if (r)
+		__atomic_store_n(&md->mode, MD_MODE_FAIL, __ATOMIC_RELEASE);
 	g_mutex_unlock(&md->lock);
 	return r;
 }
@@ -853,11 +870,8 @@ static int commit_failed(struct md *md, int err)
 	else
 		snprintf(md->errbuf, sizeof(md->errbuf), "metadata commit failed: %s",
 			 strerror(-err));
-	if (restore_bitmap(md)) {
-		__atomic_store_n(&md->mode, MD_MODE_FAIL, __ATOMIC_RELEASE);
+	if (restore_bitmap(md, MD_MODE_RO))
 		return err;
-	}
-	__atomic_store_n(&md->mode, MD_MODE_RO, __ATOMIC_RELEASE);
 	if (err == -ENOSPC)
 		return err;	/* nothing was damaged: no need to check */
 	if (write_super(md, 1 - md->slot, md->flags | SB_NEEDS_CHECK) || bio_flush(md->fd)) {
@@ -1046,10 +1060,31 @@ struct opener {
 	const struct md_geometry *geo;	/* NULL: take it from the superblock */
 	bool readonly;
 	bool tool;			/* never format; open even if needs_check */
-	uint8_t **refs;			/* md_check: count references per block */
+	bool check;			/* md_check: report leaked blocks too */
 };
 
-static int load(struct md *md, const struct sbinfo *s, uint8_t **refs, char *err, size_t len)
+/*
+ * Every reachable block must be marked used, else the allocator could hand it
+ * out again. A used block nobody reaches is only a leak: md_check reports it,
+ * open does not.
+ */
+static int account(struct md *md, const uint8_t *refs, bool leaks, char *err, size_t len)
+{
+	for (uint64_t b = 0; b < md->nr_blocks; b++) {
+		bool used = test_bit(md->sm.words, b);
+
+		if (refs[b] > 1)
+			return errf(err, len, -EILSEQ, "block %" PRIu64 " is used twice", b);
+		if (refs[b] && !used)
+			return errf(err, len, -EILSEQ, "block %" PRIu64 " is in use but marked free", b);
+		if (!refs[b] && used && leaks)
+			return errf(err, len, -EILSEQ, "block %" PRIu64 " is leaked (marked used"
+				    " but unreachable)", b);
+	}
+	return 0;
+}
+
+static int load(struct md *md, const struct sbinfo *s, bool check, char *err, size_t len)
 {
 	struct loader *ld = g_new0(struct loader, 1);
 	int r;
@@ -1059,10 +1094,8 @@ static int load(struct md *md, const struct sbinfo *s, uint8_t **refs, char *err
 	ld->txid = s->txid;
 	ld->err = err;
 	ld->errlen = len;
-	if (refs) {
-		ld->refs = *refs = g_new0(uint8_t, md->nr_blocks);
-		ld->refs[0] = ld->refs[1] = 1;
-	}
+	ld->refs = g_new0(uint8_t, md->nr_blocks);
+	ld->refs[0] = ld->refs[1] = 1;	/* the superblock slots */
 	r = load_node(ld, &md->sm, md->sm.levels, 0, s->sm_root);
 	if (r)
 		goto out;
@@ -1071,7 +1104,10 @@ static int load(struct md *md, const struct sbinfo *s, uint8_t **refs, char *err
 	ld->bits = 0;
 	r = load_node(ld, &md->bm, md->bm.levels, 0, s->bm_root);
 	md->nr_hydrated = ld->bits;
+	if (!r)
+		r = account(md, ld->refs, check, err, len);
 out:
+	g_free(ld->refs);
 	g_free(ld);
 	return r;
 }
@@ -1080,7 +1116,7 @@ static int open_meta(const char *path, const struct opener *o, struct md **out,
 		     char *err, size_t len)
 {
 	uint8_t *b = g_malloc(BS);
-	struct sbinfo s[2], *best = NULL;
+	struct sbinfo s[2], *best = NULL, *bad;
 	struct md_geometry geo;
 	struct md *md = NULL;
 	bool created = false, zero;
@@ -1114,12 +1150,14 @@ static int open_meta(const char *path, const struct opener *o, struct md **out,
 			best = &s[i];
 	}
 	if (!best) {
+		bad = s[0].state == SB_BAD ? &s[0] : s[1].state == SB_BAD ? &s[1] : NULL;
 		r = file_is_zero(fd, (uint64_t)st.st_size, &zero);
 		if (r)
 			errf(err, len, r, "cannot read: %s", strerror(-r));
+		else if (!zero && bad)
+			r = errf(err, len, -EILSEQ, "%s", bad->why);
 		else if (!zero)
-			r = errf(err, len, s[0].state == SB_BAD ? -EILSEQ : -EINVAL, "%s",
-				 (s[0].state == SB_BAD ? s[0] : s[1].state == SB_BAD ? s[1] : s[0]).why);
+			r = errf(err, len, -EINVAL, "not a clonefs metadata file");
 		else if (!o->geo || o->tool)
 			r = errf(err, len, -EINVAL, "metadata is empty (not formatted)");
 		else if (o->readonly)
@@ -1174,7 +1212,7 @@ static int open_meta(const char *path, const struct opener *o, struct md **out,
 	md->txid = best->txid;
 	md->flags = best->flags;
 	md->slot = (int)(best - s);
-	r = load(md, best, o->refs, err, len);
+	r = load(md, best, o->check, err, len);
 	if (!r && !o->readonly && (r = reopen_rw(path, &md->fd)))
 		errf(err, len, r, "cannot open for writing: %s", strerror(-r));
 out:
@@ -1314,7 +1352,12 @@ static void set_in_leaf(struct md *md, uint64_t idx, uint64_t off, uint64_t n)
 
 	if (w == ones_leaf)
 		return;
-	if (!w) {
+	if (!w && n == LEAF_BITS) {
+		/* a whole leaf (say a big discard): share ones_leaf, no memory */
+		__atomic_store_n(&md->bm.leaf[idx], ones_leaf, __ATOMIC_RELEASE);
+		added = n;
+		n = 0;
+	} else if (!w) {
 		w = g_new0(uint64_t, LEAF_WORDS);
 		__atomic_store_n(&md->bm.leaf[idx], w, __ATOMIC_RELEASE);
 	}
@@ -1351,6 +1394,8 @@ int md_set_range_hydrated(struct md *md, uint64_t start, uint64_t n)
 	if (md_range_hydrated(md, start, n))
 		return 0;	/* the common case: no lock */
 	g_mutex_lock(&md->lock);
+	if (md_mode(md) != MD_MODE_RW)
+		n = 0;	/* a commit failed meanwhile */
 	while (n) {
 		uint64_t off = start % LEAF_BITS, take = MIN(n, LEAF_BITS - off);
 
@@ -1359,7 +1404,7 @@ int md_set_range_hydrated(struct md *md, uint64_t start, uint64_t n)
 		n -= take;
 	}
 	g_mutex_unlock(&md->lock);
-	return 0;
+	return md_mode(md) == MD_MODE_RW ? 0 : -EIO;
 }
 
 int md_set_region_hydrated(struct md *md, uint64_t region)
@@ -1391,12 +1436,20 @@ int md_pre_commit(struct md *md)
 	g_mutex_lock(&md->lock);
 	for (guint k = 0; k < md->dirty_list->len; k++) {
 		uint64_t idx = g_array_index(md->dirty_list, uint64_t, k);
+		uint64_t *live = md->bm.leaf[idx], *f = md->frozen[idx];
 
-		if (!md->frozen[idx]) {
-			md->frozen[idx] = g_new(uint64_t, LEAF_WORDS);
+		if (!f)
 			g_array_append_val(md->frozen_list, idx);
+		if (live == ones_leaf) {
+			if (f != ones_leaf)
+				g_free(f);
+			f = ones_leaf;
+		} else {
+			if (!f || f == ones_leaf)
+				f = g_new(uint64_t, LEAF_WORDS);
+			memcpy(f, live, LEAF_WORDS * 8);
 		}
-		memcpy(md->frozen[idx], md->bm.leaf[idx], LEAF_WORDS * 8);
+		md->frozen[idx] = f;
 		md->dirty[idx] = 0;
 	}
 	g_array_set_size(md->dirty_list, 0);
@@ -1427,8 +1480,8 @@ int md_abort(struct md *md)
 	g_mutex_lock(&md->commit_lock);
 	if (md_mode(md) == MD_MODE_FAIL)
 		r = -EIO;
-	else if ((r = restore_bitmap(md)))
-		__atomic_store_n(&md->mode, MD_MODE_FAIL, __ATOMIC_RELEASE);
+	else
+		r = restore_bitmap(md, MD_MODE_RW);
 	g_mutex_unlock(&md->commit_lock);
 	return r;
 }
@@ -1492,40 +1545,28 @@ void md_test_limit_blocks(struct md *md, uint64_t nr_blocks)
 
 static int check_meta(const char *path, bool repair, char *err, size_t len)
 {
-	struct opener o = { .readonly = !repair, .tool = true };
-	uint8_t *refs = NULL;
-	struct md *md = NULL;
+	struct opener o = { .readonly = !repair, .tool = true, .check = true };
+	const struct sbinfo *other;
+	struct md *md;
+	bool bad_slot;
 	int r;
 
-	o.refs = &refs;
-	r = open_meta(path, &o, &md, err, len);
+	r = open_meta(path, &o, &md, err, len);	/* checks blocks and accounting */
 	if (r)
-		goto out;
-	for (int i = 0; i < 2 && !r; i++)
-		if (md->slots[i].state != SB_VALID && md->slots[i].state != SB_EMPTY)
-			r = errf(err, len, -EILSEQ, "superblock slot %d: %s", i, md->slots[i].why);
-	/* every block is reachable exactly once iff it is marked used */
-	for (uint64_t b = 0; b < md->nr_blocks && !r; b++) {
-		bool used = test_bit(md->sm.words, b);
-
-		if (refs[b] > 1)
-			r = errf(err, len, -EILSEQ, "block %" PRIu64 " is used twice", b);
-		else if (refs[b] && !used)
-			r = errf(err, len, -EILSEQ, "block %" PRIu64 " is in use but marked free", b);
-		else if (!refs[b] && used)
-			r = errf(err, len, -EILSEQ, "block %" PRIu64 " is leaked (marked used"
-				 " but unreachable)", b);
-	}
-	if (!r && repair && (md->flags & SB_NEEDS_CHECK)) {
+		return r;
+	other = &md->slots[1 - md->slot];
+	bad_slot = other->state != SB_VALID && other->state != SB_EMPTY;
+	if (bad_slot && !repair)
+		r = errf(err, len, -EILSEQ, "superblock slot %d: %s", 1 - md->slot, other->why);
+	/* the other slot is not in use: rewriting it with this state is safe */
+	if (!r && repair && ((md->flags & SB_NEEDS_CHECK) || bad_slot)) {
 		r = write_super(md, 1 - md->slot, md->flags & ~SB_NEEDS_CHECK);
 		if (!r)
 			r = bio_flush(md->fd);
 		if (r)
-			errf(err, len, r, "cannot clear needs_check: %s", strerror(-r));
+			errf(err, len, r, "cannot write the superblock: %s", strerror(-r));
 	}
-out:
 	md_free(md);
-	g_free(refs);
 	return r;
 }
 

@@ -1,0 +1,951 @@
+/*
+ * test_metadata.c - Check suite for src/metadata.c.
+ *
+ * Every test works on a META file in a fresh temporary directory. Some tests
+ * damage META on purpose; they know just enough of docs/format.md (block
+ * header, superblock offsets) to find and re-seal blocks, which also keeps
+ * the document honest.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "clonefs/metadata.h"
+
+#include <check.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <openssl/evp.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BS 4096u
+#define LEAF_BITS 32256u
+
+static char *tmpdir;
+static char *meta;	/* tmpdir/meta */
+static char err[256];
+
+static void empty_tmpdir(void)
+{
+	GDir *d = g_dir_open(tmpdir, 0, NULL);
+	const char *name;
+
+	while (d && (name = g_dir_read_name(d))) {
+		char *p = g_build_filename(tmpdir, name, NULL);
+
+		g_unlink(p);
+		g_free(p);
+	}
+	if (d)
+		g_dir_close(d);
+}
+
+/* Unchecked (runs in the parent), so the directory goes even if a test fails. */
+static void setup_dir(void)
+{
+	tmpdir = g_dir_make_tmp("clonefs-md-XXXXXX", NULL);
+	ck_assert_ptr_nonnull(tmpdir);
+	meta = g_build_filename(tmpdir, "meta", NULL);
+}
+
+static void teardown_dir(void)
+{
+	empty_tmpdir();
+	g_rmdir(tmpdir);
+	g_free(meta);
+	g_free(tmpdir);
+}
+
+/* ---- helpers ---- */
+
+static struct md *open_ok(uint32_t region_size, uint64_t count)
+{
+	struct md_geometry geo = { region_size, count };
+	struct md *md = NULL;
+	int r = md_open(meta, &geo, false, &md, err, sizeof(err));
+
+	ck_assert_msg(r == 0, "md_open: %d %s", r, err);
+	return md;
+}
+
+static int open_err(uint32_t region_size, uint64_t count, bool ro)
+{
+	struct md_geometry geo = { region_size, count };
+	struct md *md = NULL;
+	int r;
+
+	err[0] = 0;
+	r = md_open(meta, &geo, ro, &md, err, sizeof(err));
+	if (r == 0)
+		md_close(md);
+	return r;
+}
+
+static void commit_ok(struct md *md)
+{
+	ck_assert_int_eq(md_pre_commit(md), 0);
+	ck_assert_int_eq(md_commit(md), 0);
+}
+
+static void check_clean(void)
+{
+	int r = md_check(meta, err, sizeof(err));
+
+	ck_assert_msg(r == 0, "md_check: %d %s", r, err);
+}
+
+static GBytes *slurp(const char *path)
+{
+	gchar *data;
+	gsize len;
+
+	ck_assert(g_file_get_contents(path, &data, &len, NULL));
+	return g_bytes_new_take(data, len);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	GBytes *b = slurp(from);
+	gsize len;
+	const void *p = g_bytes_get_data(b, &len);
+
+	ck_assert(g_file_set_contents(to, p, (gssize)len, NULL));
+	g_bytes_unref(b);
+}
+
+static void rw_block(const char *path, uint64_t nr, void *buf, bool write)
+{
+	int fd = open(path, O_RDWR);
+	ssize_t n;
+
+	ck_assert_int_ge(fd, 0);
+	n = write ? pwrite(fd, buf, BS, (off_t)(nr * BS)) : pread(fd, buf, BS, (off_t)(nr * BS));
+	ck_assert_int_eq(n, BS);
+	close(fd);
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return v;	/* the tests run little-endian */
+}
+
+/* Re-seals a block after a deliberate edit: SHA-256 of bytes 32..4095. */
+static void reseal(uint8_t *b)
+{
+	unsigned int len;
+
+	ck_assert(EVP_Digest(b + 32, BS - 32, b, &len, EVP_sha256(), NULL) == 1);
+}
+
+/* The active superblock (highest transaction id of the two slots). */
+static int active_slot(const char *path, uint8_t *sb)
+{
+	uint8_t a[BS], b[BS];
+
+	rw_block(path, 0, a, false);
+	rw_block(path, 1, b, false);
+	if (get64(b + 48) > get64(a + 48)) {
+		memcpy(sb, b, BS);
+		return 1;
+	}
+	memcpy(sb, a, BS);
+	return 0;
+}
+
+#define SB_BM_ROOT 120
+#define SB_SM_ROOT 136
+
+static uint64_t sb_field(const char *path, unsigned off)
+{
+	uint8_t sb[BS];
+
+	active_slot(path, sb);
+	return get64(sb + off);
+}
+
+static void flip_byte(const char *path, uint64_t nr, unsigned off)
+{
+	uint8_t b[BS];
+
+	rw_block(path, nr, b, false);
+	b[off] ^= 0x5a;
+	rw_block(path, nr, b, true);
+}
+
+/* ---- format and reopen ---- */
+
+START_TEST(fresh_format_reopen)
+{
+	struct md_geometry geo;
+	uint64_t used, total;
+	struct stat st;
+	struct md *md = open_ok(65536, 1000);
+
+	ck_assert_int_eq(md_mode(md), MD_MODE_RW);
+	ck_assert_uint_eq(md_transaction_id(md), 1);
+	ck_assert_uint_eq(md_nr_hydrated(md), 0);
+	ck_assert(!md_changed(md));
+	ck_assert(!md_needs_check(md));
+	md_space(md, &used, &total);
+	ck_assert_uint_ge(used, 3);
+	ck_assert_uint_ge(total, 256);
+	ck_assert_uint_lt(used, total);
+	ck_assert_int_eq(md_close(md), 0);
+
+	ck_assert_int_eq(stat(meta, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
+	ck_assert_uint_eq((uint64_t)st.st_size, total * BS);
+
+	md = open_ok(65536, 1000);
+	md_geometry(md, &geo);
+	ck_assert_uint_eq(geo.region_size, 65536);
+	ck_assert_uint_eq(geo.region_count, 1000);
+	ck_assert_uint_eq(md_transaction_id(md), 1);
+	ck_assert_int_eq(md_close(md), 0);
+	check_clean();
+
+	ck_assert_int_eq(md_open_existing(meta, true, &md, err, sizeof(err)), 0);
+	md_geometry(md, &geo);
+	ck_assert_uint_eq(geo.region_count, 1000);
+	ck_assert_int_eq(md_set_region_hydrated(md, 1), -EROFS);
+	ck_assert_int_eq(md_close(md), 0);
+}
+END_TEST
+
+START_TEST(format_existing_zero_file)
+{
+	struct md *md;
+	uint64_t used, total;
+	struct stat st;
+	int fd;
+
+	/* big enough: its size is kept */
+	fd = open(meta, O_CREAT | O_RDWR, 0600);
+	ck_assert_int_eq(ftruncate(fd, 4000 * BS), 0);
+	close(fd);
+	md = open_ok(4096, 100);
+	md_space(md, &used, &total);
+	ck_assert_uint_eq(total, 4000);
+	md_close(md);
+
+	/* too small: extended */
+	g_unlink(meta);
+	fd = open(meta, O_CREAT | O_RDWR, 0600);
+	ck_assert_int_eq(ftruncate(fd, 3 * BS), 0);
+	close(fd);
+	md = open_ok(4096, 100000);
+	md_space(md, &used, &total);
+	ck_assert_uint_gt(total, 3);
+	md_close(md);
+	ck_assert_int_eq(stat(meta, &st), 0);
+	ck_assert_uint_eq((uint64_t)st.st_size, total * BS);
+	check_clean();
+
+	/* missing and read-only: refused, nothing created */
+	g_unlink(meta);
+	ck_assert_int_ne(open_err(4096, 100, true), 0);
+	ck_assert_int_ne(access(meta, F_OK), 0);
+}
+END_TEST
+
+START_TEST(set_commit_reopen)
+{
+	const uint64_t n = 100000;	/* 4 leaves, one index level */
+	struct md *md = open_ok(4096, n);
+
+	ck_assert_int_eq(md_set_region_hydrated(md, 0), 0);
+	ck_assert_int_eq(md_set_region_hydrated(md, 40000), 0);
+	ck_assert_int_eq(md_set_region_hydrated(md, n - 1), 0);
+	ck_assert_int_eq(md_set_range_hydrated(md, 70000, 500), 0);
+	ck_assert_int_eq(md_set_region_hydrated(md, n), -EINVAL);
+	ck_assert(md_changed(md));
+	ck_assert_uint_eq(md_nr_hydrated(md), 503);
+	commit_ok(md);
+	ck_assert(!md_changed(md));
+	ck_assert_uint_eq(md_transaction_id(md), 2);
+	/* marking a set bit again is not a change */
+	ck_assert_int_eq(md_set_region_hydrated(md, 0), 0);
+	ck_assert(!md_changed(md));
+	ck_assert_int_eq(md_close(md), 0);
+	check_clean();
+
+	md = open_ok(4096, n);
+	ck_assert_uint_eq(md_nr_hydrated(md), 503);
+	ck_assert(md_region_hydrated(md, 0));
+	ck_assert(md_region_hydrated(md, 40000));
+	ck_assert(md_region_hydrated(md, n - 1));
+	ck_assert(md_range_hydrated(md, 70000, 500));
+	ck_assert(!md_region_hydrated(md, 1));
+	ck_assert(!md_region_hydrated(md, 70500));
+	/* md_close commits what is pending */
+	ck_assert_int_eq(md_set_region_hydrated(md, 5), 0);
+	ck_assert_int_eq(md_close(md), 0);
+	md = open_ok(4096, n);
+	ck_assert(md_region_hydrated(md, 5));
+	ck_assert_uint_eq(md_nr_hydrated(md), 504);
+	md_close(md);
+	check_clean();
+}
+END_TEST
+
+/* Spec 4.5, 6.1, 6.2: marks made after pre_commit go to the next transaction. */
+START_TEST(two_phase_commit)
+{
+	struct md_geometry geo = { 4096, 1000 };
+	struct md *md = open_ok(4096, 1000), *ro;
+
+	ck_assert_int_eq(md_set_region_hydrated(md, 10), 0);
+	ck_assert_int_eq(md_pre_commit(md), 0);
+	/* same word, same leaf as region 10, and a different spot */
+	ck_assert_int_eq(md_set_region_hydrated(md, 11), 0);
+	ck_assert_int_eq(md_set_region_hydrated(md, 900), 0);
+	ck_assert_int_eq(md_commit(md), 0);
+	ck_assert(md_changed(md));
+	ck_assert(md_region_hydrated(md, 11));
+
+	ck_assert_int_eq(md_open(meta, &geo, true, &ro, err, sizeof(err)), 0);
+	ck_assert(md_region_hydrated(ro, 10));
+	ck_assert(!md_region_hydrated(ro, 11));
+	ck_assert(!md_region_hydrated(ro, 900));
+	ck_assert_uint_eq(md_nr_hydrated(ro), 1);
+	md_close(ro);
+
+	commit_ok(md);
+	ck_assert(!md_changed(md));
+	ck_assert_int_eq(md_open(meta, &geo, true, &ro, err, sizeof(err)), 0);
+	ck_assert(md_region_hydrated(ro, 11));
+	ck_assert(md_region_hydrated(ro, 900));
+	ck_assert_uint_eq(md_nr_hydrated(ro), 3);
+	md_close(ro);
+	md_close(md);
+	check_clean();
+}
+END_TEST
+
+/* Spec 4.4: a 1-region commit on a 16 TiB geometry is a handful of blocks. */
+START_TEST(huge_geometry_small_commit)
+{
+	const uint64_t n = 1ULL << 32;
+	gint64 t0 = g_get_monotonic_time();
+	struct md *md = open_ok(4096, n);
+	uint64_t before, used, total;
+
+	ck_assert_int_lt(g_get_monotonic_time() - t0, G_USEC_PER_SEC);
+	md_space(md, &used, &total);
+	ck_assert_uint_ge(total, 2 * (n / LEAF_BITS));
+	ck_assert_int_eq(md_set_region_hydrated(md, n - 1), 0);
+	ck_assert_int_eq(md_set_region_hydrated(md, 3000000000ULL), 0);
+	ck_assert_uint_eq(md_find_next_hydrated(md, 0), 3000000000ULL);
+	commit_ok(md);
+	ck_assert_int_eq(md_set_region_hydrated(md, 12345678), 0);
+	before = md_blocks_written(md);
+	commit_ok(md);
+	ck_assert_uint_le(md_blocks_written(md) - before, 8);
+	ck_assert_int_eq(md_close(md), 0);
+
+	t0 = g_get_monotonic_time();
+	md = open_ok(4096, n);
+	ck_assert_int_lt(g_get_monotonic_time() - t0, G_USEC_PER_SEC);
+	ck_assert_uint_eq(md_nr_hydrated(md), 3);
+	ck_assert(md_region_hydrated(md, n - 1));
+	ck_assert(md_region_hydrated(md, 12345678));
+	ck_assert_uint_eq(md_find_next_hydrated(md, 12345679), 3000000000ULL);
+	ck_assert_uint_eq(md_find_next_unhydrated(md, n - 1), n);
+
+	/* hydrate everything: commit and reopen stay fast and small */
+	ck_assert_int_eq(md_set_range_hydrated(md, 0, n), 0);
+	ck_assert(md_all_hydrated(md));
+	before = md_blocks_written(md);
+	commit_ok(md);
+	ck_assert_uint_le(md_blocks_written(md) - before, 16);
+	ck_assert_int_eq(md_close(md), 0);
+	t0 = g_get_monotonic_time();
+	md = open_ok(4096, n);
+	ck_assert_int_lt(g_get_monotonic_time() - t0, G_USEC_PER_SEC);
+	ck_assert(md_all_hydrated(md));
+	ck_assert_uint_eq(md_nr_hydrated(md), n);
+	ck_assert_uint_eq(md_find_next_unhydrated(md, 0), n);
+	md_close(md);
+	check_clean();
+}
+END_TEST
+
+/* ---- refusing and validating (spec 1.3) ---- */
+
+START_TEST(geometry_mismatch_refused)
+{
+	struct md *md = open_ok(4096, 5000);
+	GBytes *before, *after;
+	int fd;
+
+	ck_assert_int_eq(md_set_region_hydrated(md, 7), 0);
+	md_close(md);
+	before = slurp(meta);
+
+	ck_assert_int_eq(open_err(65536, 5000, false), -EINVAL);
+	ck_assert_str_eq(err, "region size 65536 does not match metadata (4096)");
+	ck_assert_int_eq(open_err(4096, 5001, false), -EINVAL);
+	ck_assert_str_eq(err, "region count 5001 does not match metadata (5000)");
+	ck_assert_int_eq(open_err(1000, 5000, false), -EINVAL);
+	after = slurp(meta);
+	ck_assert(g_bytes_equal(before, after));
+	g_bytes_unref(after);
+	g_bytes_unref(before);
+
+	/* something else entirely */
+	fd = open(meta, O_WRONLY | O_TRUNC);
+	ck_assert_int_eq(write(fd, "hello, world\n", 13), 13);
+	close(fd);
+	before = slurp(meta);
+	ck_assert_int_eq(open_err(4096, 5000, false), -EINVAL);
+	ck_assert_str_eq(err, "not a clonefs metadata file");
+	ck_assert_int_ne(md_check(meta, err, sizeof(err)), 0);
+	after = slurp(meta);
+	ck_assert(g_bytes_equal(before, after));
+	g_bytes_unref(after);
+	g_bytes_unref(before);
+}
+END_TEST
+
+/*
+ * A META with both slots valid, a one-level bitmap index over 4 leaves (two
+ * of them real blocks) and a one-leaf space map. Copied to meta.base.
+ */
+static char *make_base(void)
+{
+	char *base = g_strconcat(meta, ".base", NULL);
+	struct md *md = open_ok(4096, 100000);
+
+	ck_assert_int_eq(md_set_region_hydrated(md, 3), 0);
+	ck_assert_int_eq(md_set_region_hydrated(md, 70000), 0);
+	commit_ok(md);
+	ck_assert_int_eq(md_set_region_hydrated(md, 4), 0);
+	ck_assert_int_eq(md_close(md), 0);
+	check_clean();
+	copy_file(meta, base);
+	return base;
+}
+
+static uint64_t index_entry(uint64_t index_block, unsigned i)
+{
+	uint8_t b[BS];
+
+	rw_block(meta, index_block, b, false);
+	return get64(b + 64 + 8 * i);
+}
+
+/* Damage block @nr of a fresh copy; open and check must both refuse with @want. */
+static void expect_refused(const char *base, uint64_t nr, const char *want)
+{
+	GBytes *before, *after;
+	char cerr[256];
+
+	copy_file(base, meta);
+	flip_byte(meta, nr, 200);
+	before = slurp(meta);
+	ck_assert_int_eq(open_err(4096, 100000, false), -EILSEQ);
+	ck_assert_str_eq(err, want);
+	ck_assert_int_eq(md_check(meta, cerr, sizeof(cerr)), -EILSEQ);
+	ck_assert_str_eq(cerr, want);
+	ck_assert_int_ne(md_dump(meta, stdout, cerr, sizeof(cerr)), 0);
+	after = slurp(meta);
+	ck_assert(g_bytes_equal(before, after));
+	g_bytes_unref(after);
+	g_bytes_unref(before);
+}
+
+START_TEST(corrupt_each_block_kind)
+{
+	char *base = make_base(), want[128];
+	uint64_t root, leaf0, leaf2, sm;
+	uint8_t sb[BS];
+	struct md *md;
+	int slot;
+
+	root = sb_field(meta, SB_BM_ROOT);
+	sm = sb_field(meta, SB_SM_ROOT);
+	leaf0 = index_entry(root, 0);
+	leaf2 = index_entry(root, 2);
+	ck_assert_uint_gt(root, 1);
+	ck_assert_uint_gt(leaf0, 1);
+	ck_assert_uint_gt(leaf2, 1);
+	ck_assert_uint_eq(index_entry(root, 1), 0);	/* all-zero leaf: no block */
+
+	for (int k = 0; k < 4; k++) {
+		uint64_t nr = (uint64_t[]){ root, leaf0, leaf2, sm }[k];
+
+		snprintf(want, sizeof(want), "bad checksum at block %" PRIu64, nr);
+		expect_refused(base, nr, want);
+	}
+
+	/* the active slot: open falls back to the older one, check complains */
+	copy_file(base, meta);
+	slot = active_slot(meta, sb);
+	flip_byte(meta, (uint64_t)slot, 300);
+	md = open_ok(4096, 100000);
+	ck_assert_uint_eq(md_transaction_id(md), 2);
+	ck_assert(md_region_hydrated(md, 3));
+	ck_assert(!md_region_hydrated(md, 4));
+	md_close(md);
+	ck_assert_int_eq(md_check(meta, err, sizeof(err)), -EILSEQ);
+	ck_assert_ptr_nonnull(strstr(err, "bad checksum in superblock"));
+	/* repair rewrites the bad slot with the state that survived */
+	ck_assert_int_eq(md_check_repair(meta, err, sizeof(err)), 0);
+	check_clean();
+	md = open_ok(4096, 100000);
+	ck_assert_uint_eq(md_transaction_id(md), 3);
+	ck_assert(!md_region_hydrated(md, 4));
+	md_close(md);
+
+	/* the inactive slot: open uses the newest, check complains */
+	copy_file(base, meta);
+	flip_byte(meta, (uint64_t)!slot, 300);
+	ck_assert_int_eq(md_check(meta, err, sizeof(err)), -EILSEQ);
+	md = open_ok(4096, 100000);
+	ck_assert_uint_eq(md_transaction_id(md), 3);
+	ck_assert(md_region_hydrated(md, 4));
+	md_close(md);
+
+	/* both: nothing to open */
+	copy_file(base, meta);
+	flip_byte(meta, 0, 300);
+	flip_byte(meta, 1, 300);
+	ck_assert_int_eq(open_err(4096, 100000, false), -EILSEQ);
+	ck_assert_str_eq(err, "bad checksum in superblock (block 0)");
+	ck_assert_int_ne(md_check(meta, err, sizeof(err)), 0);
+
+	/* a damaged checksum field is as bad as damaged contents */
+	copy_file(base, meta);
+	flip_byte(meta, leaf0, 5);
+	ck_assert_int_eq(open_err(4096, 100000, false), -EILSEQ);
+	g_free(base);
+}
+END_TEST
+
+START_TEST(misplaced_block_detected)
+{
+	char *base = make_base(), want[128];
+	uint64_t root = sb_field(meta, SB_BM_ROOT);
+	uint64_t a = index_entry(root, 0), b = index_entry(root, 2);
+	uint8_t blk[BS];
+
+	rw_block(meta, a, blk, false);
+	rw_block(meta, b, blk, true);
+	snprintf(want, sizeof(want), "misplaced block at %" PRIu64 " (it belongs at block %" PRIu64 ")",
+		 b, a);
+	ck_assert_int_eq(open_err(4096, 100000, false), -EILSEQ);
+	ck_assert_str_eq(err, want);
+	ck_assert_int_eq(md_check(meta, err, sizeof(err)), -EILSEQ);
+	ck_assert_str_eq(err, want);
+	g_free(base);
+}
+END_TEST
+
+/* Spec 4.3: a torn superblock write leaves the previous state. */
+START_TEST(torn_superblock_falls_back)
+{
+	char *base = make_base();
+	uint8_t sb[BS], old[BS];
+	struct md *md;
+	int slot = active_slot(meta, sb);
+
+	/* only the first 128 bytes reached the disk; the rest is stale */
+	rw_block(meta, (uint64_t)!slot, old, false);
+	memcpy(sb + 128, old + 128, BS - 128);
+	rw_block(meta, (uint64_t)slot, sb, true);
+	md = open_ok(4096, 100000);
+	ck_assert_uint_eq(md_transaction_id(md), 2);
+	ck_assert(md_region_hydrated(md, 3));
+	ck_assert(md_region_hydrated(md, 70000));
+	ck_assert(!md_region_hydrated(md, 4));
+	/* the next commit reuses the torn slot and all is well again */
+	ck_assert_int_eq(md_set_region_hydrated(md, 9), 0);
+	commit_ok(md);
+	ck_assert_uint_eq(md_transaction_id(md), 3);
+	md_close(md);
+	check_clean();
+	md = open_ok(4096, 100000);
+	ck_assert(md_region_hydrated(md, 9));
+	ck_assert(!md_region_hydrated(md, 4));
+	md_close(md);
+	g_free(base);
+}
+END_TEST
+
+/* ---- failures (spec 4.6) ---- */
+
+START_TEST(out_of_space_goes_ro)
+{
+	struct md *md = open_ok(4096, 1000);
+	uint64_t used, total;
+	char msg[256];
+
+	md_space(md, &used, &total);
+	md_test_limit_blocks(md, used);	/* a fresh META uses blocks 0..used-1 */
+	ck_assert_int_eq(md_set_region_hydrated(md, 5), 0);
+	ck_assert_int_eq(md_pre_commit(md), 0);
+	ck_assert_int_eq(md_commit(md), -ENOSPC);
+	ck_assert_int_eq(md_mode(md), MD_MODE_RO);
+	ck_assert(!md_region_hydrated(md, 5));
+	ck_assert_uint_eq(md_nr_hydrated(md), 0);
+	ck_assert_int_eq(md_set_region_hydrated(md, 6), -EIO);
+	ck_assert(!md_needs_check(md));
+	md_last_error(md, msg, sizeof(msg));
+	ck_assert_ptr_nonnull(strstr(msg, "out of metadata space"));
+	md_space(md, &used, &total);
+	ck_assert_uint_eq(md_transaction_id(md), 1);
+	ck_assert_int_eq(md_close(md), 0);
+	check_clean();
+	md = open_ok(4096, 1000);
+	ck_assert(!md_region_hydrated(md, 5));
+	md_close(md);
+}
+END_TEST
+
+START_TEST(write_error_rolls_back_and_needs_check)
+{
+	struct md *md;
+
+	/* fail the n-th write of a commit, for every n the commit has */
+	for (uint64_t nth = 0;; nth++) {
+		int r;
+
+		g_unlink(meta);
+		md = open_ok(4096, 100000);
+		ck_assert_int_eq(md_set_region_hydrated(md, 1), 0);
+		commit_ok(md);
+		ck_assert_int_eq(md_set_region_hydrated(md, 2), 0);
+		ck_assert_int_eq(md_set_region_hydrated(md, 50000), 0);
+		ck_assert_int_eq(md_pre_commit(md), 0);
+		md_test_fail_writes(md, nth, 1);
+		r = md_commit(md);
+		if (r == 0) {
+			ck_assert_uint_ge(nth, 3);
+			md_close(md);
+			break;
+		}
+		ck_assert_int_eq(r, -EIO);
+		ck_assert_int_eq(md_mode(md), MD_MODE_RO);
+		ck_assert(md_needs_check(md));
+		ck_assert(md_region_hydrated(md, 1));
+		ck_assert(!md_region_hydrated(md, 2));
+		ck_assert(!md_region_hydrated(md, 50000));
+		ck_assert_uint_eq(md_nr_hydrated(md), 1);
+		ck_assert_int_eq(md_set_region_hydrated(md, 3), -EIO);
+		ck_assert_int_eq(md_commit(md), -EIO);
+		ck_assert_int_eq(md_close(md), 0);
+
+		ck_assert_int_eq(open_err(4096, 100000, false), -EUCLEAN);
+		ck_assert_str_eq(err, "needs_check is set: run clonefs check");
+		check_clean();
+		ck_assert_int_eq(md_check_repair(meta, err, sizeof(err)), 0);
+		md = open_ok(4096, 100000);
+		ck_assert(!md_needs_check(md));
+		ck_assert(md_region_hydrated(md, 1));
+		ck_assert(!md_region_hydrated(md, 2));
+		md_close(md);
+		check_clean();
+	}
+
+	/* nothing can be written: state unknown, fail mode */
+	g_unlink(meta);
+	md = open_ok(4096, 1000);
+	ck_assert_int_eq(md_set_region_hydrated(md, 1), 0);
+	ck_assert_int_eq(md_pre_commit(md), 0);
+	md_test_fail_writes(md, 0, UINT64_MAX);
+	ck_assert_int_eq(md_commit(md), -EIO);
+	ck_assert_int_eq(md_mode(md), MD_MODE_FAIL);
+	ck_assert(!md_region_hydrated(md, 1));
+	ck_assert_int_eq(md_set_region_hydrated(md, 2), -EIO);
+	ck_assert_int_eq(md_abort(md), -EIO);
+	md_close(md);
+	md = open_ok(4096, 1000);	/* the old state, intact */
+	ck_assert_uint_eq(md_nr_hydrated(md), 0);
+	md_close(md);
+	check_clean();
+}
+END_TEST
+
+START_TEST(abort_rolls_back)
+{
+	const uint64_t n = 3 * LEAF_BITS + 10;
+	struct md *md = open_ok(4096, n);
+
+	ck_assert_int_eq(md_set_region_hydrated(md, 1), 0);
+	commit_ok(md);
+
+	/* dirty only; same leaf as a committed bit (re-read from disk) */
+	ck_assert_int_eq(md_set_region_hydrated(md, 2), 0);
+	ck_assert_int_eq(md_set_region_hydrated(md, LEAF_BITS + 3), 0);
+	ck_assert_int_eq(md_abort(md), 0);
+	ck_assert(md_region_hydrated(md, 1));
+	ck_assert(!md_region_hydrated(md, 2));
+	ck_assert(!md_region_hydrated(md, LEAF_BITS + 3));
+	ck_assert_uint_eq(md_nr_hydrated(md), 1);
+	ck_assert(!md_changed(md));
+
+	/* frozen and dirty, and a whole leaf at once */
+	ck_assert_int_eq(md_set_region_hydrated(md, 4), 0);
+	ck_assert_int_eq(md_pre_commit(md), 0);
+	ck_assert_int_eq(md_set_range_hydrated(md, LEAF_BITS, LEAF_BITS), 0);
+	ck_assert_uint_eq(md_find_next_unhydrated(md, LEAF_BITS), 2 * LEAF_BITS);
+	ck_assert_int_eq(md_abort(md), 0);
+	ck_assert(!md_region_hydrated(md, 4));
+	ck_assert(!md_region_hydrated(md, LEAF_BITS));
+	ck_assert_uint_eq(md_nr_hydrated(md), 1);
+	ck_assert_int_eq(md_commit(md), 0);	/* nothing frozen: no-op */
+	ck_assert_uint_eq(md_transaction_id(md), 2);
+
+	/* still usable */
+	ck_assert_int_eq(md_mode(md), MD_MODE_RW);
+	ck_assert_int_eq(md_set_range_hydrated(md, LEAF_BITS, LEAF_BITS), 0);
+	commit_ok(md);
+	md_close(md);
+	md = open_ok(4096, n);
+	ck_assert_uint_eq(md_nr_hydrated(md), LEAF_BITS + 1);
+	ck_assert(md_range_hydrated(md, LEAF_BITS, LEAF_BITS));
+	md_close(md);
+	check_clean();
+}
+END_TEST
+
+/* ---- searching ---- */
+
+START_TEST(find_next_edges)
+{
+	struct md *md = open_ok(4096, 100);	/* not a multiple of 64 */
+
+	ck_assert_uint_eq(md_find_next_hydrated(md, 0), 100);
+	ck_assert_uint_eq(md_find_next_unhydrated(md, 0), 0);
+	ck_assert_uint_eq(md_find_next_unhydrated(md, 100), 100);
+	ck_assert_uint_eq(md_find_next_unhydrated(md, 1000), 100);
+	ck_assert_int_eq(md_set_region_hydrated(md, 63), 0);
+	ck_assert_int_eq(md_set_region_hydrated(md, 64), 0);
+	ck_assert_int_eq(md_set_region_hydrated(md, 99), 0);
+	ck_assert_uint_eq(md_find_next_hydrated(md, 0), 63);
+	ck_assert_uint_eq(md_find_next_hydrated(md, 64), 64);
+	ck_assert_uint_eq(md_find_next_hydrated(md, 65), 99);
+	ck_assert_uint_eq(md_find_next_hydrated(md, 100), 100);
+	ck_assert_uint_eq(md_find_next_unhydrated(md, 63), 65);
+	ck_assert_uint_eq(md_find_next_unhydrated(md, 99), 100);
+	ck_assert(md_range_hydrated(md, 63, 2));
+	ck_assert(!md_range_hydrated(md, 62, 2));
+	ck_assert(md_range_hydrated(md, 99, 1));
+	ck_assert(!md_range_hydrated(md, 99, 2));
+	ck_assert(md_range_hydrated(md, 5, 0));
+	ck_assert(!md_all_hydrated(md));
+	ck_assert_int_eq(md_set_range_hydrated(md, 0, 100), 0);
+	ck_assert_int_eq(md_set_range_hydrated(md, 50, 51), -EINVAL);
+	ck_assert(md_all_hydrated(md));
+	ck_assert_uint_eq(md_nr_hydrated(md), 100);
+	ck_assert_uint_eq(md_find_next_unhydrated(md, 0), 100);
+	md_close(md);
+	check_clean();	/* bits past region 99 stayed zero on disk */
+	g_unlink(meta);
+
+	/* across leaves: a whole all-ones leaf and a short last leaf */
+	const uint64_t n = LEAF_BITS + 70;
+
+	md = open_ok(4096, n);
+	ck_assert_int_eq(md_set_range_hydrated(md, 0, LEAF_BITS), 0);
+	ck_assert_uint_eq(md_find_next_unhydrated(md, 0), LEAF_BITS);
+	ck_assert_uint_eq(md_find_next_hydrated(md, LEAF_BITS), n);
+	ck_assert_int_eq(md_set_region_hydrated(md, n - 1), 0);
+	ck_assert_uint_eq(md_find_next_hydrated(md, LEAF_BITS), n - 1);
+	ck_assert_uint_eq(md_find_next_unhydrated(md, n - 1), n);
+	ck_assert_uint_eq(md_find_next_hydrated(md, 12345), 12345);
+	commit_ok(md);
+	md_close(md);
+	md = open_ok(4096, n);
+	ck_assert_uint_eq(md_find_next_unhydrated(md, 0), LEAF_BITS);
+	ck_assert_uint_eq(md_find_next_hydrated(md, LEAF_BITS), n - 1);
+	ck_assert_int_eq(md_set_range_hydrated(md, 0, n), 0);
+	ck_assert(md_all_hydrated(md));
+	md_close(md);
+	md = open_ok(4096, n);
+	ck_assert(md_all_hydrated(md));
+	ck_assert_uint_eq(md_find_next_unhydrated(md, 0), n);
+	md_close(md);
+	check_clean();
+}
+END_TEST
+
+/* ---- md_check accounting ---- */
+
+static void set_sm_bit(uint64_t sm_leaf, uint64_t b, bool used)
+{
+	uint8_t blk[BS];
+	uint64_t w;
+
+	rw_block(meta, sm_leaf, blk, false);
+	memcpy(&w, blk + 64 + 8 * (b / 64), 8);
+	if (used)
+		w |= 1ULL << (b % 64);
+	else
+		w &= ~(1ULL << (b % 64));
+	memcpy(blk + 64 + 8 * (b / 64), &w, 8);
+	reseal(blk);
+	rw_block(meta, sm_leaf, blk, true);
+}
+
+START_TEST(check_finds_leaks)
+{
+	char *base = make_base(), want[128];
+	uint64_t sm = sb_field(meta, SB_SM_ROOT), root = sb_field(meta, SB_BM_ROOT);
+	uint64_t used, total;
+	struct md *md = open_ok(4096, 100000);
+
+	md_space(md, &used, &total);
+	md_close(md);
+
+	set_sm_bit(sm, total - 1, true);
+	snprintf(want, sizeof(want), "block %" PRIu64 " is leaked (marked used but unreachable)",
+		 total - 1);
+	ck_assert_int_eq(md_check(meta, err, sizeof(err)), -EILSEQ);
+	ck_assert_str_eq(err, want);
+	md = open_ok(4096, 100000);	/* a leak is harmless: open works */
+	md_close(md);
+
+	copy_file(base, meta);
+	set_sm_bit(sm, root, false);
+	snprintf(want, sizeof(want), "block %" PRIu64 " is in use but marked free", root);
+	ck_assert_int_eq(md_check(meta, err, sizeof(err)), -EILSEQ);
+	ck_assert_str_eq(err, want);
+	/* open refuses: the allocator would overwrite a live block */
+	ck_assert_int_eq(open_err(4096, 100000, false), -EILSEQ);
+	ck_assert_str_eq(err, want);
+	g_free(base);
+}
+END_TEST
+
+/* ---- dump ---- */
+
+START_TEST(dump_json)
+{
+	struct md *md = open_ok(4096, 5000);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	ck_assert_int_eq(md_set_range_hydrated(md, 10, 2), 0);
+	ck_assert_int_eq(md_set_region_hydrated(md, 4999), 0);
+	md_close(md);
+	f = open_memstream(&buf, &len);
+	ck_assert_int_eq(md_dump(meta, f, err, sizeof(err)), 0);
+	fclose(f);
+	ck_assert_ptr_nonnull(strstr(buf, "\"region_count\": 5000"));
+	ck_assert_ptr_nonnull(strstr(buf, "\"hydrated\": 3,"));
+	ck_assert_ptr_nonnull(strstr(buf, "\"hydrated_runs\": [[10, 2], [4999, 1]]"));
+	ck_assert_ptr_nonnull(strstr(buf, "\"runs_truncated\": false"));
+	ck_assert_ptr_nonnull(strstr(buf, "\"active_slot\": 1"));
+	free(buf);
+
+	md = open_ok(4096, 5000);
+	for (uint64_t r = 0; r < 5000; r += 2)
+		ck_assert_int_eq(md_set_region_hydrated(md, r), 0);
+	md_close(md);
+	f = open_memstream(&buf, &len);
+	ck_assert_int_eq(md_dump(meta, f, err, sizeof(err)), 0);
+	fclose(f);
+	ck_assert_ptr_nonnull(strstr(buf, "\"runs_truncated\": true"));
+	free(buf);
+}
+END_TEST
+
+/* ---- threads ---- */
+
+static gint finished;
+
+struct marker {
+	struct md *md;
+	uint64_t seed;
+	uint64_t regions[5000];
+};
+
+static gpointer mark_thread(gpointer p)
+{
+	struct marker *m = p;
+	GRand *rnd = g_rand_new_with_seed((guint32)m->seed);
+
+	for (unsigned i = 0; i < G_N_ELEMENTS(m->regions); i++) {
+		m->regions[i] = (uint64_t)g_rand_int_range(rnd, 0, 1000000);
+		ck_assert_int_eq(md_set_region_hydrated(m->md, m->regions[i]), 0);
+		ck_assert(md_region_hydrated(m->md, m->regions[i]));
+	}
+	g_rand_free(rnd);
+	g_atomic_int_inc(&finished);
+	return NULL;
+}
+
+START_TEST(concurrent_marks_and_commits)
+{
+	struct md *md = open_ok(4096, 1000000);
+	struct marker *m = g_new0(struct marker, 4);
+	GThread *t[4];
+
+	for (int i = 0; i < 4; i++) {
+		m[i].md = md;
+		m[i].seed = (uint64_t)i + 1;
+		t[i] = g_thread_new("mark", mark_thread, &m[i]);
+	}
+	while (g_atomic_int_get(&finished) < 4)
+		commit_ok(md);
+	for (int i = 0; i < 4; i++)
+		g_thread_join(t[i]);
+	ck_assert_int_eq(md_close(md), 0);
+	check_clean();
+	md = open_ok(4096, 1000000);
+	for (int i = 0; i < 4; i++)
+		for (unsigned k = 0; k < G_N_ELEMENTS(m[i].regions); k++)
+			ck_assert(md_region_hydrated(md, m[i].regions[k]));
+	md_close(md);
+	g_free(m);
+}
+END_TEST
+
+static Suite *metadata_suite(void)
+{
+	Suite *s = suite_create("metadata");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_unchecked_fixture(tc, setup_dir, teardown_dir);
+	tcase_add_checked_fixture(tc, empty_tmpdir, NULL);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, fresh_format_reopen);
+	tcase_add_test(tc, format_existing_zero_file);
+	tcase_add_test(tc, set_commit_reopen);
+	tcase_add_test(tc, two_phase_commit);
+	tcase_add_test(tc, huge_geometry_small_commit);
+	tcase_add_test(tc, geometry_mismatch_refused);
+	tcase_add_test(tc, corrupt_each_block_kind);
+	tcase_add_test(tc, misplaced_block_detected);
+	tcase_add_test(tc, torn_superblock_falls_back);
+	tcase_add_test(tc, out_of_space_goes_ro);
+	tcase_add_test(tc, write_error_rolls_back_and_needs_check);
+	tcase_add_test(tc, abort_rolls_back);
+	tcase_add_test(tc, find_next_edges);
+	tcase_add_test(tc, check_finds_leaks);
+	tcase_add_test(tc, dump_json);
+	tcase_add_test(tc, concurrent_marks_and_commits);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(metadata_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
