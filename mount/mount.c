@@ -58,7 +58,7 @@ static GLogWriterOutput log_writer(GLogLevelFlags level, const GLogField *fields
 
 	(void)data;
 	if (foreground)
-		return g_log_writer_standard_streams(level, fields, n_fields, NULL);
+		return g_log_writer_default(level, fields, n_fields, NULL);
 	if (level & G_LOG_LEVEL_DEBUG && !g_log_get_debug_enabled())
 		return G_LOG_WRITER_HANDLED;
 	for (gsize i = 0; i < n_fields; i++)

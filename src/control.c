@@ -126,6 +126,25 @@ static int features(const struct clone_status *st, const char *f[2])
 	return n;
 }
 
+/* JSON string contents: valid UTF-8, with quotes, backslashes and control
+ * characters escaped (g_strescape writes octal escapes, which JSON lacks). */
+static char *json_escape(const char *s)
+{
+	char *valid = g_utf8_make_valid(s, -1);
+	GString *o = g_string_new(NULL);
+
+	for (const unsigned char *p = (const unsigned char *)valid; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			g_string_append_printf(o, "\\%c", *p);
+		else if (*p < 0x20)
+			g_string_append_printf(o, "\\u%04x", *p);
+		else
+			g_string_append_c(o, (char)*p);
+	}
+	g_free(valid);
+	return g_string_free(o, FALSE);
+}
+
 static const char *mode_word(const struct clone_status *st)
 {
 	return st->ro || st->mode != MD_MODE_RW ? "ro" : "rw";
@@ -158,7 +177,7 @@ char *control_format_json(const struct clone_status *st)
 	GString *s = g_string_new("{");
 	const char *f[2];
 	int nf = features(st, f);
-	char *err = g_strescape(st->hy.last_error, NULL);
+	char *err = json_escape(st->hy.last_error);
 
 	g_string_append_printf(s,
 		"\"metadata_block_size\": %u, \"metadata_used\": %" G_GUINT64_FORMAT
