@@ -94,7 +94,7 @@ def main():
                     os.unlink(p)
             allowed = [{None} for _ in range(SIZE // BLK)]
         opts = "hydration_rate=%dM,commit_period=%dms,hydration_batch_size=%d" % (
-            rng.choice([8, 32, 128]), rng.choice([20, 50, 200]), rng.choice([1, 4, 16]))
+            rng.choice([8, 32, 128]), rng.choice([50, 1000, 5000]), rng.choice([1, 4, 16]))
         daemon = subprocess.Popen([helper, src, dest, meta, mnt, "-f", "-o", opts],
                                   stderr=subprocess.DEVNULL)
         try:
