@@ -53,11 +53,13 @@ static void cfs_init(void *userdata, struct fuse_conn_info *conn)
 	(void)userdata;
 	mount_time = time(NULL);
 	/* Zero-copy reads from DEST/SOURCE, big requests, and the page cache
-	 * kept across opens (only clonefs changes the image). */
+	 * kept across opens (only clonefs changes the image). No writeback
+	 * cache: with it the kernel accepts writes past the end into its cache,
+	 * grows the file and reports ENOSPC only at fsync; without it every
+	 * write reaches clone_write, which refuses them as a device does. */
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
-	if (conn->capable & FUSE_CAP_WRITEBACK_CACHE)
-		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 	if (conn->capable & FUSE_CAP_ASYNC_DIO)
 		conn->want |= FUSE_CAP_ASYNC_DIO;
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
@@ -209,13 +211,22 @@ static void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(rv.v);
 }
 
+/*
+ * A write across the image end is short, as on a device. But the kernel
+ * turns a short O_DIRECT write into EIO (async DIO), after the part inside
+ * was written: so one of those is refused whole, with ENOSPC.
+ */
 static void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		      size_t size, off_t off, struct fuse_file_info *fi)
 {
-	ssize_t n = clone_write(clone_of(req), buf, size, (uint64_t)off);
+	struct clone *c = clone_of(req);
+	ssize_t n;
 
 	(void)ino;
-	(void)fi;
+	if ((fi->flags & O_DIRECT) && (uint64_t)off + size > clone_size(c))
+		n = -ENOSPC;
+	else
+		n = clone_write(c, buf, size, (uint64_t)off);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else

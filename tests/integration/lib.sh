@@ -13,6 +13,7 @@ T=$(mktemp -d /tmp/clonefs-test.XXXXXX)
 _mounts=()
 _loops=()
 _pids=()
+_fsmounts=()
 _atexit=()
 
 log() { echo "# $*"; }
@@ -31,6 +32,10 @@ _abort_fuse() {
 cleanup() {
 	local rc=$?
 	set +e
+	for m in "${_fsmounts[@]}"; do # filesystems on loops, before the loops
+		mountpoint -q "$m" || continue
+		timeout 30 umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+	done
 	for l in "${_loops[@]}"; do losetup -d "$l" 2>/dev/null; done
 	for m in "${_mounts[@]}"; do
 		mountpoint -q "$m" || continue
@@ -85,11 +90,11 @@ make_source() {
 	head -c "$(($2 * 1024 * 1024))" /dev/urandom > "$1"
 }
 
-new_loop() { # new_loop FILE [losetup options]: prints the device
-	local dev
-	dev=$(losetup -f --show "${@:2}" "$1")
-	_loops+=("$dev")
-	echo "$dev"
+# new_loop FILE [losetup options]: attach; the device is in $LOOP. (Not
+# meant for $(...): a subshell could not record the device for cleanup.)
+new_loop() {
+	LOOP=$(losetup -f --show "${@:2}" "$1") || die "losetup ${*:2} $1 failed"
+	_loops+=("$LOOP")
 }
 
 free_loop() {
@@ -98,6 +103,24 @@ free_loop() {
 	for l in "${_loops[@]}"; do [ "$l" = "$1" ] || keep+=("$l"); done
 	_loops=("${keep[@]}")
 }
+
+# mount_fs DEV DIR [OPTIONS]: mount a filesystem (say ext4 on a loop device
+# over the image); cleanup unmounts it before it detaches loops.
+mount_fs() {
+	mkdir -p "$2"
+	mount ${3:+-o "$3"} "$1" "$2"
+	_fsmounts+=("$2")
+}
+
+umount_fs() {
+	umount "$1"
+	local keep=()
+	for m in "${_fsmounts[@]}"; do [ "$m" = "$1" ] || keep+=("$m"); done
+	_fsmounts=("${keep[@]}")
+}
+
+# loop_released FILE: no loop device holds FILE any more.
+loop_released() { [ -z "$(losetup -j "$1")" ]; }
 
 # status_field MNT N: the Nth field of the status line.
 status_field() {
