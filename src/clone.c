@@ -419,8 +419,10 @@ ssize_t clone_map_read(struct clone *c, uint64_t off, size_t len,
 	if (off >= c->size)
 		return 0;
 	end = MIN(off + len, c->size);
-	if (!c->opt.ro)
+	if (!c->opt.ro) {
+		hydrate_foreground(c->hy);
 		cor = hydrate_copy_on_read(c->hy);
+	}
 
 	/* Runs of regions in one state become one extent. */
 	for (pos = off; pos < end;) {
@@ -544,6 +546,7 @@ ssize_t clone_write(struct clone *c, const void *buf, size_t len, uint64_t off)
 	if (off >= c->size)
 		return -ENOSPC; /* like writing past the end of a device */
 	end = MIN(off + len, c->size);
+	hydrate_foreground(c->hy);
 	ret = write_walk(c, buf, off, end, false);
 	return ret ? ret : (ssize_t)(end - off);
 }

@@ -30,6 +30,8 @@
 #define COR_QUEUE_MAX 4096
 #define BACKOFF_MIN_US (100 * 1000)
 #define BACKOFF_MAX_US (30 * 1000 * 1000)
+/* Foreground I/O this recent counts as "busy": copies step back. */
+#define FOREGROUND_QUIET_US (20 * 1000)
 
 struct hydrate {
 	struct hydrate_target t;
@@ -52,6 +54,7 @@ struct hydrate {
 	uint64_t rate_b0;
 	double rate;
 	char last_error[160];
+	gint64 foreground_at;  /* last foreground request, monotonic us (atomic) */
 
 	GThread *scheduler;
 	GThreadPool *pool;
@@ -329,6 +332,14 @@ static gpointer scheduler(gpointer arg)
 			g_cond_wait_until(&h->cond, &h->lock, wake);
 			continue;
 		}
+		/* Foreground first, but never zero (spec 3.1a): while users are
+		 * busy, one batch at a time instead of threshold's worth. */
+		if (h->in_flight && now - __atomic_load_n(&h->foreground_at, __ATOMIC_RELAXED) <
+				    FOREGROUND_QUIET_US) {
+			g_cond_wait_until(&h->cond, &h->lock,
+					  now + FOREGROUND_QUIET_US);
+			continue;
+		}
 		if (now < h->backoff_until || now < h->next_dispatch) {
 			g_cond_wait_until(&h->cond, &h->lock,
 					  MAX(h->backoff_until, h->next_dispatch));
@@ -427,6 +438,11 @@ void hydrate_free(struct hydrate *h)
 	g_cond_clear(&h->cond);
 	g_mutex_clear(&h->lock);
 	g_free(h);
+}
+
+void hydrate_foreground(struct hydrate *h)
+{
+	__atomic_store_n(&h->foreground_at, g_get_monotonic_time(), __ATOMIC_RELAXED);
 }
 
 void hydrate_queue(struct hydrate *h, uint64_t region)

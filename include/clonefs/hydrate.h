@@ -58,6 +58,9 @@ void hydrate_unlock(struct hydrate *h, uint64_t region);
  */
 int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n);
 
+/* A foreground request arrived: background copies yield for a moment. */
+void hydrate_foreground(struct hydrate *h);
+
 /* Copy on read: ask for @region to be hydrated before the cursor's. */
 void hydrate_queue(struct hydrate *h, uint64_t region);
 

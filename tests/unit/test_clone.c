@@ -254,6 +254,48 @@ START_TEST(background_hydration_makes_a_copy)
 }
 END_TEST
 
+struct reader_arg {
+	struct clone *c;
+	gint stop;
+	guint64 reads;
+};
+
+static gpointer steady_reader(gpointer p)
+{
+	struct reader_arg *a = p;
+	char buf[4096];
+
+	while (!g_atomic_int_get(&a->stop)) {
+		clone_read(a->c, buf, sizeof(buf),
+			   g_random_int_range(0, (gint32)(image_size / 4096)) * 4096ull);
+		__atomic_fetch_add(&a->reads, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+/* Spec 3.1a: under steady foreground load, hydration still finishes. */
+START_TEST(hydration_progresses_under_load)
+{
+	struct clone *c = open_clone(true);
+	struct reader_arg a = { .c = c };
+	GThread *t[2];
+	gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+	bool done;
+
+	for (int i = 0; i < 2; i++)
+		t[i] = g_thread_new("reader", steady_reader, &a);
+	while (!(done = all_hydrated(c)) && g_get_monotonic_time() < deadline)
+		g_usleep(10000);
+	g_atomic_int_set(&a.stop, 1);
+	for (int i = 0; i < 2; i++)
+		g_thread_join(t[i]);
+	ck_assert_msg(done, "hydration starved by foreground reads");
+	ck_assert_uint_gt(a.reads, 0);
+	check_image(c);
+	ck_assert_int_eq(clone_close(c), 0);
+}
+END_TEST
+
 struct writer_arg {
 	struct clone *c;
 	int id;
@@ -354,6 +396,7 @@ static Suite *clone_suite(void)
 	tcase_add_test(tc, discard_reads_zeros);
 	tcase_add_test(tc, background_hydration_makes_a_copy);
 	tcase_add_test(tc, concurrent_writers_same_region);
+	tcase_add_test(tc, hydration_progresses_under_load);
 	tcase_add_test(tc, status_line_fields);
 	tcase_add_test(tc, refuses_bad_input);
 	suite_add_tcase(s, tc);
