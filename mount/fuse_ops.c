@@ -5,6 +5,7 @@
  * DEST and SOURCE; status and messages travel as extended attributes.
  */
 #include "clonefs/fuse_ops.h"
+#include "clonefs/blockio.h"
 #include "clonefs/clone.h"
 #include "clonefs/control.h"
 
@@ -172,7 +173,11 @@ static int add_extent(void *arg, int fd, uint64_t off, size_t len)
 {
 	struct read_vec *rv = arg;
 	struct fuse_bufvec *v = rv->v;
+	/* libfuse reads (splices) the fd itself: let blockio see the read */
+	int ret = bio_will_read(fd, off, len);
 
+	if (ret)
+		return ret;
 	if (v->count == rv->cap) {
 		rv->cap *= 2;
 		v = realloc(v, sizeof(*v) + rv->cap * sizeof(v->buf[0]));

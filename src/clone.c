@@ -329,9 +329,9 @@ static int commit(struct clone *c, bool flush_anyway)
 		 * freeze; make it durable before the bits are (spec 3.2). */
 		ret = bio_flush(c->dest_fd);
 		if (ret) {
-			g_warning("flush of dest failed: %s; metadata rolled back",
-				  g_strerror(-ret));
-			md_abort(c->md);
+			g_warning("flush of dest failed: %s; metadata rolled back, "
+				  "read-only", g_strerror(-ret));
+			md_fail_transaction(c->md, ret);
 		}
 	}
 	if (!ret)
@@ -558,7 +558,7 @@ static int dest_zero(struct clone *c, uint64_t off, uint64_t len, bool punch)
 
 	mode |= punch && __atomic_load_n(&c->discard_passdown, __ATOMIC_RELAXED)
 			? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE;
-	if (!fallocate(c->dest_fd, mode, (off_t)off, (off_t)len))
+	if (!bio_fallocate(c->dest_fd, mode, off, len))
 		return 0;
 	while (len > 0) { /* DEST cannot: write zeros */
 		size_t n = MIN(len, sizeof(zeros));

@@ -18,8 +18,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,8 +106,7 @@ static int dest_hole(int fd, uint64_t off, uint64_t len)
 {
 	static const char zeros[65536];
 
-	if (!fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		       (off_t)off, (off_t)len))
+	if (!bio_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len))
 		return 0;
 	while (len > 0) { /* DEST that cannot punch (e.g. some devices) */
 		size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
@@ -151,32 +148,28 @@ static int copy_data(struct hydrate *h, char *buf, uint64_t off, uint64_t end)
  */
 static bool try_reflink(struct hydrate *h, uint64_t off, uint64_t end)
 {
-	struct file_clone_range r = {
-		.src_fd = h->t.src_fd, .src_offset = off,
-		.src_length = end == h->t.image_size ? 0 : end - off, /* 0: to EOF */
-		.dest_offset = off,
-	};
-	int known;
+	int known, ret;
 
 	g_mutex_lock(&h->lock);
 	known = h->reflink;
 	g_mutex_unlock(&h->lock);
 	if (!known)
 		return false;
-	if (ioctl(h->t.dest_fd, FICLONERANGE, &r)) {
-		g_mutex_lock(&h->lock);
+	/* length 0: to the end of SOURCE, which a short last region needs */
+	ret = bio_clone_range(h->t.dest_fd, h->t.src_fd, off,
+			      end == h->t.image_size ? 0 : end - off);
+	g_mutex_lock(&h->lock);
+	if (ret) {
 		if (h->reflink < 0)
 			g_debug("no reflink from source to dest (%s): copying",
-				g_strerror(errno));
+				g_strerror(-ret));
 		h->reflink = 0;
-		g_mutex_unlock(&h->lock);
-		return false;
+	} else {
+		h->reflink = 1;
+		h->copied_bytes += end - off;
 	}
-	g_mutex_lock(&h->lock);
-	h->reflink = 1;
-	h->copied_bytes += end - off;
 	g_mutex_unlock(&h->lock);
-	return true;
+	return ret == 0;
 }
 
 static int copy_range(struct hydrate *h, uint64_t first, uint64_t n)
@@ -239,14 +232,33 @@ int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n)
 	return ret;
 }
 
+static int copy_and_mark(struct hydrate *h, uint64_t first, uint64_t n)
+{
+	int ret = copy_range(h, first, n);
+
+	return ret ? ret : md_set_range_hydrated(h->t.md, first, n);
+}
+
 static void worker(gpointer data, gpointer user)
 {
 	struct hydrate *h = user;
 	struct batch *b = data;
-	int ret = copy_range(h, b->first, b->n);
+	uint64_t bad = b->first, nbad = b->n;
+	int ret = copy_and_mark(h, b->first, b->n);
 
-	if (!ret)
-		ret = md_set_range_hydrated(h->t.md, b->first, b->n);
+	/* One bad region must not hold back the rest of its batch. */
+	if (ret && b->n > 1 && md_mode(h->t.md) == MD_MODE_RW) {
+		ret = 0;
+		for (uint64_t r = b->first; r < b->first + b->n; r++) {
+			int err = copy_and_mark(h, r, 1);
+
+			if (err && !ret) {
+				ret = err;
+				bad = r;
+				nbad = 1;
+			}
+		}
+	}
 
 	g_mutex_lock(&h->lock);
 	if (ret) {
@@ -256,7 +268,7 @@ static void worker(gpointer data, gpointer user)
 		h->backoff_until = g_get_monotonic_time() + h->backoff_us;
 		snprintf(h->last_error, sizeof(h->last_error),
 			 "copy of regions %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
-			 " failed: %s", b->first, b->n, g_strerror(-ret));
+			 " failed: %s", bad, nbad, g_strerror(-ret));
 		g_warning("hydration: %s; retrying in %" G_GINT64_FORMAT " ms",
 			  h->last_error, h->backoff_us / 1000);
 	} else {

@@ -1473,6 +1473,15 @@ int md_commit(struct md *md)
 	return r;
 }
 
+int md_fail_transaction(struct md *md, int err)
+{
+	g_mutex_lock(&md->commit_lock);
+	if (!md->readonly && md_mode(md) == MD_MODE_RW)
+		err = commit_failed(md, err);
+	g_mutex_unlock(&md->commit_lock);
+	return err;
+}
+
 int md_abort(struct md *md)
 {
 	int r = 0;

@@ -84,6 +84,12 @@ bool md_changed(struct md *md);
  */
 int md_pre_commit(struct md *md);
 int md_commit(struct md *md);
+/*
+ * The caller could not complete the frozen transaction (the DEST flush
+ * between pre_commit and commit failed): treat it as a failed commit, i.e.
+ * roll back, go RO and record needs_check (spec 4.6). Returns @err.
+ */
+int md_fail_transaction(struct md *md, int err);
 /* Drop uncommitted changes: back to the last committed state. */
 int md_abort(struct md *md);
 

@@ -1,0 +1,449 @@
+#!/usr/bin/env python3
+"""benchlib.py - the small helpers scripts/bench needs.
+
+  mksparse FILE SIZE FRACTION SEED   sparse FILE with FRACTION random data extents
+  wait-hydrated MNT T0 TIMEOUT       poll MNT/image's status until every region is
+                                     hydrated; print seconds since T0 (epoch)
+  hydrated MNT                       print "hydrated total" from the status line
+  qmp SOCK stream NODE               start block-stream on NODE; return at once
+  qmp SOCK stream-wait NODE TIMEOUT  start block-stream on NODE and wait for the
+                                     job to complete; print seconds it took
+  qmp SOCK job-wait TIMEOUT          wait until no block job runs; print seconds
+  fsync FILE                         open FILE read-only and fsync it
+  report RESDIR OUT.json             print the table, write the JSON
+"""
+import json
+import os
+import random
+import socket
+import sys
+import time
+
+STATUS_XATTR = "user.clonefs.status"
+
+
+def die(msg):
+    print("benchlib: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+# ---- sparse source -----------------------------------------------------------
+
+def mksparse(path, size, fraction, seed):
+    """A SIZE-byte sparse file whose data is FRACTION of it, in random extents
+    of 4 KiB to 2 MiB at random 4 KiB-aligned offsets (never overlapping)."""
+    rng = random.Random(seed)
+    want = int(size * fraction)
+    extents = []  # sorted, non-overlapping (start, end)
+    have = 0
+    page = 4096
+    while have < want:
+        length = min(rng.randrange(1, 513) * page, want - have)
+        length = max(page, (length + page - 1) // page * page)
+        start = rng.randrange(0, (size - length) // page + 1) * page
+        end = start + length
+        if any(s < end and start < e for s, e in extents):
+            continue
+        extents.append((start, end))
+        have += length
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.ftruncate(fd, size)
+        for s, e in sorted(extents):
+            os.pwrite(fd, os.urandom(e - s), s)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    print("%d extents, %d bytes of data" % (len(extents), have))
+
+
+# ---- clonefs status ----------------------------------------------------------
+
+def hydrated(mnt):
+    line = os.getxattr(os.path.join(mnt, "image"), STATUS_XATTR).decode()
+    if line.strip() == "Fail":
+        die("clone at %s is in fail mode" % mnt)
+    h, t = line.split()[3].split("/")
+    return int(h), int(t)
+
+
+def wait_hydrated(mnt, t0, timeout, interval=0.1):
+    """Reading the status commits (and flushes DEST), so poll often only at
+    first: 10 ms, growing to @interval, which keeps short copies precise and
+    long ones undisturbed."""
+    deadline = time.time() + timeout
+    iv = min(0.01, interval)
+    while True:
+        h, t = hydrated(mnt)
+        if h >= t:
+            return time.time() - t0
+        if time.time() > deadline:
+            die("hydration of %s not done after %ss (%d/%d)" % (mnt, timeout, h, t))
+        time.sleep(iv)
+        iv = min(interval, iv * 1.3)
+
+
+# ---- QMP ---------------------------------------------------------------------
+
+class QMP:
+    def __init__(self, path):
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.connect(path)
+        self.f = self.s.makefile("rw")
+        self.events = []
+        self._read()  # greeting
+        self.cmd("qmp_capabilities")
+
+    def _read(self):
+        line = self.f.readline()
+        if not line:
+            die("QMP connection closed")
+        return json.loads(line)
+
+    def cmd(self, name, **args):
+        self.f.write(json.dumps({"execute": name, "arguments": args}) + "\n")
+        self.f.flush()
+        while True:
+            m = self._read()
+            if "event" in m:
+                self.events.append(m)
+                continue
+            if "error" in m:
+                die("QMP %s: %s" % (name, m["error"].get("desc")))
+            return m.get("return")
+
+    def jobs(self):
+        return self.cmd("query-block-jobs")
+
+
+def qmp_main(argv):
+    q = QMP(argv[0])
+    what = argv[1]
+    if what in ("stream", "stream-wait"):
+        t0 = time.time()
+        q.cmd("block-stream", **{"job-id": "bench-stream", "device": argv[2]})
+        if what == "stream":
+            return
+        timeout = float(argv[3])
+    elif what == "job-wait":
+        t0 = time.time()
+        timeout = float(argv[2])
+    else:
+        die("qmp: unknown %s" % what)
+    while q.jobs():
+        if time.time() - t0 > timeout:
+            die("block job not done after %ss" % timeout)
+        time.sleep(0.02)
+    for e in q.events:
+        if e["event"] == "BLOCK_JOB_ERROR":
+            die("block job error: %s" % e)
+    print("%.3f" % (time.time() - t0))
+
+
+# ---- report ------------------------------------------------------------------
+
+CONFIGS = [
+    ("raw", "raw file"),
+    ("pt", "passthrough_ll"),
+    ("qemu-cor", "qemu COR (unhyd.)"),
+    ("qemu-hyd", "qemu streamed"),
+    ("cfs-unhyd", "clonefs unhydrated"),
+    ("cfs-hyd", "clonefs hydrated"),
+]
+WORKLOADS = [
+    ("seqread-buf", "seq read 1M buffered"),
+    ("seqwrite-buf", "seq write 1M buffered"),
+    ("randread-buf", "rand read 4k buffered"),
+    ("randwrite-buf", "rand write 4k buffered"),
+    ("seqread-direct", "seq read 1M O_DIRECT"),
+    ("seqwrite-direct", "seq write 1M O_DIRECT"),
+    ("randread-direct", "rand read 4k O_DIRECT"),
+    ("randwrite-direct", "rand write 4k O_DIRECT"),
+]
+# qemu peer of each clonefs state
+QEMU_PEER = {"cfs-unhyd": "qemu-cor", "cfs-hyd": "qemu-hyd"}
+
+
+def load_metrics(resdir):
+    m = {}
+    path = os.path.join(resdir, "metrics.jsonl")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    d = json.loads(line)
+                    m[d["key"]] = d["value"]
+    return m
+
+
+def fio_summary(path):
+    with open(path) as f:
+        text = f.read()
+    # fio may print warnings before the JSON
+    j = json.loads(text[text.index("{"):])
+    job = j["jobs"][0]
+    rw = "write" if job["write"]["io_bytes"] else "read"
+    d = job[rw]
+    pct = d["clat_ns"].get("percentile", {})
+
+    def p(k):
+        v = pct.get(k)
+        return v / 1000.0 if v is not None else None
+
+    return {
+        "dir": rw,
+        "io_bytes": d["io_bytes"],
+        "runtime_ms": d["runtime"],
+        "bw_MiBps": d["bw_bytes"] / 2**20,
+        "iops": d["iops"],
+        "clat_p50_us": p("50.000000"),
+        "clat_p99_us": p("99.000000"),
+        "clat_mean_us": d["clat_ns"]["mean"] / 1000.0,
+    }
+
+
+def ratio(a, b):
+    if a is None or b is None or not b:
+        return None
+    return a / b
+
+
+def fmt(v, spec="%.2f", none="-"):
+    return none if v is None else spec % v
+
+
+def report(resdir, out):
+    metrics = load_metrics(resdir)
+    fiodir = os.path.join(resdir, "fio")
+    runs = {}
+    for name in sorted(os.listdir(fiodir)) if os.path.isdir(fiodir) else []:
+        if not name.endswith(".json"):
+            continue
+        cfg, wl = name[:-5].split("@", 1)
+        try:
+            runs.setdefault(wl, {})[cfg] = fio_summary(os.path.join(fiodir, name))
+        except (ValueError, KeyError, IndexError) as e:
+            print("benchlib: cannot read %s: %s" % (name, e), file=sys.stderr)
+
+    # Buffered writes: the figure includes the final flush (fsync after fio).
+    for wl, byc in runs.items():
+        for cfg, r in byc.items():
+            flush = metrics.get("flush_s/%s@%s" % (cfg, wl))
+            r["flush_s"] = flush
+            r["bw_cached_MiBps"] = r["bw_MiBps"]
+            if flush is not None:
+                secs = r["runtime_ms"] / 1000.0 + flush
+                r["bw_MiBps"] = r["io_bytes"] / secs / 2**20
+                r["iops"] = r["iops"] * (r["runtime_ms"] / 1000.0) / secs
+
+    res = {"meta": metrics.get("meta", {}), "workloads": {}, "hydration": {},
+           "latency": {}, "memory": {}, "large": {}, "targets": []}
+    lines = []
+    P = lines.append
+
+    # -- workloads
+    P("== Throughput (same files, same run; ratios: x raw / x passthrough_ll) ==")
+    P("%-24s %-20s %10s %10s %7s %7s" % ("workload", "config", "MiB/s", "IOPS",
+                                           "x raw", "x pt"))
+    for wl, wname in WORKLOADS:
+        byc = runs.get(wl, {})
+        if not byc:
+            continue
+        res["workloads"][wl] = {}
+        raw = byc.get("raw", {}).get("bw_MiBps")
+        pt = byc.get("pt", {}).get("bw_MiBps")
+        first = True
+        for cfg, cname in CONFIGS:
+            r = byc.get(cfg)
+            if not r:
+                continue
+            r["x_raw"] = ratio(r["bw_MiBps"], raw)
+            r["x_pt"] = ratio(r["bw_MiBps"], pt)
+            res["workloads"][wl][cfg] = r
+            P("%-24s %-20s %10.1f %10.0f %7s %7s" % (
+                wname if first else "", cname, r["bw_MiBps"], r["iops"],
+                fmt(r["x_raw"]), fmt(r["x_pt"])))
+            first = False
+    P("(buffered writes include the final fsync; cached-only MiB/s in results.json)")
+
+    # -- hydration
+    P("")
+    P("== Time to a full, durable copy (cp --sparse=always + fsync = raw; best run) ==")
+    P("%-10s %-26s %9s %9s %8s %8s  %s" % ("source", "method", "best s", "MiB/s",
+                                            "x cp", "x pt-cp", "all runs (s)"))
+    size = metrics.get("meta", {}).get("size_bytes", 0)
+    for kind in ("dense", "sparse", "dense-warm"):
+        cp = metrics.get("hyd_s/%s/cp" % kind)
+        ptcp = metrics.get("hyd_s/%s/pt-cp" % kind)
+        if not any(k.startswith("hyd_s/%s/" % kind) for k in metrics):
+            continue
+        res["hydration"][kind] = {}
+        for meth, mname in (("cp", "cp (raw)"), ("pt-cp", "cp via passthrough_ll"),
+                            ("qemu", "qemu block-stream"), ("cfs", "clonefs hydration")):
+            t = metrics.get("hyd_s/%s/%s" % (kind, meth))
+            if t is None:
+                continue
+            # speed ratio: time of cp / time of this
+            d = {"seconds": t, "MiBps": size / t / 2**20 if t else None,
+                 "x_cp_speed": ratio(cp, t), "x_ptcp_speed": ratio(ptcp, t),
+                 "samples": metrics.get("hyd_samples/%s/%s" % (kind, meth))}
+            res["hydration"][kind][meth] = d
+            P("%-10s %-26s %9.2f %9.1f %8s %8s  %s" % (
+                kind, mname, t, d["MiBps"] or 0, fmt(d["x_cp_speed"]),
+                fmt(d["x_ptcp_speed"]),
+                " ".join("%.2f" % x for x in d["samples"] or [])))
+    for meth, mname in (("cfs", "clonefs"), ("qemu", "qemu block-stream")):
+        v = metrics.get("hyd_s_after_load/dense/%s" % meth)
+        if v is not None:
+            res["hydration"].setdefault("dense-after-load", {})[meth] = {"seconds": v}
+            P("%s dense again, after the pt/raw write workloads: %.2f s" % (mname, v))
+    extra = metrics.get("hyd_under_load_s")
+    if extra is not None:
+        P("clonefs hydration while the latency probe ran: %.2f s" % extra)
+
+    # -- latency
+    P("")
+    P("== 4 KiB random read latency, O_DIRECT, QD1 (us) ==")
+    P("%-34s %9s %9s %9s %7s %7s" % ("config", "p50", "p99", "IOPS", "p99 xraw",
+                                     "p99 xpt"))
+    lat = runs.get("lat", {})
+    rawp99 = lat.get("raw", {}).get("clat_p99_us")
+    ptp99 = lat.get("pt", {}).get("clat_p99_us")
+    for cfg, cname in (("raw", "raw file"), ("pt", "passthrough_ll"),
+                       ("cfs-idle", "clonefs unhydrated, idle"),
+                       ("cfs-during", "clonefs during hydration"),
+                       ("cfs-idle-warm", "clonefs idle, SOURCE cached"),
+                       ("cfs-during-warm", "clonefs hydrating, SOURCE cached"),
+                       ("qemu-idle", "qemu overlay, idle"),
+                       ("qemu-during", "qemu during block-stream")):
+        r = lat.get(cfg)
+        if not r:
+            continue
+        r["p99_x_raw"] = ratio(r["clat_p99_us"], rawp99)
+        r["p99_x_pt"] = ratio(r["clat_p99_us"], ptp99)
+        res["latency"][cfg] = r
+        P("%-34s %9s %9s %9.0f %7s %7s" % (cname, fmt(r["clat_p50_us"], "%.1f"),
+                                           fmt(r["clat_p99_us"], "%.1f"), r["iops"],
+                                           fmt(r["p99_x_raw"]), fmt(r["p99_x_pt"])))
+    for k in ("cfs", "cfs-warm", "qemu"):
+        f = metrics.get("during_frac/%s" % k)
+        if f is not None:
+            P("%s: probe ran %.2f s of a copy that took %.2f s (%.0f%% of the probe "
+              "overlapped the copy)" % (k, metrics.get("during_probe_s/%s" % k, 0),
+                                        metrics.get("during_copy_s/%s" % k, 0), 100 * f))
+            res["latency"]["%s-overlap" % k] = f
+
+    # -- memory, large geometry
+    P("")
+    P("== Memory (VmHWM) and a 16 TiB geometry ==")
+    for key, name in (("hwm_kb/cfs-hyd", "clonefs, 1 GiB clone after hydration + workloads"),
+                      ("hwm_kb/cfs-unhyd", "clonefs, 1 GiB clone, unhydrated reads"),
+                      ("hwm_kb/pt", "passthrough_ll after workloads"),
+                      ("hwm_kb/qemu-hyd", "qemu-storage-daemon after workloads"),
+                      ("hwm_kb/cfs-16t", "clonefs, 16 TiB at 4 KiB regions, open")):
+        v = metrics.get(key)
+        if v is not None:
+            res["memory"][key.split("/", 1)[1]] = v
+            P("%-52s %10.1f MiB" % (name, v / 1024.0))
+    for key, name in (("large/size", "16 TiB source size (bytes)"),
+                      ("large/regions", "regions"),
+                      ("large/open_s", "mount start to image visible (s)"),
+                      ("large/reopen_s", "remount with existing META (s)"),
+                      ("large/umount_s", "umount + daemon exit (s)"),
+                      ("large/meta_alloc_kb", "META allocated (KiB)")):
+        v = metrics.get(key)
+        if v is not None:
+            res["large"][key.split("/", 1)[1]] = v
+            P("%-52s %14s" % (name, v if isinstance(v, int) else "%.3f" % v))
+
+    # -- targets
+    targets = []
+
+    def target(name, value, limit, ok):
+        targets.append({"target": name, "value": value, "limit": limit,
+                        "pass": bool(ok) if value is not None else None})
+
+    def wl_ratio(wl, cfg, ref):
+        a = runs.get(wl, {}).get(cfg, {}).get("bw_MiBps")
+        b = runs.get(wl, {}).get(ref, {}).get("bw_MiBps")
+        return ratio(a, b)
+
+    for cfg in ("cfs-hyd", "cfs-unhyd"):
+        for wl in ("seqread-buf", "seqwrite-buf"):
+            v = wl_ratio(wl, cfg, "raw")
+            target("%s %s >= 0.90 x raw" % (cfg, wl), v, 0.90,
+                   v is not None and v >= 0.90)
+    for cfg in ("cfs-hyd", "cfs-unhyd"):
+        for wl in ("seqread-direct", "seqwrite-direct", "randread-direct",
+                   "randwrite-direct"):
+            v = wl_ratio(wl, cfg, "pt")
+            target("%s %s >= 1.0 x pt" % (cfg, wl), v, 1.0, v is not None and v >= 1.0)
+            q = QEMU_PEER[cfg]
+            v = wl_ratio(wl, cfg, q)
+            target("%s %s >= 1.5 x %s" % (cfg, wl, q), v, 1.5,
+                   v is not None and v >= 1.5)
+        v = wl_ratio("seqread-direct", cfg, "raw")
+        target("%s seqread-direct >= 0.5 x raw" % cfg, v, 0.5, v is not None and v >= 0.5)
+    cp = metrics.get("hyd_s/dense/cp")
+    cd = metrics.get("hyd_s/dense/cfs")
+    cs = metrics.get("hyd_s/sparse/cfs")
+    v = ratio(cp, cd)
+    target("hydration dense >= 0.90 x cp speed", v, 0.90, v is not None and v >= 0.90)
+    v = ratio(cd, cs)
+    target("hydration 90%-sparse >= 5 x faster than dense", v, 5.0,
+           v is not None and v >= 5.0)
+    for sfx, what in (("", "cold"), ("-warm", "SOURCE cached")):
+        idle = lat.get("cfs-idle" + sfx, {}).get("clat_p99_us")
+        during = lat.get("cfs-during" + sfx, {}).get("clat_p99_us")
+        if idle is None and sfx:
+            continue
+        v = ratio(during, idle)
+        target("p99 4k read latency during hydration <= 2 x idle (%s)" % what,
+               v, 2.0, v is not None and v <= 2.0)
+    res["targets"] = targets
+
+    P("")
+    P("== Targets ==")
+    npass = sum(1 for t in targets if t["pass"])
+    for t in targets:
+        state = "PASS" if t["pass"] else ("MISS" if t["pass"] is False else "N/A ")
+        P("%s  %-58s %s" % (state, t["target"], fmt(t["value"], "%.2f")))
+    P("%d of %d targets met" % (npass, len(targets)))
+    text = "\n".join(lines)
+    print(text)
+    res["table"] = text
+    res["metrics"] = {k: v for k, v in metrics.items() if k != "meta"}
+    with open(out, "w") as f:
+        json.dump(res, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+def main():
+    if len(sys.argv) < 2:
+        die(__doc__)
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "mksparse":
+        mksparse(args[0], int(args[1]), float(args[2]), int(args[3]))
+    elif cmd == "wait-hydrated":
+        t = wait_hydrated(args[0], float(args[1]), float(args[2]),
+                          float(args[3]) if len(args) > 3 else 0.1)
+        print("%.3f" % t)
+    elif cmd == "best-of":  # the value of KEY in a metrics.jsonl
+        print(load_metrics(os.path.dirname(args[0]) or ".")[args[1]])
+    elif cmd == "hydrated":
+        print("%d %d" % hydrated(args[0]))
+    elif cmd == "qmp":
+        qmp_main(args)
+    elif cmd == "fsync":
+        fd = os.open(args[0], os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    elif cmd == "report":
+        report(args[0], args[1])
+    else:
+        die("unknown command %s" % cmd)
+
+
+if __name__ == "__main__":
+    main()

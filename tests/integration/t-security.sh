@@ -1,0 +1,183 @@
+#!/bin/bash
+# Security properties (issue 8; spec 1.2, 1.4): SOURCE is opened read-only
+# and never written; DEST/META that are SOURCE (or each other) by any name
+# are refused, and so are symlinks with -o nofollow; META and a created DEST
+# are 0600; allow_other only when asked, and then with default_permissions;
+# offsets near 2^63 fail cleanly; a flood of concurrent requests neither
+# crashes the daemon nor grows its threads without bound.
+. "$(dirname "$0")/lib.sh"
+
+IMG_MIB=32
+make_source "$T/src" $IMG_MIB
+src_sum=$(sha256sum < "$T/src")
+src_mtime=$(stat -c %Y.%y "$T/src")
+
+alive() {
+	kill -0 "$DAEMON_PID" 2>/dev/null || die "the daemon died ($*)"
+	mountpoint -q "$T/m" || die "$T/m is no longer mounted ($*)"
+	timeout 30 getfattr --absolute-names --only-values -n user.clonefs.status \
+		"$T/m/image" > /dev/null || die "status does not answer ($*)"
+}
+
+# --- refusals: nothing mounted, nothing created, one clear line -------------
+# refuse WHY DEST META [OPTIONS]: the mount fails and names the problem.
+refuse() {
+	local why=$1 out rc=0
+	mkdir -p "$T/r"
+	out=$(timeout 60 "$MOUNT_CLONEFS" "$T/src" "$2" "$3" "$T/r" ${4:+-o "$4"} 2>&1) || rc=$?
+	[ $rc -ne 0 ] && [ $rc -ne 124 ] || { mountpoint -q "$T/r" && umount "$T/r"; die "mounted with $why"; }
+	mountpoint -q "$T/r" && die "$why: refused but mounted"
+	echo "$out" | grep -q "$5" || die "$why: message does not say '$5': $out"
+	[ "$(echo "$out" | wc -l)" -eq 1 ] || die "$why: more than one line: $out"
+	log "refused $why: $out"
+}
+
+ln "$T/src" "$T/src-link"
+ln -s "$T/src" "$T/src-symlink"
+refuse "DEST = SOURCE" "$T/src" "$T/meta" "" "same file as the source"
+refuse "DEST = hard link to SOURCE" "$T/src-link" "$T/meta" "" "same file as the source"
+refuse "DEST = symlink to SOURCE" "$T/src-symlink" "$T/meta" "" "same file as the source"
+refuse "META = SOURCE" "$T/dest" "$T/src" "" "same file as the source"
+refuse "META = hard link to SOURCE" "$T/dest" "$T/src-link" "" "same file as the source"
+truncate -s ${IMG_MIB}M "$T/dest"
+ln "$T/dest" "$T/dest-link"
+refuse "META = DEST" "$T/dest" "$T/dest" "" "same file as the dest"
+refuse "META = hard link to DEST" "$T/dest" "$T/dest-link" "" "same file as the dest"
+ln -s "$T/dest" "$T/dest-symlink"
+touch "$T/meta-target"
+ln -s "$T/meta-target" "$T/meta-symlink"
+refuse "DEST symlink with nofollow" "$T/dest-symlink" "$T/meta" nofollow "symbolic link"
+refuse "META symlink with nofollow" "$T/dest" "$T/meta-symlink" nofollow "symbolic link"
+[ ! -e "$T/meta" ] || die "a refused mount created META"
+[ ! -s "$T/meta-target" ] || die "a refused mount wrote through the META symlink"
+rm -f "$T/dest" "$T/dest-link" "$T/src-link"
+
+# --- modes of created files (whatever the umask) ------------------------------
+(umask 000 && mount_clone "$T/src" "$T/dest" "$T/meta" "$T/m" no_hydration)
+[ "$(stat -c %a "$T/meta")" = 600 ] || die "META created with mode $(stat -c %a "$T/meta")"
+[ "$(stat -c %a "$T/dest")" = 600 ] || die "DEST created with mode $(stat -c %a "$T/dest")"
+opts=$(awk -v m="$T/m" '$2 == m {print $4}' /proc/mounts)
+log "mount options without allow_other: $opts"
+case ",$opts," in *,allow_other,*) die "allow_other without being asked" ;; esac
+chmod 711 "$T"
+out=$(setpriv --reuid=65534 --regid=65534 --clear-groups cat "$T/m/image" 2>&1 >/dev/null) &&
+	die "another user read the image without allow_other"
+log "another user without allow_other: $out"
+unmount_clone "$T/m" "$T/meta"
+
+# --- allow_other adds default_permissions -------------------------------------
+mount_clone "$T/src" "$T/dest" "$T/meta" "$T/m" allow_other,no_hydration
+opts=$(awk -v m="$T/m" '$2 == m {print $4}' /proc/mounts)
+log "mount options with allow_other: $opts"
+case ",$opts," in *,allow_other,*) ;; *) die "allow_other missing: $opts" ;; esac
+case ",$opts," in *,default_permissions,*) ;; *) die "default_permissions missing: $opts" ;; esac
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+as_nobody head -c 4096 "$T/m/image" > /dev/null || die "allow_other: others cannot read a 0644 image"
+as_nobody dd if=/dev/zero of="$T/m/image" bs=4096 count=1 conv=notrunc 2>/dev/null &&
+	die "another user wrote the image (0644, owned by root)"
+as_nobody setfattr -n user.clonefs.message -v enable_hydration "$T/m/image" 2>/dev/null &&
+	die "another user sent a control message"
+unmount_clone "$T/m" "$T/meta"
+chmod 700 "$T"
+
+# --- the daemon's own view: SOURCE's fd is O_RDONLY ---------------------------
+mount_clone_fg "$T/src" "$T/dest" "$T/meta" "$T/m" "hydration_rate=64M"
+src_real=$(readlink -f "$T/src")
+found=0
+for fd in /proc/$DAEMON_PID/fd/*; do
+	[ "$(readlink "$fd")" = "$src_real" ] || continue
+	flags=$(awk '/^flags:/ {print $2}' "/proc/$DAEMON_PID/fdinfo/${fd##*/}")
+	[ $((8#$flags & 3)) -eq 0 ] || die "SOURCE fd ${fd##*/} has flags $flags (not O_RDONLY)"
+	found=$((found + 1))
+done
+[ $found -ge 1 ] || die "no SOURCE fd found in the daemon"
+log "SOURCE open read-only in the daemon ($found fd)"
+
+# --- offsets and lengths at the edges -----------------------------------------
+python3 - "$T/m/image" $((IMG_MIB << 20)) <<'EOF' || die "edge offsets"
+import errno, os, sys
+path, size = sys.argv[1], int(sys.argv[2])
+fd = os.open(path, os.O_RDWR)
+def expect_err(what, fn, ok_errnos):
+    try:
+        r = fn()
+    except OSError as e:
+        if e.errno not in ok_errnos:
+            sys.exit("%s: errno %d" % (what, e.errno))
+        return
+    if what.startswith("read") and r in (b"", 0):
+        return  # reading past the end: end of file
+    sys.exit("%s: succeeded (%r)" % (what, r if not isinstance(r, bytes) else len(r)))
+big = [2**63 - 4096, 2**63 - 1, 2**62, size, size + 4096]
+for off in big:
+    expect_err("read at %d" % off, lambda: os.pread(fd, 4096, off), {errno.EINVAL, errno.EFBIG})
+    expect_err("write at %d" % off, lambda: os.pwrite(fd, b"x" * 4096, off),
+               {errno.EFBIG, errno.ENOSPC, errno.EINVAL, errno.EPERM})
+# fallocate: KEEP_SIZE|PUNCH_HOLE and KEEP_SIZE|ZERO_RANGE, ranges that reach
+# or overflow past 2^63
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+for off, ln in [(2**63 - 4096, 4096), (size - 4096, 2**63 - size), (2**62, 2**62),
+                (size - 1, 2**63 - size), (0, 2**63 - 1)]:
+    for mode in (0x01 | 0x02, 0x01 | 0x10):
+        r = libc.fallocate(fd, mode, off, ln)
+        e = ctypes.get_errno()
+        if r != 0 and e not in (errno.EINVAL, errno.EFBIG, errno.EPERM, errno.EOPNOTSUPP):
+            sys.exit("fallocate(%#x, %d, %d): errno %d" % (mode, off, ln, e))
+# a read and a write crossing the end are cut at the end
+assert len(os.pread(fd, 8192, size - 4096)) == 4096
+n = os.pwrite(fd, b"y" * 8192, size - 4096)
+assert n == 4096, n
+# truncation and growth are refused (spec 2.8)
+for newsize in (0, size + 4096, 2**63 - 1):
+    try:
+        os.ftruncate(fd, newsize)
+        sys.exit("ftruncate(%d) succeeded" % newsize)
+    except OSError as e:
+        assert e.errno in (errno.EPERM, errno.EFBIG, errno.EINVAL), e
+print("edges: ok")
+EOF
+alive "edge offsets"
+for msg in "hydration_threshold 99999999999999999999999" "hydration_rate 18446744073709551616" \
+	   "hydration_batch_size -1" "$(head -c 3000 /dev/zero | tr '\0' a)" "copy_on_read maybe"; do
+	message "$T/m" "$msg" 2>/dev/null && die "bad message accepted: ${msg:0:40}"
+done
+setfattr -n user.clonefs.status -v x "$T/m/image" 2>/dev/null && die "status is writable"
+alive "bad messages"
+
+# --- a flood of concurrent requests ---------------------------------------------
+max_tasks=0
+count_tasks() {
+	local n
+	n=$(ls "/proc/$DAEMON_PID/task" 2>/dev/null | wc -l)
+	[ "$n" -gt "$max_tasks" ] && max_tasks=$n
+	return 0
+}
+fio --name=flood --filename="$T/m/image" --direct=1 --ioengine=libaio --rw=randrw \
+	--bs=4k --iodepth=32 --numjobs=32 --time_based --runtime=5 --size=${IMG_MIB}M \
+	--group_reporting --minimal > "$T/fio.out" 2>&1 &
+fio_pid=$!
+_pids+=("$fio_pid")
+while kill -0 $fio_pid 2>/dev/null; do
+	count_tasks
+	sleep 0.2
+done
+wait $fio_pid || { tail -n 5 "$T/fio.out"; die "fio failed"; }
+ios=$(awk -F";" '{print $6 + $47}' "$T/fio.out")
+[ "${ios:-0}" -gt 0 ] || die "fio did no I/O: $(head -c 300 "$T/fio.out")"
+alive "after the flood"
+nfds=$(ls "/proc/$DAEMON_PID/fd" | wc -l)
+log "flood: $ios I/Os, at most $max_tasks daemon threads, $nfds fds afterwards"
+# 32 FUSE threads, 4 hydration workers, scheduler, committer, main, glib's
+[ "$max_tasks" -le 64 ] || die "daemon threads grew to $max_tasks"
+[ "$nfds" -le 100 ] || die "daemon holds $nfds fds"
+
+poll 60 hydrated_all "$T/m" || die "hydration did not finish"
+unmount_clone "$T/m" "$T/meta"
+"$CLONEFS" check -n "$T/meta" > /dev/null || die "META not clean"
+
+[ "$(sha256sum < "$T/src")" = "$src_sum" ] || die "SOURCE content changed"
+[ "$(stat -c %Y.%y "$T/src")" = "$src_mtime" ] || die "SOURCE mtime changed"
+log "SOURCE unchanged (sha256 and mtime) after writes, a flood and full hydration"
+pass
