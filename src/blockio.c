@@ -630,6 +630,24 @@ int bio_fallocate(int fd, int mode, uint64_t off, uint64_t len)
 	return 0;
 }
 
+int bio_zero(int fd, int mode, uint64_t off, uint64_t len)
+{
+	static const char zeros[65536];
+	int ret = bio_fallocate(fd, mode, off, len);
+
+	if (ret != -EOPNOTSUPP && ret != -ENODEV && ret != -EINVAL)
+		return ret;
+	while (len > 0) { /* a file or device that cannot: write zeros */
+		size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+
+		if ((ret = bio_pwrite(fd, zeros, n, off)))
+			return ret;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
 int bio_clone_range(int dest_fd, int src_fd, uint64_t off, uint64_t len)
 {
 	struct file_clone_range r = {

@@ -553,23 +553,11 @@ ssize_t clone_write(struct clone *c, const void *buf, size_t len, uint64_t off)
 
 static int dest_zero(struct clone *c, uint64_t off, uint64_t len, bool punch)
 {
-	static const char zeros[65536];
 	int mode = FALLOC_FL_KEEP_SIZE;
 
 	mode |= punch && __atomic_load_n(&c->discard_passdown, __ATOMIC_RELAXED)
 			? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE;
-	if (!bio_fallocate(c->dest_fd, mode, off, len))
-		return 0;
-	while (len > 0) { /* DEST cannot: write zeros */
-		size_t n = MIN(len, sizeof(zeros));
-		int ret = bio_pwrite(c->dest_fd, zeros, n, off);
-
-		if (ret)
-			return ret;
-		off += n;
-		len -= n;
-	}
-	return 0;
+	return bio_zero(c->dest_fd, mode, off, len);
 }
 
 int clone_zero(struct clone *c, uint64_t off, uint64_t len, bool punch)

@@ -104,20 +104,7 @@ static bool all_zero(const char *p, size_t len)
 /* Make DEST read zeros in [off, off + len) without allocating. */
 static int dest_hole(int fd, uint64_t off, uint64_t len)
 {
-	static const char zeros[65536];
-
-	if (!bio_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len))
-		return 0;
-	while (len > 0) { /* DEST that cannot punch (e.g. some devices) */
-		size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
-		int ret = bio_pwrite(fd, zeros, n, off);
-
-		if (ret)
-			return ret;
-		off += n;
-		len -= n;
-	}
-	return 0;
+	return bio_zero(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
 }
 
 /* Copy [off, end) of SOURCE holding data (not a hole) to DEST. */

@@ -97,6 +97,11 @@ int bio_flush(int fd);
  */
 int bio_fallocate(int fd, int mode, uint64_t off, uint64_t len);
 /*
+ * Make [off, off + len) read zeros: bio_fallocate(@mode) (PUNCH_HOLE or
+ * ZERO_RANGE, with KEEP_SIZE) where the file can, else write zeros.
+ */
+int bio_zero(int fd, int mode, uint64_t off, uint64_t len);
+/*
  * Reflink [off, off + len) of @src_fd to the same offset of @dest_fd
  * (FICLONERANGE; @len 0: to the end of @src_fd). Returns -EOPNOTSUPP while
  * writes are recorded (a reflink carries no data to log: callers copy
