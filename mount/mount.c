@@ -57,10 +57,16 @@ static GLogWriterOutput log_writer(GLogLevelFlags level, const GLogField *fields
 	int prio = LOG_INFO;
 
 	(void)data;
-	if (foreground)
-		return g_log_writer_default(level, fields, n_fields, NULL);
-	if (level & G_LOG_LEVEL_DEBUG && !g_log_get_debug_enabled())
+	if (g_log_writer_default_would_drop(level, G_LOG_DOMAIN))
+		return G_LOG_WRITER_HANDLED; /* debug, unless -o debug */
+	if (foreground) { /* all of it on stderr: stdout is not ours */
+		char *line = g_log_writer_format_fields(level, fields, n_fields,
+							isatty(STDERR_FILENO));
+
+		fprintf(stderr, "%s\n", line);
+		g_free(line);
 		return G_LOG_WRITER_HANDLED;
+	}
 	for (gsize i = 0; i < n_fields; i++)
 		if (!strcmp(fields[i].key, "MESSAGE"))
 			msg = fields[i].value;
