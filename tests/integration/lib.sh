@@ -148,6 +148,15 @@ json_field() {
 }
 
 hydrated_count() { local h; h=$(status_field "$1" 4); echo "${h%/*}"; }
+# daemon_alive MNT [CONTEXT]: the daemon ($DAEMON_PID, from mount_clone_fg)
+# still runs, MNT is mounted and status answers.
+daemon_alive() {
+	kill -0 "$DAEMON_PID" 2>/dev/null || die "the daemon died ${2:-}"
+	mountpoint -q "$1" || die "$1 is no longer mounted ${2:-}"
+	timeout 30 getfattr --absolute-names --only-values -n user.clonefs.status \
+		"$1/image" > /dev/null || die "status does not answer ${2:-}"
+}
+
 # For poll: conditions re-evaluated on every try.
 hydrated_at_least() { [ "$(hydrated_count "$1")" -ge "$2" ]; }
 none_in_flight() { [ "$(status_field "$1" 5)" = 0 ]; }

@@ -63,12 +63,7 @@ expect() {
 	alive
 }
 
-alive() {
-	kill -0 "$DAEMON_PID" 2>/dev/null || die "the daemon died"
-	mountpoint -q "$MNT" || die "$MNT is no longer mounted"
-	timeout 30 getfattr --absolute-names --only-values -n user.clonefs.status \
-		"$MNT/image" > /dev/null || die "status does not answer"
-}
+alive() { daemon_alive "$MNT"; }
 
 status_line() {
 	timeout 30 getfattr --absolute-names --only-values -n user.clonefs.status "$MNT/image"

@@ -12,12 +12,7 @@ make_source "$T/src" $IMG_MIB
 src_sum=$(sha256sum < "$T/src")
 src_mtime=$(stat -c %Y.%y "$T/src")
 
-alive() {
-	kill -0 "$DAEMON_PID" 2>/dev/null || die "the daemon died ($*)"
-	mountpoint -q "$T/m" || die "$T/m is no longer mounted ($*)"
-	timeout 30 getfattr --absolute-names --only-values -n user.clonefs.status \
-		"$T/m/image" > /dev/null || die "status does not answer ($*)"
-}
+alive() { daemon_alive "$T/m" "($*)"; }
 
 # --- refusals: nothing mounted, nothing created, one clear line -------------
 # refuse WHY DEST META [OPTIONS]: the mount fails and names the problem.
