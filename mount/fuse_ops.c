@@ -161,6 +161,11 @@ static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fi->keep_cache = 1;
 	fi->noflush = 1; /* close needs no commit (spec 2.5) */
+	/* O_DIRECT opens take FUSE's direct path: it skips the page cache as
+	 * asked, and the per-write security.capability GETXATTR the cached
+	 * path sends (5x the 4 KiB random write IOPS, scripts/bench). */
+	if (fi->flags & O_DIRECT)
+		fi->direct_io = 1;
 	fuse_reply_open(req, fi);
 }
 
