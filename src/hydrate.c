@@ -465,7 +465,6 @@ void hydrate_queue(struct hydrate *h, uint64_t region)
 SETTER(enabled, bool, enabled)
 SETTER(threshold, uint32_t, threshold)
 SETTER(batch_size, uint32_t, batch_size)
-SETTER(copy_on_read, bool, copy_on_read)
 #undef SETTER
 
 void hydrate_set_rate(struct hydrate *h, uint64_t bytes_per_s)
@@ -477,14 +476,19 @@ void hydrate_set_rate(struct hydrate *h, uint64_t bytes_per_s)
 	g_mutex_unlock(&h->lock);
 }
 
+/* Stored atomically (under the lock too, for the scheduler) so the read
+ * path can ask on every request without taking the lock. */
+void hydrate_set_copy_on_read(struct hydrate *h, bool on)
+{
+	g_mutex_lock(&h->lock);
+	__atomic_store_n(&h->copy_on_read, on, __ATOMIC_RELAXED);
+	g_cond_broadcast(&h->cond);
+	g_mutex_unlock(&h->lock);
+}
+
 bool hydrate_copy_on_read(struct hydrate *h)
 {
-	bool on;
-
-	g_mutex_lock(&h->lock);
-	on = h->copy_on_read;
-	g_mutex_unlock(&h->lock);
-	return on;
+	return __atomic_load_n(&h->copy_on_read, __ATOMIC_RELAXED);
 }
 
 void hydrate_kick(struct hydrate *h)
