@@ -8,6 +8,7 @@
 #include "clonefs/blockio.h"
 #include "clonefs/clone.h"
 #include "clonefs/control.h"
+#include "clonefs/passthrough.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,20 @@
 #define MAX_IO (1u << 20)
 
 static time_t mount_time;
+
+/*
+ * How each open of the image was answered (its fi->fh), and how many of
+ * each are open. The kernel refuses a passed-through open while the image
+ * is open cached, and any other open while one is passed through: both are
+ * EIO to the opener. Deciding and counting under one lock keeps this view
+ * ahead of the kernel's (it counts an open after our reply, we before).
+ */
+enum open_mode { OPEN_DIRECT, OPEN_CACHED, OPEN_PASSTHROUGH, NR_OPEN_MODES };
+
+static GMutex open_lock;
+static unsigned nr_open[NR_OPEN_MODES];
+static int backing_id = -1;	/* DEST, registered with the kernel */
+static bool backing_refused;
 
 static struct clone *clone_of(fuse_req_t req)
 {
@@ -61,6 +76,7 @@ static void cfs_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	passthrough_offer();
 	if (conn->capable & FUSE_CAP_ASYNC_DIO)
 		conn->want |= FUSE_CAP_ASYNC_DIO;
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
@@ -143,9 +159,31 @@ static void cfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_buf(req, buf, used);
 }
 
+/* Passthrough once the image is DEST (every region hydrated): the kernel
+ * then reads and writes DEST itself, at the speed of the raw file. */
+static bool can_pass_through(struct clone *c)
+{
+	int fd, id;
+
+	if (backing_id >= 0)
+		return true;
+	if (backing_refused || (fd = clone_hydrated_dest(c)) < 0)
+		return false;
+	id = passthrough_backing_open(fd);
+	if (id < 0) {
+		g_debug("no kernel passthrough: %s", g_strerror(-id));
+		backing_refused = true;
+		return false;
+	}
+	g_debug("image fully hydrated: new opens pass through to DEST");
+	backing_id = id;
+	return true;
+}
+
 static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct clone *c = clone_of(req);
+	enum open_mode mode;
 
 	if (ino != IMAGE_INO) {
 		fuse_reply_err(req, EISDIR);
@@ -159,14 +197,35 @@ static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	fi->keep_cache = 1;
-	fi->noflush = 1; /* close needs no commit (spec 2.5) */
 	/* O_DIRECT opens take FUSE's direct path: it skips the page cache as
-	 * asked, and the per-write security.capability GETXATTR the cached
-	 * path sends (5x the 4 KiB random write IOPS, scripts/bench). */
-	if (fi->flags & O_DIRECT)
-		fi->direct_io = 1;
-	fuse_reply_open(req, fi);
+	 * asked (and the per-write security.capability GETXATTR the cached
+	 * path sent before FUSE_HANDLE_KILLPRIV_V2). */
+	mode = fi->flags & O_DIRECT ? OPEN_DIRECT : OPEN_CACHED;
+
+	g_mutex_lock(&open_lock);
+	if (nr_open[OPEN_PASSTHROUGH] || (!nr_open[OPEN_CACHED] && can_pass_through(c)))
+		mode = OPEN_PASSTHROUGH;
+	nr_open[mode]++;
+	g_mutex_unlock(&open_lock);
+
+	fi->fh = mode;
+	fi->direct_io = mode == OPEN_DIRECT;
+	fi->keep_cache = mode != OPEN_PASSTHROUGH; /* the kernel insists */
+	fi->noflush = 1; /* close needs no commit (spec 2.5) */
+	if (mode == OPEN_PASSTHROUGH)
+		passthrough_reply_open(req, fi, backing_id);
+	else
+		fuse_reply_open(req, fi);
+}
+
+static void cfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	g_mutex_lock(&open_lock);
+	if (!--nr_open[fi->fh] && fi->fh == OPEN_PASSTHROUGH)
+		clone_trim_dest(clone_of(req));
+	g_mutex_unlock(&open_lock);
+	fuse_reply_err(req, 0);
 }
 
 struct read_vec {
@@ -367,6 +426,7 @@ const struct fuse_lowlevel_ops clonefs_fuse_ops = {
 	.setattr = cfs_setattr,
 	.readdir = cfs_readdir,
 	.open = cfs_open,
+	.release = cfs_release,
 	.read = cfs_read,
 	.write = cfs_write,
 	.fsync = cfs_fsync,

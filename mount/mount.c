@@ -10,6 +10,7 @@
  */
 #include "clonefs/clone.h"
 #include "clonefs/fuse_ops.h"
+#include "clonefs/passthrough.h"
 #include "clonefs/options.h"
 
 #include <errno.h>
@@ -265,6 +266,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mount.clonefs: cannot mount on %s\n", mnt);
 		goto out_signals;
 	}
+	if (passthrough_install(se))
+		g_warning("no custom I/O: kernel passthrough off");
 	if (fuse_daemonize(foreground))
 		goto out_unmount;
 	if (clone_start(c)) {

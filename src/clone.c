@@ -394,6 +394,7 @@ int clone_close(struct clone *c)
 		g_thread_join(c->committer);
 	}
 	/* The final commit, after the timer is gone (spec 6.7). */
+	clone_trim_dest(c);
 	ret = commit(c, true);
 	md_close(c->md);
 	bio_forget(c->src_fd);
@@ -567,6 +568,29 @@ int clone_zero(struct clone *c, uint64_t off, uint64_t len, bool punch)
 	if (off >= c->size || len == 0)
 		return 0;
 	return write_walk(c, NULL, off, MIN(off + len, c->size), punch);
+}
+
+int clone_hydrated_dest(struct clone *c)
+{
+	struct stat st;
+
+	if (md_nr_hydrated(c->md) != c->nr_regions || fstat(c->dest_fd, &st))
+		return -1;
+	/* A bigger device would show what lies past the image end. */
+	return S_ISREG(st.st_mode) && (uint64_t)st.st_size == c->size ? c->dest_fd : -1;
+}
+
+void clone_trim_dest(struct clone *c)
+{
+	struct stat st;
+
+	if (c->opt.ro || fstat(c->dest_fd, &st) || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size <= c->size)
+		return;
+	g_warning("dest grew to %jd bytes through a write past the image end: "
+		  "cut back to %" G_GUINT64_FORMAT, (intmax_t)st.st_size, c->size);
+	if (ftruncate(c->dest_fd, (off_t)c->size))
+		g_warning("cannot cut dest back: %s", g_strerror(errno));
 }
 
 void clone_get_status(struct clone *c, struct clone_status *st)

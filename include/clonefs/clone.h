@@ -63,6 +63,14 @@ struct clone_status {
 	bool ro, discard_passdown;
 	struct hydrate_stats hy;
 };
+/* DEST's fd once every region is hydrated and DEST is a file of the
+ * image's size, else -1. From then on the image is DEST byte for byte, for
+ * good: no operation unhydrates (the front end passes DEST to the kernel). */
+int clone_hydrated_dest(struct clone *c);
+/* Cut DEST back to the image size if a write past the end, which the
+ * kernel does not stop on a passed-through file, grew it. */
+void clone_trim_dest(struct clone *c);
+
 void clone_get_status(struct clone *c, struct clone_status *st);
 
 struct hydrate *clone_hydrate(struct clone *c);

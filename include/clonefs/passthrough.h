@@ -1,0 +1,29 @@
+/*
+ * passthrough.h - the kernel's FUSE passthrough (Linux >= 6.9) under
+ * libfuse 3.14, which predates it: once every region is hydrated the image
+ * is exactly DEST, so opens can hand the kernel DEST itself and reads and
+ * writes no longer visit the daemon. libfuse 3.14 has no API for it, so
+ * this module sits in libfuse's custom I/O hooks and sets the two fields
+ * it does not know: FUSE_PASSTHROUGH in the INIT reply, and FOPEN_PASSTHROUGH
+ * with a backing id in an OPEN reply. Front end only.
+ */
+#ifndef CLONEFS_PASSTHROUGH_H
+#define CLONEFS_PASSTHROUGH_H
+
+#include "clonefs/fuse_ops.h"
+
+/* Route the session's /dev/fuse traffic through the hooks; after mount. */
+int passthrough_install(struct fuse_session *se);
+
+/* From the init callback: ask for passthrough in this thread's INIT reply. */
+void passthrough_offer(void);
+
+/* Register fd with the kernel: a backing id, or -errno (e.g. -EPERM when
+ * the kernel did not agree to passthrough, or without CAP_SYS_ADMIN). */
+int passthrough_backing_open(int fd);
+
+/* fuse_reply_open() with the file passed through to backing_id. */
+int passthrough_reply_open(fuse_req_t req, struct fuse_file_info *fi,
+			   int backing_id);
+
+#endif
