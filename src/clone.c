@@ -467,55 +467,63 @@ ssize_t clone_read(struct clone *c, void *buf, size_t len, uint64_t off)
 	return clone_map_read(c, off, len, read_extent, &rc);
 }
 
-/*
- * Write [off, off + len) of one unhydrated region, under its lock: hydrate
- * first unless the write covers the whole (full-size) region (spec 2.3, 2.4).
- * @buf NULL means zeros (a discard; @punch selects a hole).
- */
-static int write_unhydrated(struct clone *c, uint64_t r, const char *buf,
-			    uint64_t off, uint64_t len, bool punch);
 static int dest_zero(struct clone *c, uint64_t off, uint64_t len, bool punch);
 
-static int write_region_locked(struct clone *c, uint64_t r, const char *buf,
-			       uint64_t off, uint64_t len, bool punch)
+/* A partly written region, locked by the caller: copy it first, unless it
+ * was hydrated meanwhile. @buf NULL below means zeros (a discard; @punch
+ * selects a hole). */
+static int copy_if_unhydrated(struct clone *c, uint64_t r)
 {
-	if (md_region_hydrated(c->md, r)) /* hydrated while we waited */
-		return buf ? bio_pwrite(c->dest_fd, buf, len, off)
-			   : dest_zero(c, off, len, punch);
-	return write_unhydrated(c, r, buf, off, len, punch);
+	return md_region_hydrated(c->md, r) ? 0 : hydrate_copy(c->hy, r, 1);
 }
 
-static int write_unhydrated(struct clone *c, uint64_t r, const char *buf,
-			    uint64_t off, uint64_t len, bool punch)
+/*
+ * Write (or zero) from pos, in unhydrated region region_of(pos), through
+ * the run of unhydrated regions that follows, up to end: their locks in
+ * one go, one DEST write. A region the write covers only in part is copied
+ * first (spec 2.3; a short last region always is); every region of the run
+ * is marked before the write is acknowledged (spec 2.4). Returns where the
+ * run ended, or -errno.
+ */
+static int64_t write_unhydrated_run(struct clone *c, const char *buf,
+				    uint64_t pos, uint64_t end, bool punch)
 {
-	bool whole = len == c->region_size; /* never true for a short last region */
-	int ret;
+	uint64_t first = region_of(c, pos), last = first, run_end;
+	int ret = 0;
 
+	while (region_start(c, last + 1) < end && !md_region_hydrated(c->md, last + 1))
+		last++;
+	run_end = MIN(region_start(c, last + 1), end);
 	if (md_mode(c->md) != MD_MODE_RW)
 		return -EIO; /* no new bits in ro/fail mode (spec 4.6) */
-	if (!whole && (ret = hydrate_copy(c->hy, r, 1)))
-		return ret;
-	ret = buf ? bio_pwrite(c->dest_fd, buf, len, off)
-		  : dest_zero(c, off, len, punch);
-	if (ret)
-		return ret;
-	/* Set before the write is acknowledged (spec 2.4). */
-	return md_set_region_hydrated(c->md, r);
+
+	hydrate_lock(c->hy, first, last - first + 1);
+	if (pos != region_start(c, first) ||
+	    (first == last && run_end != region_start(c, first) + c->region_size))
+		ret = copy_if_unhydrated(c, first);
+	if (!ret && last != first && run_end != region_start(c, last) + c->region_size)
+		ret = copy_if_unhydrated(c, last);
+	if (!ret)
+		ret = buf ? bio_pwrite(c->dest_fd, buf, run_end - pos, pos)
+			  : dest_zero(c, pos, run_end - pos, punch);
+	if (!ret)
+		ret = md_set_range_hydrated(c->md, first, last - first + 1);
+	hydrate_unlock(c->hy, first, last - first + 1);
+	return ret ? ret : (int64_t)run_end;
 }
 
 /* The shared walk of writes and discards: runs of hydrated regions go to
- * DEST in one call; each unhydrated region is handled under its lock. */
+ * DEST in one call, runs of unhydrated ones as above. */
 static int write_walk(struct clone *c, const char *buf, uint64_t off,
 		      uint64_t end, bool punch)
 {
 	uint64_t pos = off;
 
 	while (pos < end) {
-		uint64_t r = region_of(c, pos);
-		uint64_t piece_end = MIN(region_start(c, r + 1), end);
-		int ret;
+		uint64_t piece_end = MIN(region_start(c, region_of(c, pos) + 1), end);
+		int64_t ret;
 
-		if (md_region_hydrated(c->md, r)) {
+		if (md_region_hydrated(c->md, region_of(c, pos))) {
 			while (piece_end < end &&
 			       md_region_hydrated(c->md, region_of(c, piece_end)))
 				piece_end = MIN(piece_end + c->region_size, end);
@@ -523,13 +531,13 @@ static int write_walk(struct clone *c, const char *buf, uint64_t off,
 					       piece_end - pos, pos)
 				  : dest_zero(c, pos, piece_end - pos, punch);
 		} else {
-			hydrate_lock(c->hy, r);
-			ret = write_region_locked(c, r, buf ? buf + (pos - off) : NULL,
-						  pos, piece_end - pos, punch);
-			hydrate_unlock(c->hy, r);
+			ret = write_unhydrated_run(c, buf ? buf + (pos - off) : NULL,
+						   pos, end, punch);
+			if (ret > 0)
+				piece_end = (uint64_t)ret;
 		}
-		if (ret)
-			return ret;
+		if (ret < 0)
+			return (int)ret;
 		pos = piece_end;
 	}
 	return 0;

@@ -35,8 +35,10 @@ struct hydrate {
 	struct hydrate_target t;
 
 	GMutex lock;          /* everything below */
-	GCond cond;           /* lock table, in_flight, settings changed */
+	GCond cond;           /* in_flight or settings changed: the scheduler */
+	GCond unlocked;       /* regions unlocked: lock_waiters */
 	GHashTable *locked;   /* regions locked, as keys */
+	unsigned lock_waiters;
 	GQueue cor;           /* copy-on-read requests, regions */
 	uint64_t cursor;
 	uint64_t in_flight;
@@ -73,20 +75,41 @@ static bool is_locked(struct hydrate *h, uint64_t region)
 	return g_hash_table_contains(h->locked, region_key(region));
 }
 
-void hydrate_lock(struct hydrate *h, uint64_t region)
+static bool any_locked(struct hydrate *h, uint64_t first, uint64_t n)
+{
+	for (uint64_t r = first; r < first + n; r++)
+		if (is_locked(h, r))
+			return true;
+	return false;
+}
+
+void hydrate_lock(struct hydrate *h, uint64_t first, uint64_t n)
 {
 	g_mutex_lock(&h->lock);
-	while (is_locked(h, region))
-		g_cond_wait(&h->cond, &h->lock);
-	g_hash_table_add(h->locked, region_key(region));
+	while (any_locked(h, first, n)) {
+		h->lock_waiters++;
+		g_cond_wait(&h->unlocked, &h->lock);
+		h->lock_waiters--;
+	}
+	for (uint64_t r = first; r < first + n; r++)
+		g_hash_table_add(h->locked, region_key(r));
 	g_mutex_unlock(&h->lock);
 }
 
-void hydrate_unlock(struct hydrate *h, uint64_t region)
+/* Called with h->lock held. A broadcast is a system call, and wakes only
+ * threads waiting for a region. */
+static void unlock_locked(struct hydrate *h, uint64_t first, uint64_t n)
+{
+	for (uint64_t r = first; r < first + n; r++)
+		g_hash_table_remove(h->locked, region_key(r));
+	if (h->lock_waiters)
+		g_cond_broadcast(&h->unlocked);
+}
+
+void hydrate_unlock(struct hydrate *h, uint64_t first, uint64_t n)
 {
 	g_mutex_lock(&h->lock);
-	g_hash_table_remove(h->locked, region_key(region));
-	g_cond_broadcast(&h->cond);
+	unlock_locked(h, first, n);
 	g_mutex_unlock(&h->lock);
 }
 
@@ -261,8 +284,7 @@ static void worker(gpointer data, gpointer user)
 	} else {
 		h->backoff_us = 0;
 	}
-	for (uint64_t r = b->first; r < b->first + b->n; r++)
-		g_hash_table_remove(h->locked, region_key(r));
+	unlock_locked(h, b->first, b->n);
 	h->in_flight -= b->n;
 	g_cond_broadcast(&h->cond);
 	g_mutex_unlock(&h->lock);
@@ -387,6 +409,7 @@ struct hydrate *hydrate_new(const struct hydrate_target *t,
 	h->t = *t;
 	g_mutex_init(&h->lock);
 	g_cond_init(&h->cond);
+	g_cond_init(&h->unlocked);
 	h->locked = g_hash_table_new(g_direct_hash, g_direct_equal);
 	g_queue_init(&h->cor);
 	h->enabled = !o->no_hydration && !o->ro;
@@ -435,6 +458,7 @@ void hydrate_free(struct hydrate *h)
 	g_hash_table_destroy(h->locked);
 	g_queue_clear(&h->cor);
 	g_cond_clear(&h->cond);
+	g_cond_clear(&h->unlocked);
 	g_mutex_clear(&h->lock);
 	g_free(h);
 }

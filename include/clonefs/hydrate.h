@@ -47,9 +47,10 @@ int hydrate_start(struct hydrate *h);
 void hydrate_stop(struct hydrate *h);
 void hydrate_free(struct hydrate *h);
 
-/* Region locks. Lock regions in ascending order only. */
-void hydrate_lock(struct hydrate *h, uint64_t region);
-void hydrate_unlock(struct hydrate *h, uint64_t region);
+/* Region locks on [first, first + n), taken all at once when all are free
+ * (so a holder never waits for more: no lock order to keep). */
+void hydrate_lock(struct hydrate *h, uint64_t first, uint64_t n);
+void hydrate_unlock(struct hydrate *h, uint64_t first, uint64_t n);
 
 /*
  * Copy regions [first, first + n) from SOURCE to DEST; the caller holds
