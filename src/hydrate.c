@@ -380,6 +380,11 @@ static gpointer scheduler(gpointer arg)
 			continue;
 		}
 		room = MIN(h->batch_size, h->threshold - h->in_flight);
+		/* and while they are busy, a region at a time: their reads
+		 * then wait behind 64 KiB copies, not 1 MiB ones */
+		if (now - __atomic_load_n(&h->foreground_at, __ATOMIC_RELAXED) <
+		    FOREGROUND_QUIET_US)
+			room = 1;
 		for (n = 0; n < room && takeable(h, r + n); n++)
 			g_hash_table_add(h->locked, region_key(r + n));
 		h->cursor = r + n;
