@@ -419,6 +419,17 @@ def report(resdir, out):
             what += ", median of %d pairs" % len(cold_ratios)
         target("p99 4k read latency during hydration <= 2 x idle (%s)" % what,
                v, 2.0, v is not None and v <= 2.0)
+    # Memory: at most 2 bits per region plus a fixed few MiB (taken as 8).
+    size = metrics.get("meta", {}).get("size_bytes")
+    for key, regions in (("cfs-unhyd", size and size // 65536),
+                         ("cfs-hyd", size and size // 65536),
+                         ("cfs-16t", metrics.get("large/regions"))):
+        v = metrics.get("hwm_kb/" + key)
+        if v is None or not regions:
+            continue
+        limit_kb = regions * 2 / 8 / 1024 + 8 * 1024
+        target("memory %s VmHWM <= 2 bits/region + 8 MiB (MiB)" % key, v / 1024.0,
+               limit_kb / 1024.0, v <= limit_kb)
     res["targets"] = targets
 
     P("")
