@@ -490,24 +490,42 @@ ssize_t clone_read(struct clone *c, void *buf, size_t len, uint64_t off)
 
 static int dest_zero(struct clone *c, uint64_t off, uint64_t len, bool punch);
 
+/* What a write puts in DEST, in order: bytes in memory, bytes waiting in a
+ * pipe (a spliced FUSE request), or zeros (a discard; punch: a hole). */
+struct wsrc {
+	const char *mem;	/* advanced as it is written */
+	int pipe_fd;		/* -1: none */
+	bool punch;
+};
+
+static int put(struct clone *c, struct wsrc *w, uint64_t off, uint64_t len)
+{
+	if (w->mem) {
+		w->mem += len;
+		return bio_pwrite(c->dest_fd, w->mem - len, len, off);
+	}
+	if (w->pipe_fd >= 0)
+		return bio_splice_write(w->pipe_fd, c->dest_fd, off, len);
+	return dest_zero(c, off, len, w->punch);
+}
+
 /* A partly written region, locked by the caller: copy it first, unless it
- * was hydrated meanwhile. @buf NULL below means zeros (a discard; @punch
- * selects a hole). */
+ * was hydrated meanwhile. */
 static int copy_if_unhydrated(struct clone *c, uint64_t r)
 {
 	return md_region_hydrated(c->md, r) ? 0 : hydrate_copy(c->hy, r, 1);
 }
 
 /*
- * Write (or zero) from pos, in unhydrated region region_of(pos), through
- * the run of unhydrated regions that follows, up to end: their locks in
- * one go, one DEST write. A region the write covers only in part is copied
- * first (spec 2.3; a short last region always is); every region of the run
- * is marked before the write is acknowledged (spec 2.4). Returns where the
- * run ended, or -errno.
+ * Write from pos, in unhydrated region region_of(pos), through the run of
+ * unhydrated regions that follows, up to end: their locks in one go, one
+ * DEST write. A region the write covers only in part is copied first (spec
+ * 2.3; a short last region always is); every region of the run is marked
+ * before the write is acknowledged (spec 2.4). Returns where the run ended,
+ * or -errno.
  */
-static int64_t write_unhydrated_run(struct clone *c, const char *buf,
-				    uint64_t pos, uint64_t end, bool punch)
+static int64_t write_unhydrated_run(struct clone *c, struct wsrc *w,
+				    uint64_t pos, uint64_t end)
 {
 	uint64_t first = region_of(c, pos), last = first, run_end;
 	int ret = 0;
@@ -525,18 +543,16 @@ static int64_t write_unhydrated_run(struct clone *c, const char *buf,
 	if (!ret && last != first && run_end != region_start(c, last) + c->region_size)
 		ret = copy_if_unhydrated(c, last);
 	if (!ret)
-		ret = buf ? bio_pwrite(c->dest_fd, buf, run_end - pos, pos)
-			  : dest_zero(c, pos, run_end - pos, punch);
+		ret = put(c, w, pos, run_end - pos);
 	if (!ret)
 		ret = md_set_range_hydrated(c->md, first, last - first + 1);
 	hydrate_unlock(c->hy, first, last - first + 1);
 	return ret ? ret : (int64_t)run_end;
 }
 
-/* The shared walk of writes and discards: runs of hydrated regions go to
- * DEST in one call, runs of unhydrated ones as above. */
-static int write_walk(struct clone *c, const char *buf, uint64_t off,
-		      uint64_t end, bool punch)
+/* The shared walk of writes and discards, in ascending order: runs of
+ * hydrated regions go to DEST in one call, runs of unhydrated ones as above. */
+static int write_walk(struct clone *c, struct wsrc *w, uint64_t off, uint64_t end)
 {
 	uint64_t pos = off;
 
@@ -548,12 +564,9 @@ static int write_walk(struct clone *c, const char *buf, uint64_t off,
 			while (piece_end < end &&
 			       md_region_hydrated(c->md, region_of(c, piece_end)))
 				piece_end = MIN(piece_end + c->region_size, end);
-			ret = buf ? bio_pwrite(c->dest_fd, buf + (pos - off),
-					       piece_end - pos, pos)
-				  : dest_zero(c, pos, piece_end - pos, punch);
+			ret = put(c, w, pos, piece_end - pos);
 		} else {
-			ret = write_unhydrated_run(c, buf ? buf + (pos - off) : NULL,
-						   pos, end, punch);
+			ret = write_unhydrated_run(c, w, pos, end);
 			if (ret > 0)
 				piece_end = (uint64_t)ret;
 		}
@@ -564,7 +577,7 @@ static int write_walk(struct clone *c, const char *buf, uint64_t off,
 	return 0;
 }
 
-ssize_t clone_write(struct clone *c, const void *buf, size_t len, uint64_t off)
+static ssize_t write_from(struct clone *c, struct wsrc *w, size_t len, uint64_t off)
 {
 	uint64_t end;
 	int ret;
@@ -577,8 +590,22 @@ ssize_t clone_write(struct clone *c, const void *buf, size_t len, uint64_t off)
 		return -ENOSPC; /* like writing past the end of a device */
 	end = MIN(off + len, c->size);
 	hydrate_foreground(c->hy);
-	ret = write_walk(c, buf, off, end, false);
+	ret = write_walk(c, w, off, end);
 	return ret ? ret : (ssize_t)(end - off);
+}
+
+ssize_t clone_write(struct clone *c, const void *buf, size_t len, uint64_t off)
+{
+	struct wsrc w = { .mem = buf, .pipe_fd = -1 };
+
+	return write_from(c, &w, len, off);
+}
+
+ssize_t clone_write_pipe(struct clone *c, int pipe_fd, size_t len, uint64_t off)
+{
+	struct wsrc w = { .pipe_fd = pipe_fd };
+
+	return write_from(c, &w, len, off);
 }
 
 static int dest_zero(struct clone *c, uint64_t off, uint64_t len, bool punch)
@@ -592,11 +619,13 @@ static int dest_zero(struct clone *c, uint64_t off, uint64_t len, bool punch)
 
 int clone_zero(struct clone *c, uint64_t off, uint64_t len, bool punch)
 {
+	struct wsrc w = { .pipe_fd = -1, .punch = punch };
+
 	if (c->opt.ro)
 		return -EROFS;
 	if (off >= c->size || len == 0)
 		return 0;
-	return write_walk(c, NULL, off, MIN(off + len, c->size), punch);
+	return write_walk(c, &w, off, MIN(off + len, c->size));
 }
 
 int clone_hydrated_dest(struct clone *c)
