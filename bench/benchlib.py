@@ -144,6 +144,7 @@ def qmp_main(argv):
 
 CONFIGS = [
     ("raw", "raw file"),
+    ("raw-near", "raw, again by clonefs"),
     ("pt", "passthrough_ll"),
     ("qemu-cor", "qemu COR (unhyd.)"),
     ("qemu-hyd", "qemu streamed"),
@@ -385,10 +386,14 @@ def report(resdir, out):
         b = runs.get(wl, {}).get(ref, {}).get("bw_MiBps")
         return ratio(a, b)
 
+    # Buffered: against raw run right before clonefs's runs, when there is
+    # one: the virtual disk reads and writes slower for a while after the
+    # write workloads that come in between (README).
     for cfg in ("cfs-hyd", "cfs-unhyd"):
         for wl in ("seqread-buf", "seqwrite-buf"):
-            v = wl_ratio(wl, cfg, "raw")
-            target("%s %s >= 0.90 x raw" % (cfg, wl), v, 0.90,
+            ref = "raw-near" if runs.get(wl, {}).get("raw-near") else "raw"
+            v = wl_ratio(wl, cfg, ref)
+            target("%s %s >= 0.90 x %s" % (cfg, wl, ref), v, 0.90,
                    v is not None and v >= 0.90)
     for cfg in ("cfs-hyd", "cfs-unhyd"):
         for wl in ("seqread-direct", "seqwrite-direct", "randread-direct",
