@@ -25,6 +25,8 @@
 #define MAX_IO (1u << 20)
 
 static time_t mount_time;
+static char *readahead_path;	/* the mount's read_ahead_kb in sysfs */
+static unsigned readahead_kb;
 
 /*
  * How each open of the image was answered (its fi->fh), and how many of
@@ -102,17 +104,48 @@ static void cfs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ASYNC_DIO;
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
 	conn->max_write = conn->max_readahead = max_io();
+	readahead_kb = 4 * conn->max_write / 1024;
 	g_debug("requests of up to %u KiB", conn->max_write / 1024);
+}
+
+void fuse_ops_set_readahead(const char *sysfs_path)
+{
+	readahead_path = g_strdup(sysfs_path);
+}
+
+/*
+ * A FUSE mount gets the kernel's default readahead, 128 KiB, whatever INIT
+ * asks for (it keeps the smaller): a cold sequential read of the image then
+ * waits on one request at a time. Four requests' worth is set through the
+ * mount's bdi in sysfs, after INIT (which would undo it), so at the first
+ * lookup. Cold 1 MiB reads of an unhydrated clone: 0.8-1.5 -> 1.9-2.1 GB/s.
+ */
+static void raise_readahead(void)
+{
+	FILE *f;
+
+	if (!readahead_path || !readahead_kb)
+		return;
+	f = fopen(readahead_path, "w");
+	if (!f || fprintf(f, "%u\n", readahead_kb) < 0 || fclose(f))
+		g_debug("cannot set %s: %s", readahead_path, g_strerror(errno));
+	else
+		g_debug("readahead %u KiB", readahead_kb);
+	g_clear_pointer(&readahead_path, g_free);
 }
 
 static void cfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	static GMutex once;
 	struct fuse_entry_param e;
 
 	if (parent != ROOT_INO || strcmp(name, CLONEFS_IMAGE_NAME)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
+	g_mutex_lock(&once);
+	raise_readahead();
+	g_mutex_unlock(&once);
 	memset(&e, 0, sizeof(e));
 	e.ino = IMAGE_INO;
 	e.generation = 1;

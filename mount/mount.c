@@ -186,6 +186,28 @@ static int parse(struct cmdline *cl, int argc, char **argv)
 	return 0;
 }
 
+/* /sys/class/bdi/MAJ:MIN/read_ahead_kb of the mount on @mnt (the last one,
+ * if mounts are stacked there), from /proc/self/mountinfo: a stat of the
+ * mount point would wait for the daemon, which is not serving yet. */
+static char *bdi_readahead_file(const char *mnt)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[4096], point[4096], *path = NULL;
+	unsigned major, minor;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &major, &minor, point) == 3 &&
+		    !strcmp(point, mnt)) {
+			g_free(path);
+			path = g_strdup_printf("/sys/class/bdi/%u:%u/read_ahead_kb",
+					       major, minor);
+		}
+	}
+	if (f)
+		fclose(f);
+	return path;
+}
+
 int main(int argc, char **argv)
 {
 	struct cmdline cl = { .fuse_opts = g_string_new(NULL) };
@@ -265,6 +287,13 @@ int main(int argc, char **argv)
 	if (fuse_session_mount(se, mnt)) {
 		fprintf(stderr, "mount.clonefs: cannot mount on %s\n", mnt);
 		goto out_signals;
+	}
+	{
+		char *ra = bdi_readahead_file(mnt);
+
+		if (ra)
+			fuse_ops_set_readahead(ra);
+		g_free(ra);
 	}
 	if (passthrough_install(se))
 		g_warning("no custom I/O: kernel passthrough off");

@@ -14,4 +14,7 @@
 /* The session's userdata is the struct clone. */
 extern const struct fuse_lowlevel_ops clonefs_fuse_ops;
 
+/* The mount's read_ahead_kb file in sysfs, raised once the mount is up. */
+void fuse_ops_set_readahead(const char *sysfs_path);
+
 #endif
