@@ -24,7 +24,9 @@
 
 #define EXIT_USAGE 1
 #define EXIT_MOUNT_FAILED 32 /* mount(8)'s code for a failed mount */
-#define MAX_FUSE_THREADS 32
+/* 16 serve an iodepth of 32 as fast as 32 threads do (scripts/bench, 2 CPUs),
+ * and each thread keeps a malloc arena and buffers: 2.5 MiB less. */
+#define MAX_FUSE_THREADS 16
 
 static const char usage[] =
 	"Usage: mount.clonefs SOURCE DEST META MOUNTPOINT [-o OPTIONS] [-f] [-d]\n"
