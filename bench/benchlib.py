@@ -2,14 +2,11 @@
 """benchlib.py - the small helpers scripts/bench needs.
 
   mksparse FILE SIZE FRACTION SEED   sparse FILE with FRACTION random data extents
-  wait-hydrated MNT T0 TIMEOUT       poll MNT/image's status until every region is
-                                     hydrated; print seconds since T0 (epoch)
   hydrated MNT                       print "hydrated total" from the status line
   qmp SOCK stream NODE               start block-stream on NODE; return at once
   qmp SOCK stream-wait NODE TIMEOUT  start block-stream on NODE and wait for the
                                      job to complete; print seconds it took
   qmp SOCK job-wait TIMEOUT          wait until no block job runs; print seconds
-  fsync FILE                         open FILE read-only and fsync it
   report RESDIR OUT.json             print the table, write the JSON
 """
 import json
@@ -65,22 +62,6 @@ def hydrated(mnt):
         die("clone at %s is in fail mode" % mnt)
     h, t = line.split()[3].split("/")
     return int(h), int(t)
-
-
-def wait_hydrated(mnt, t0, timeout, interval=0.1):
-    """Reading the status commits (and flushes DEST), so poll often only at
-    first: 10 ms, growing to @interval, which keeps short copies precise and
-    long ones undisturbed."""
-    deadline = time.time() + timeout
-    iv = min(0.01, interval)
-    while True:
-        h, t = hydrated(mnt)
-        if h >= t:
-            return time.time() - t0
-        if time.time() > deadline:
-            die("hydration of %s not done after %ss (%d/%d)" % (mnt, timeout, h, t))
-        time.sleep(iv)
-        iv = min(interval, iv * 1.3)
 
 
 # ---- QMP ---------------------------------------------------------------------
@@ -459,20 +440,12 @@ def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "mksparse":
         mksparse(args[0], int(args[1]), float(args[2]), int(args[3]))
-    elif cmd == "wait-hydrated":
-        t = wait_hydrated(args[0], float(args[1]), float(args[2]),
-                          float(args[3]) if len(args) > 3 else 0.1)
-        print("%.3f" % t)
     elif cmd == "best-of":  # the value of KEY in a metrics.jsonl
         print(load_metrics(os.path.dirname(args[0]) or ".")[args[1]])
     elif cmd == "hydrated":
         print("%d %d" % hydrated(args[0]))
     elif cmd == "qmp":
         qmp_main(args)
-    elif cmd == "fsync":
-        fd = os.open(args[0], os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
     elif cmd == "report":
         report(args[0], args[1])
     else:
