@@ -346,6 +346,8 @@ static gpointer scheduler(gpointer arg)
 	while (!h->stopping) {
 		gint64 now = g_get_monotonic_time();
 		gint64 wake = now + G_USEC_PER_SEC;
+		bool busy = now - __atomic_load_n(&h->foreground_at, __ATOMIC_RELAXED) <
+			    FOREGROUND_QUIET_US; /* users did I/O just now */
 		uint64_t r, n, room;
 		struct batch *b;
 
@@ -357,8 +359,7 @@ static gpointer scheduler(gpointer arg)
 		}
 		/* Foreground first, but never zero (spec 3.1a): while users are
 		 * busy, one batch at a time instead of threshold's worth. */
-		if (h->in_flight && now - __atomic_load_n(&h->foreground_at, __ATOMIC_RELAXED) <
-				    FOREGROUND_QUIET_US) {
+		if (h->in_flight && busy) {
 			g_cond_wait_until(&h->cond, &h->lock,
 					  now + FOREGROUND_QUIET_US);
 			continue;
@@ -381,12 +382,9 @@ static gpointer scheduler(gpointer arg)
 			g_cond_wait_until(&h->cond, &h->lock, wake);
 			continue;
 		}
-		room = MIN(h->batch_size, h->threshold - h->in_flight);
 		/* and while they are busy, a region at a time: their reads
-		 * then wait behind 64 KiB copies, not 1 MiB ones */
-		if (now - __atomic_load_n(&h->foreground_at, __ATOMIC_RELAXED) <
-		    FOREGROUND_QUIET_US)
-			room = 1;
+		 * then wait behind one region's copy, not a batch's */
+		room = busy ? 1 : MIN(h->batch_size, h->threshold - h->in_flight);
 		for (n = 0; n < room && takeable(h, r + n); n++)
 			g_hash_table_add(h->locked, region_key(r + n));
 		h->cursor = r + n;
