@@ -2,7 +2,6 @@
 """benchlib.py - the small helpers scripts/bench needs.
 
   mksparse FILE SIZE FRACTION SEED   sparse FILE with FRACTION random data extents
-  hydrated MNT                       print "hydrated total" from the status line
   qmp SOCK stream NODE               start block-stream on NODE; return at once
   qmp SOCK stream-wait NODE TIMEOUT  start block-stream on NODE and wait for the
                                      job to complete; print seconds it took
@@ -15,8 +14,6 @@ import random
 import socket
 import sys
 import time
-
-STATUS_XATTR = "user.clonefs.status"
 
 
 def die(msg):
@@ -52,16 +49,6 @@ def mksparse(path, size, fraction, seed):
     finally:
         os.close(fd)
     print("%d extents, %d bytes of data" % (len(extents), have))
-
-
-# ---- clonefs status ----------------------------------------------------------
-
-def hydrated(mnt):
-    line = os.getxattr(os.path.join(mnt, "image"), STATUS_XATTR).decode()
-    if line.strip() == "Fail":
-        die("clone at %s is in fail mode" % mnt)
-    h, t = line.split()[3].split("/")
-    return int(h), int(t)
 
 
 # ---- QMP ---------------------------------------------------------------------
@@ -406,9 +393,10 @@ def report(resdir, out):
         target("p99 4k read latency during hydration <= 2 x idle (%s)" % what,
                v, 2.0, v is not None and v <= 2.0)
     # Memory: at most 2 bits per region plus a fixed few MiB (taken as 8).
-    size = metrics.get("meta", {}).get("size_bytes")
-    for key, regions in (("cfs-unhyd", size and size // 65536),
-                         ("cfs-hyd", size and size // 65536),
+    # the 1 GiB clones' region count, from the hydrated one's status line
+    st = metrics.get("status/cfs-hyd", "").split()
+    regions_1g = int(st[3].split("/")[1]) if len(st) > 3 else None
+    for key, regions in (("cfs-unhyd", regions_1g), ("cfs-hyd", regions_1g),
                          ("cfs-16t", metrics.get("large/regions"))):
         v = metrics.get("hwm_kb/" + key)
         if v is None or not regions:
@@ -442,8 +430,6 @@ def main():
         mksparse(args[0], int(args[1]), float(args[2]), int(args[3]))
     elif cmd == "best-of":  # the value of KEY in a metrics.jsonl
         print(load_metrics(os.path.dirname(args[0]) or ".")[args[1]])
-    elif cmd == "hydrated":
-        print("%d %d" % hydrated(args[0]))
     elif cmd == "qmp":
         qmp_main(args)
     elif cmd == "report":
