@@ -123,11 +123,15 @@ void fuse_ops_set_readahead(const char *sysfs_path)
 static void raise_readahead(void)
 {
 	FILE *f;
+	bool ok;
 
 	if (!readahead_path || !readahead_kb)
 		return;
 	f = fopen(readahead_path, "w");
-	if (!f || fprintf(f, "%u\n", readahead_kb) < 0 || fclose(f))
+	ok = f && fprintf(f, "%u\n", readahead_kb) >= 0;
+	if (f && fclose(f)) /* sysfs refuses at the write(2), in fclose */
+		ok = false;
+	if (!ok)
 		g_debug("cannot set %s: %s", readahead_path, g_strerror(errno));
 	else
 		g_debug("readahead %u KiB", readahead_kb);
@@ -136,16 +140,17 @@ static void raise_readahead(void)
 
 static void cfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	static GMutex once;
+	static gsize readahead_raised;
 	struct fuse_entry_param e;
 
 	if (parent != ROOT_INO || strcmp(name, CLONEFS_IMAGE_NAME)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	g_mutex_lock(&once);
-	raise_readahead();
-	g_mutex_unlock(&once);
+	if (g_once_init_enter(&readahead_raised)) {
+		raise_readahead();
+		g_once_init_leave(&readahead_raised, 1);
+	}
 	memset(&e, 0, sizeof(e));
 	e.ino = IMAGE_INO;
 	e.generation = 1;
