@@ -595,48 +595,6 @@ int bio_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 	return ret;
 }
 
-/* Reads exactly @len bytes of a pipe (or any stream). */
-static int read_exactly(int fd, char *p, size_t len)
-{
-	for (size_t done = 0; done < len;) {
-		ssize_t n = read(fd, p + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
-int bio_splice_write(int pipe_fd, int fd, uint64_t off, size_t len)
-{
-	loff_t pos = (loff_t)off;
-
-	/* The hooks need the bytes (to log them) or may refuse the write
-	 * before a byte lands: go through memory then. */
-	if (hooked()) {
-		char *buf = malloc(len ? len : 1);
-		int ret = buf ? read_exactly(pipe_fd, buf, len) : -ENOMEM;
-
-		if (!ret)
-			ret = bio_pwrite(fd, buf, len, off);
-		free(buf);
-		return ret;
-	}
-	while (len) {
-		ssize_t n = splice(pipe_fd, NULL, fd, &pos, len, SPLICE_F_MOVE);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO; /* the pipe held less */
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int bio_flush(int fd)
 {
 	uint64_t covers = 0;

@@ -490,11 +490,10 @@ ssize_t clone_read(struct clone *c, void *buf, size_t len, uint64_t off)
 
 static int dest_zero(struct clone *c, uint64_t off, uint64_t len, bool punch);
 
-/* What a write puts in DEST, in order: bytes in memory, bytes waiting in a
- * pipe (a spliced FUSE request), or zeros (a discard; punch: a hole). */
+/* What a write puts in DEST, in order: bytes in memory, or zeros (mem NULL:
+ * a discard; punch: a hole). */
 struct wsrc {
 	const char *mem;	/* advanced as it is written */
-	int pipe_fd;		/* -1: none */
 	bool punch;
 };
 
@@ -504,8 +503,6 @@ static int put(struct clone *c, struct wsrc *w, uint64_t off, uint64_t len)
 		w->mem += len;
 		return bio_pwrite(c->dest_fd, w->mem - len, len, off);
 	}
-	if (w->pipe_fd >= 0)
-		return bio_splice_write(w->pipe_fd, c->dest_fd, off, len);
 	return dest_zero(c, off, len, w->punch);
 }
 
@@ -596,14 +593,7 @@ static ssize_t write_from(struct clone *c, struct wsrc *w, size_t len, uint64_t 
 
 ssize_t clone_write(struct clone *c, const void *buf, size_t len, uint64_t off)
 {
-	struct wsrc w = { .mem = buf, .pipe_fd = -1 };
-
-	return write_from(c, &w, len, off);
-}
-
-ssize_t clone_write_pipe(struct clone *c, int pipe_fd, size_t len, uint64_t off)
-{
-	struct wsrc w = { .pipe_fd = pipe_fd };
+	struct wsrc w = { .mem = buf };
 
 	return write_from(c, &w, len, off);
 }
@@ -619,7 +609,7 @@ static int dest_zero(struct clone *c, uint64_t off, uint64_t len, bool punch)
 
 int clone_zero(struct clone *c, uint64_t off, uint64_t len, bool punch)
 {
-	struct wsrc w = { .pipe_fd = -1, .punch = punch };
+	struct wsrc w = { .punch = punch };
 
 	if (c->opt.ro)
 		return -EROFS;

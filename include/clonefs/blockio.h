@@ -87,9 +87,6 @@ void bio_forget(int fd);
 int bio_pread(int fd, void *buf, size_t len, uint64_t off);
 /* Write exactly @len bytes. */
 int bio_pwrite(int fd, const void *buf, size_t len, uint64_t off);
-/* Write exactly @len bytes taken from a pipe (splice: no copy through user
- * memory). Hooks see it as a bio_pwrite. */
-int bio_splice_write(int pipe_fd, int fd, uint64_t off, size_t len);
 /* Make written data durable (fdatasync). */
 int bio_flush(int fd);
 

@@ -46,9 +46,6 @@ ssize_t clone_map_read(struct clone *c, uint64_t off, size_t len,
 
 ssize_t clone_read(struct clone *c, void *buf, size_t len, uint64_t off);
 ssize_t clone_write(struct clone *c, const void *buf, size_t len, uint64_t off);
-/* The same, with the bytes waiting in a pipe, read in order; what a short or
- * failed write leaves there is the caller's to drop. */
-ssize_t clone_write_pipe(struct clone *c, int pipe_fd, size_t len, uint64_t off);
 /* Make [off, off + len) read zeros (spec 2.6). @punch: a discard (holes in
  * DEST unless no_discard_passdown); otherwise ZERO_RANGE. */
 int clone_zero(struct clone *c, uint64_t off, uint64_t len, bool punch);
