@@ -362,7 +362,7 @@ static void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
  * Writes come in libfuse's request buffer, not spliced through a pipe
  * (write_buf and FUSE_CAP_SPLICE_READ): that would cost every request, a
  * 4 KiB read as well, a splice and a read instead of one read; 25-35% less
- * daemon CPU per 4 KiB request without it (scripts/bench's fio, warm cache).
+ * daemon CPU per 4 KiB request without it (fio at QD32, warm cache).
  * The price is memory: a thread that serves a big write keeps its buffer's
  * pages, up to max_write each.
  *
