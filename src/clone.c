@@ -286,7 +286,7 @@ int clone_open(const char *source, const char *dest, const char *meta,
 	}
 	/*
 	 * Hydration reads SOURCE through a file of its own, without readahead:
-	 * it asks for 1 MiB at a time anyway. Sharing the users' file, its
+	 * it asks for whole copy chunks anyway. Sharing the users' file, its
 	 * reads grew the readahead window of their random 4 KiB reads to
 	 * read_ahead_kb (8 MiB here), queueing them behind big reads: p99
 	 * latency during hydration 25x idle, now about 2x (scripts/bench).
@@ -490,19 +490,18 @@ ssize_t clone_read(struct clone *c, void *buf, size_t len, uint64_t off)
 
 static int dest_zero(struct clone *c, uint64_t off, uint64_t len, bool punch);
 
-/* What a write puts in DEST, in order: bytes in memory, or zeros (mem NULL:
- * a discard; punch: a hole). */
+/* What a write puts in DEST: the bytes of [base, ...) in memory, or zeros
+ * (mem NULL: a discard; punch: a hole). */
 struct wsrc {
-	const char *mem;	/* advanced as it is written */
+	const char *mem;
+	uint64_t base;
 	bool punch;
 };
 
-static int put(struct clone *c, struct wsrc *w, uint64_t off, uint64_t len)
+static int put(struct clone *c, const struct wsrc *w, uint64_t off, uint64_t len)
 {
-	if (w->mem) {
-		w->mem += len;
-		return bio_pwrite(c->dest_fd, w->mem - len, len, off);
-	}
+	if (w->mem)
+		return bio_pwrite(c->dest_fd, w->mem + (off - w->base), len, off);
 	return dest_zero(c, off, len, w->punch);
 }
 
@@ -521,7 +520,7 @@ static int copy_if_unhydrated(struct clone *c, uint64_t r)
  * before the write is acknowledged (spec 2.4). Returns where the run ended,
  * or -errno.
  */
-static int64_t write_unhydrated_run(struct clone *c, struct wsrc *w,
+static int64_t write_unhydrated_run(struct clone *c, const struct wsrc *w,
 				    uint64_t pos, uint64_t end)
 {
 	uint64_t first = region_of(c, pos), last = first, run_end;
@@ -549,7 +548,7 @@ static int64_t write_unhydrated_run(struct clone *c, struct wsrc *w,
 
 /* The shared walk of writes and discards, in ascending order: runs of
  * hydrated regions go to DEST in one call, runs of unhydrated ones as above. */
-static int write_walk(struct clone *c, struct wsrc *w, uint64_t off, uint64_t end)
+static int write_walk(struct clone *c, const struct wsrc *w, uint64_t off, uint64_t end)
 {
 	uint64_t pos = off;
 
@@ -574,8 +573,9 @@ static int write_walk(struct clone *c, struct wsrc *w, uint64_t off, uint64_t en
 	return 0;
 }
 
-static ssize_t write_from(struct clone *c, struct wsrc *w, size_t len, uint64_t off)
+ssize_t clone_write(struct clone *c, const void *buf, size_t len, uint64_t off)
 {
+	struct wsrc w = { .mem = buf, .base = off };
 	uint64_t end;
 	int ret;
 
@@ -587,15 +587,8 @@ static ssize_t write_from(struct clone *c, struct wsrc *w, size_t len, uint64_t 
 		return -ENOSPC; /* like writing past the end of a device */
 	end = MIN(off + len, c->size);
 	hydrate_foreground(c->hy);
-	ret = write_walk(c, w, off, end);
+	ret = write_walk(c, &w, off, end);
 	return ret ? ret : (ssize_t)(end - off);
-}
-
-ssize_t clone_write(struct clone *c, const void *buf, size_t len, uint64_t off)
-{
-	struct wsrc w = { .mem = buf };
-
-	return write_from(c, &w, len, off);
 }
 
 static int dest_zero(struct clone *c, uint64_t off, uint64_t len, bool punch)
