@@ -1,8 +1,9 @@
 /*
  * fuse_ops.c - the FUSE low-level operations of clonefs (after libfuse's
  * passthrough_ll.c): one function per operation, replies where the work is
- * done. Reads reply with fd buffers so libfuse can splice straight from
- * DEST and SOURCE; status and messages travel as extended attributes.
+ * done. Reads above a page reply with fd buffers so libfuse can splice
+ * straight from DEST and SOURCE; status and messages travel as extended
+ * attributes.
  */
 #include "clonefs/fuse_ops.h"
 #include "clonefs/blockio.h"
