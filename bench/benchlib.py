@@ -132,6 +132,8 @@ WORKLOADS = [
     ("randread-direct", "rand read 4k O_DIRECT"),
     ("randwrite-direct", "rand write 4k O_DIRECT"),
 ]
+# repeated runs of one config: CFG, CFG.2, CFG.3, ... (scripts/bench's rep_sfx)
+REP_SUFFIXES = [""] + [".%d" % i for i in range(2, 100)]
 # qemu peer of each clonefs state
 QEMU_PEER = {"cfs-unhyd": "qemu-cor", "cfs-hyd": "qemu-hyd"}
 # The buffered sequential targets: raw on the file clonefs uses, in its state,
@@ -250,7 +252,7 @@ def report(resdir, out):
     buf_ratios = {}
     for cfg, wl, ref in BUF_PAIRS:
         rs = []
-        for n in [""] + [".%d" % i for i in range(2, 100)]:
+        for n in REP_SUFFIXES:
             v = ratio(bw(wl, cfg + n), bw(wl, ref + n))
             if v is None:
                 break
@@ -324,7 +326,7 @@ def report(resdir, out):
                                            fmt(r["p99_x_raw"]), fmt(r["p99_x_pt"])))
     # repeated cold pairs: cfs-idle.N / cfs-during.N
     cold_ratios = []
-    for n in [""] + [".%d" % i for i in range(2, 100)]:
+    for n in REP_SUFFIXES:
         a = lat.get("cfs-idle" + n, {}).get("clat_p99_us")
         b = lat.get("cfs-during" + n, {}).get("clat_p99_us")
         if a is None or b is None:
