@@ -453,8 +453,6 @@ def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "mksparse":
         mksparse(args[0], int(args[1]), float(args[2]), int(args[3]))
-    elif cmd == "best-of":  # the value of KEY in a metrics.jsonl
-        print(load_metrics(os.path.dirname(args[0]) or ".")[args[1]])
     elif cmd == "qmp":
         qmp_main(args)
     elif cmd == "report":
