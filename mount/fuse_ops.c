@@ -104,6 +104,11 @@ static void cfs_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_ASYNC_DIO)
 		conn->want |= FUSE_CAP_ASYNC_DIO;
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+	/* Writes no longer splice, but libfuse sizes every request from
+	 * max_write (max_pages), reads as well: so it is the size a read reply
+	 * can splice. Bigger writes with reads kept at max_io() would take a
+	 * max_read mount option, matched by conn->max_read here (libfuse
+	 * fails INIT otherwise); 1 MiB writes gained nothing measurable. */
 	conn->max_write = conn->max_readahead = max_io();
 	readahead_kb = 4 * conn->max_write / 1024;
 	g_debug("requests of up to %u KiB", conn->max_write / 1024);
