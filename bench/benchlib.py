@@ -261,13 +261,14 @@ def report(resdir, out):
     for cfg, wl, ref, _ in PAIRS:
         rs = []
         for n in REP_SUFFIXES:
-            v = ratio(bw(wl, cfg + n), bw(wl, ref + n))
+            a, b = bw(wl, cfg + n), bw(wl, ref + n)
+            v = ratio(a, b)
             if v is None:
                 break
             rs.append(v)
             res.setdefault("pairs", []).append(
                 {"config": cfg + n, "workload": wl, "ref": ref + n,
-                 "MiBps": bw(wl, cfg + n), "ref_MiBps": bw(wl, ref + n), "ratio": v})
+                 "MiBps": a, "ref_MiBps": b, "ratio": v})
         pair_ratios[cfg, wl] = rs
         if len(rs) > 1:
             P("%s %s / %s, pairs: %s (median %.2f)" % (
