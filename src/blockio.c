@@ -669,3 +669,8 @@ int bio_will_read(int fd, uint64_t off, size_t len)
 {
 	return hooked() ? fault_check(fd, OP_READ, off, len) : 0;
 }
+
+void bio_read_ahead(int fd, uint64_t off, uint64_t len)
+{
+	(void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
+}

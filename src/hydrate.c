@@ -26,6 +26,7 @@
 /* Each worker holds one buffer: 256 KiB copies as fast as 1 MiB here and
  * keeps four workers' buffers at 1 MiB of memory rather than 4. */
 #define COPY_CHUNK (256u << 10)
+#define READ_AHEAD (4u << 20)	/* what 4 workers take at the default batch size */
 #define NR_WORKERS 4
 #define COR_QUEUE_MAX 4096
 #define BACKOFF_MIN_US (100 * 1000)
@@ -251,12 +252,44 @@ static int copy_and_mark(struct hydrate *h, uint64_t first, uint64_t n)
 	return ret ? ret : md_set_range_hydrated(h->t.md, first, n);
 }
 
+/*
+ * SOURCE's own readahead is off for copies (FADV_RANDOM: users' reads must
+ * not queue behind it), and each worker's reads are synchronous, so the
+ * disk idled while the workers wrote DEST. A worker asks for what follows
+ * its batch, which the next batches will read: a dense 1 GiB copy took
+ * 0.45-0.58 s instead of 0.62-0.72 (cp: 0.44, plus its sync). Only the
+ * first data in that window: reading ahead a hole fills the page cache
+ * with zeros that copy_range() skips anyway.
+ */
+static void read_ahead(struct hydrate *h, uint64_t off)
+{
+	uint64_t end = MIN(off + READ_AHEAD, h->t.image_size);
+	off_t data, hole;
+
+	if (off >= end)
+		return;
+	data = lseek(h->t.src_fd, (off_t)off, SEEK_DATA);
+	if (data < 0 && errno == ENXIO)
+		return;
+	if (data < 0) /* a device: all data */
+		data = (off_t)off;
+	if ((uint64_t)data >= end)
+		return;
+	hole = lseek(h->t.src_fd, data, SEEK_HOLE);
+	if (hole < 0 || (uint64_t)hole > end)
+		hole = (off_t)end;
+	bio_read_ahead(h->t.src_fd, (uint64_t)data, (uint64_t)(hole - data));
+}
+
 static void worker(gpointer data, gpointer user)
 {
 	struct hydrate *h = user;
 	struct batch *b = data;
 	uint64_t bad = b->first, nbad = b->n;
-	int ret = copy_and_mark(h, b->first, b->n);
+	int ret;
+
+	read_ahead(h, (b->first + b->n) * h->t.region_size);
+	ret = copy_and_mark(h, b->first, b->n);
 
 	/* One bad region must not hold back the rest of its batch. */
 	if (ret && b->n > 1 && md_mode(h->t.md) == MD_MODE_RW) {

@@ -113,6 +113,12 @@ int bio_clone_range(int dest_fd, int src_fd, uint64_t off, uint64_t len);
  * error a read of [off, off + len) would get from fault injection.
  */
 int bio_will_read(int fd, uint64_t off, size_t len);
+/*
+ * Start reading [off, off + len) of @fd into the page cache and return
+ * without waiting (POSIX_FADV_WILLNEED). Advice only: errors are the later
+ * read's to report.
+ */
+void bio_read_ahead(int fd, uint64_t off, uint64_t len);
 
 /*
  * Fault injection from C (unit tests): replace all rules by @spec (syntax

@@ -9,8 +9,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -274,6 +276,69 @@ START_TEST(background_hydration_makes_a_copy)
 }
 END_TEST
 
+/* Is [off, off + len) of SOURCE in the page cache? */
+static bool source_cached(size_t off, size_t len)
+{
+	int fd = open(src, O_RDONLY);
+	long pg = sysconf(_SC_PAGESIZE);
+	size_t first = off / pg * pg, n = (off + len - first + pg - 1) / pg;
+	unsigned char vec[64];
+	void *map;
+	bool all = true;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_uint_le(n, sizeof(vec));
+	map = mmap(NULL, n * pg, PROT_READ, MAP_SHARED, fd, (off_t)first);
+	ck_assert(map != MAP_FAILED);
+	ck_assert_int_eq(mincore(map, n * pg, vec), 0);
+	for (size_t i = 0; i < n; i++)
+		all = all && (vec[i] & 1);
+	munmap(map, n * pg);
+	close(fd);
+	return all;
+}
+
+/* A background copy asks for the SOURCE data after its batch, so the disk
+ * keeps reading while the workers write DEST: at one region a second,
+ * region 5 must be in SOURCE's page cache long before its turn. */
+START_TEST(background_copy_reads_ahead)
+{
+	struct clone_options o;
+	struct clone *c = NULL;
+	struct clone_status st;
+	char err[512];
+	gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+	int fd = open(src, O_RDONLY);
+	bool ahead = false;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fdatasync(fd), 0);
+	ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	close(fd);
+	if (source_cached(5 * RS, RS)) { /* tmpfs: the check means nothing */
+		fprintf(stderr, "background_copy_reads_ahead: %s cannot drop its "
+			"page cache; not checked\n", dir);
+		return;
+	}
+	options_defaults(&o);
+	o.region_size = RS;
+	o.hydration_threshold = o.hydration_batch_size = 1;
+	o.hydration_rate = RS; /* a region a second */
+	ck_assert_msg(clone_open(src, dst, meta, &o, &c, err, sizeof(err)) == 0,
+		      "clone_open: %s", err);
+	ck_assert_int_eq(clone_start(c), 0);
+	do {
+		clone_get_status(c, &st);
+		if (st.nr_hydrated >= 1 && (ahead = source_cached(5 * RS, RS)))
+			break;
+		g_usleep(2000);
+	} while (st.nr_hydrated < 4 && g_get_monotonic_time() < deadline);
+	ck_assert_msg(ahead, "region 5 not read ahead (%" G_GUINT64_FORMAT
+		      " regions hydrated)", st.nr_hydrated);
+	ck_assert_int_eq(clone_close(c), 0);
+}
+END_TEST
+
 struct reader_arg {
 	struct clone *c;
 	gint stop;
@@ -416,6 +481,7 @@ static Suite *clone_suite(void)
 	tcase_add_test(tc, writes_persist_after_reopen);
 	tcase_add_test(tc, discard_reads_zeros);
 	tcase_add_test(tc, background_hydration_makes_a_copy);
+	tcase_add_test(tc, background_copy_reads_ahead);
 	tcase_add_test(tc, concurrent_writers_same_region);
 	tcase_add_test(tc, hydration_progresses_under_load);
 	tcase_add_test(tc, status_line_fields);
