@@ -257,7 +257,7 @@ static int copy_and_mark(struct hydrate *h, uint64_t first, uint64_t n)
  * not queue behind it), and each worker's reads are synchronous, so the
  * disk idled while the workers wrote DEST. A worker asks for what follows
  * its batch, which the next batches will read: a dense 1 GiB copy took
- * 0.45-0.58 s instead of 0.62-0.72 (cp: 0.44, plus its sync). Only the
+ * 0.47-0.57 s instead of 0.59-0.72 (cp: 0.44-0.50, plus its sync). Only the
  * first data in that window: reading ahead a hole fills the page cache
  * with zeros that copy_range() skips anyway.
  */
