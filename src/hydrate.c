@@ -185,6 +185,29 @@ static bool try_reflink(struct hydrate *h, uint64_t off, uint64_t end)
 	return ret == 0;
 }
 
+/*
+ * The first run of SOURCE data in [off, end): [*data, *stop), with *data ==
+ * end when there is none (SEEK_DATA/SEEK_HOLE; a device, which has neither,
+ * is all data).
+ */
+static void data_run(struct hydrate *h, uint64_t off, uint64_t end,
+		     uint64_t *data, uint64_t *stop)
+{
+	off_t d = lseek(h->t.src_fd, (off_t)off, SEEK_DATA), e;
+
+	*data = *stop = end;
+	if (d < 0 && errno == ENXIO) /* only a hole up to EOF */
+		return;
+	if (d < 0)
+		d = (off_t)off;
+	if ((uint64_t)d >= end)
+		return;
+	e = lseek(h->t.src_fd, d, SEEK_HOLE);
+	*data = (uint64_t)d;
+	if (e >= 0 && (uint64_t)e < end)
+		*stop = (uint64_t)e;
+}
+
 static int copy_range(struct hydrate *h, uint64_t first, uint64_t n)
 {
 	uint64_t off = first * h->t.region_size;
@@ -201,29 +224,14 @@ static int copy_range(struct hydrate *h, uint64_t first, uint64_t n)
 		return -ENOMEM;
 
 	while (off < end && !ret) {
-		off_t data = lseek(h->t.src_fd, (off_t)off, SEEK_DATA);
-		off_t hole;
+		uint64_t data, stop;
 
-		if (data < 0 && errno == ENXIO) { /* only a hole up to EOF */
-			ret = dest_hole(h->t.dest_fd, off, end - off);
-			break;
-		}
-		if (data < 0) { /* no SEEK_DATA here (a device): all data */
-			ret = copy_data(h, buf, off, end);
-			break;
-		}
-		if ((uint64_t)data > off) {
-			uint64_t stop = (uint64_t)data < end ? (uint64_t)data : end;
-
-			ret = dest_hole(h->t.dest_fd, off, stop - off);
-			off = stop;
-			continue;
-		}
-		hole = lseek(h->t.src_fd, (off_t)off, SEEK_HOLE);
-		if (hole < 0 || (uint64_t)hole > end)
-			hole = (off_t)end;
-		ret = copy_data(h, buf, off, (uint64_t)hole);
-		off = (uint64_t)hole;
+		data_run(h, off, end, &data, &stop);
+		if (data > off)
+			ret = dest_hole(h->t.dest_fd, off, data - off);
+		if (!ret && data < end)
+			ret = copy_data(h, buf, data, stop);
+		off = stop;
 	}
 	free(buf);
 	return ret;
@@ -263,22 +271,13 @@ static int copy_and_mark(struct hydrate *h, uint64_t first, uint64_t n)
  */
 static void read_ahead(struct hydrate *h, uint64_t off)
 {
-	uint64_t end = MIN(off + READ_AHEAD, h->t.image_size);
-	off_t data, hole;
+	uint64_t data, stop;
 
-	if (off >= end)
+	if (off >= h->t.image_size)
 		return;
-	data = lseek(h->t.src_fd, (off_t)off, SEEK_DATA);
-	if (data < 0 && errno == ENXIO)
-		return;
-	if (data < 0) /* a device: all data */
-		data = (off_t)off;
-	if ((uint64_t)data >= end)
-		return;
-	hole = lseek(h->t.src_fd, data, SEEK_HOLE);
-	if (hole < 0 || (uint64_t)hole > end)
-		hole = (off_t)end;
-	bio_read_ahead(h->t.src_fd, (uint64_t)data, (uint64_t)(hole - data));
+	data_run(h, off, MIN(off + READ_AHEAD, h->t.image_size), &data, &stop);
+	if (stop > data)
+		bio_read_ahead(h->t.src_fd, data, stop - data);
 }
 
 static void worker(gpointer data, gpointer user)
