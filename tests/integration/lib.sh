@@ -20,11 +20,21 @@ log() { echo "# $*"; }
 atexit() { _atexit+=("$*"); } # a command for cleanup to run
 die() { echo "FAIL: $*" >&2; exit 1; }
 
+# fusectl_up: /sys/fs/fuse/connections mounted (until exit, if we mount it):
+# without systemd nothing mounts it, and a FUSE connection's settings and
+# its abort switch live there, in a directory named by the mount's minor.
+fusectl_up() {
+	mountpoint -q /sys/fs/fuse/connections && return 0
+	mount -t fusectl fusectl /sys/fs/fuse/connections || return 1
+	atexit umount /sys/fs/fuse/connections
+}
+
 # Abort a FUSE mount whose daemon is gone or stuck, so nothing hangs.
 _abort_fuse() {
 	local dev minor
 	dev=$(mountpoint -d "$1" 2>/dev/null) || return 0
 	minor=${dev#*:}
+	fusectl_up 2>/dev/null || return 0
 	[ -e /sys/fs/fuse/connections/$minor/abort ] &&
 		echo 1 > /sys/fs/fuse/connections/$minor/abort 2>/dev/null || true
 }
