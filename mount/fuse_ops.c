@@ -111,6 +111,14 @@ static void cfs_init(void *userdata, struct fuse_conn_info *conn)
 	 * fails INIT otherwise); 1 MiB writes gained nothing measurable. */
 	conn->max_write = conn->max_readahead = max_io();
 	readahead_kb = 4 * conn->max_write / 1024;
+	/* The kernel lets at most max_background async requests (readahead,
+	 * libaio O_DIRECT) reach the daemon at once, 12 by default: fewer
+	 * than the threads, which then idle while the rest wait in the
+	 * kernel. Two per thread: 4 KiB O_DIRECT at QD32 from a cold cache
+	 * gained 7-10% in median IOPS (hydrated reads and writes, unhydrated
+	 * reads); unhydrated writes, which copy regions first, stayed level. */
+	conn->max_background = 2 * FUSE_THREADS;
+	conn->congestion_threshold = conn->max_background * 3 / 4;
 	g_debug("requests of up to %u KiB", conn->max_write / 1024);
 }
 

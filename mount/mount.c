@@ -24,9 +24,6 @@
 
 #define EXIT_USAGE 1
 #define EXIT_MOUNT_FAILED 32 /* mount(8)'s code for a failed mount */
-/* 16 serve an iodepth of 32 as fast as 32 threads do (scripts/bench, 2 CPUs),
- * and each thread keeps a malloc arena and buffers: 2.5 MiB less. */
-#define MAX_FUSE_THREADS 16
 
 static const char usage[] =
 	"Usage: mount.clonefs SOURCE DEST META MOUNTPOINT [-o OPTIONS] [-f] [-d]\n"
@@ -309,7 +306,7 @@ int main(int argc, char **argv)
 
 	lc = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(lc, 1);
-	fuse_loop_cfg_set_max_threads(lc, MAX_FUSE_THREADS);
+	fuse_loop_cfg_set_max_threads(lc, FUSE_THREADS);
 	ret = fuse_session_loop_mt(se, lc) ? EXIT_MOUNT_FAILED : 0;
 	fuse_loop_cfg_destroy(lc);
 	g_message("unmounting %s", mnt);
