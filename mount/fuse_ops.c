@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -445,6 +446,73 @@ static void cfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 	fuse_reply_err(req, -ret);
 }
 
+/*
+ * clonefs wait sleeps in poll(2) on the image for POLLPRI, which means
+ * every region is hydrated, and the scheduler wakes it the moment it sees
+ * that, instead of at its next status read. Each poll(2) call leaves a
+ * handle here until then; past MAX_POLLERS the oldest is dropped without a
+ * wake-up (its poll times out instead). The session must outlive a wake-up:
+ * fuse_ops_unwatch() closes this before the session goes.
+ */
+#define MAX_POLLERS 64
+static GMutex poll_lock;
+static GQueue pollers = G_QUEUE_INIT;
+static bool polls_closed;
+
+static void drop_pollers(bool wake)
+{
+	struct fuse_pollhandle *ph;
+
+	while ((ph = g_queue_pop_head(&pollers))) {
+		if (wake)
+			fuse_lowlevel_notify_poll(ph);
+		fuse_pollhandle_destroy(ph);
+	}
+}
+
+static void wake_pollers(void *arg)
+{
+	(void)arg;
+	g_mutex_lock(&poll_lock);
+	drop_pollers(!polls_closed);
+	g_mutex_unlock(&poll_lock);
+}
+
+void fuse_ops_watch(struct clone *c)
+{
+	hydrate_on_complete(clone_hydrate(c), wake_pollers, NULL);
+}
+
+void fuse_ops_unwatch(void)
+{
+	g_mutex_lock(&poll_lock);
+	polls_closed = true;
+	drop_pollers(false);
+	g_mutex_unlock(&poll_lock);
+}
+
+static void cfs_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		     struct fuse_pollhandle *ph)
+{
+	unsigned revents = POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM;
+
+	(void)ino;
+	(void)fi;
+	/* Checked under the lock the wake-up takes: none is lost between. */
+	g_mutex_lock(&poll_lock);
+	if (clone_all_hydrated(clone_of(req))) {
+		revents |= POLLPRI;
+		if (ph)
+			fuse_pollhandle_destroy(ph);
+	} else if (ph) {
+		g_queue_push_tail(&pollers, ph);
+		if (pollers.length > MAX_POLLERS)
+			fuse_pollhandle_destroy(g_queue_pop_head(&pollers));
+	}
+	g_mutex_unlock(&poll_lock);
+	fuse_reply_poll(req, revents);
+}
+
 static void cfs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct clone *c = clone_of(req);
@@ -530,6 +598,7 @@ const struct fuse_lowlevel_ops clonefs_fuse_ops = {
 	.write = cfs_write,
 	.fsync = cfs_fsync,
 	.fallocate = cfs_fallocate,
+	.poll = cfs_poll,
 	.statfs = cfs_statfs,
 	.getxattr = cfs_getxattr,
 	.listxattr = cfs_listxattr,

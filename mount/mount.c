@@ -298,6 +298,7 @@ int main(int argc, char **argv)
 		g_warning("no custom I/O: kernel passthrough off");
 	if (fuse_daemonize(foreground))
 		goto out_unmount;
+	fuse_ops_watch(c);
 	if (clone_start(c)) {
 		g_warning("cannot start background threads");
 		goto out_unmount;
@@ -315,6 +316,7 @@ out_unmount:
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_destroy:
+	fuse_ops_unwatch();
 	fuse_session_destroy(se);
 out_close:
 	if (clone_close(c) && !ret)

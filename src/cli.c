@@ -19,7 +19,9 @@
 #include "clonefs/metadata.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <glib.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -574,6 +576,19 @@ static void nap(int64_t us)
 		nanosleep(&ts, NULL);
 }
 
+/* Sleep up to @us, or until the daemon reports every region hydrated:
+ * POLLPRI on the image @fd. A daemon without poll answers with a mask
+ * that lacks POLLPRI, so this then sleeps the whole time. */
+static void await_hydrated(int fd, int64_t us)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLPRI };
+
+	if (us <= 0)
+		return;
+	if (fd < 0 || (poll(&pfd, 1, (int)((us + 999) / 1000)) < 0 && errno != EINTR))
+		nap(us);
+}
+
 static int cmd_wait(const struct command *cmd, int argc, char **argv)
 {
 	const char *timeout_s = NULL, *interval_s = NULL;
@@ -592,7 +607,7 @@ static int cmd_wait(const struct command *cmd, int argc, char **argv)
 	struct rate_window win = { .n = 0 };
 	struct progress p;
 	const char *arg;
-	int npos, ret;
+	int npos, ret, fd = -1;
 
 	ret = parse_args(cmd, argc, argv, opts, pos, &npos);
 	if (ret)
@@ -616,8 +631,10 @@ static int cmd_wait(const struct command *cmd, int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	/* Poll at least once a second so the end is seen soon; report (redraw
-	 * the bar, or print a line) every --interval. */
+	/* Read the status at least once a second (progress, failures), and in
+	 * between sleep in poll(2) on the image, which the daemon ends when the
+	 * last region is hydrated; report (redraw the bar, or print a line)
+	 * every --interval. */
 	poll_us = (int64_t)(MIN(interval, 1.0) * G_USEC_PER_SEC);
 	start = g_get_monotonic_time();
 	deadline = start + (int64_t)(timeout * G_USEC_PER_SEC);
@@ -677,7 +694,13 @@ static int cmd_wait(const struct command *cmd, int argc, char **argv)
 			ret = EXIT_TIMEOUT;
 			break;
 		}
-		nap(timeout > 0 ? MIN(poll_us, deadline - now) : poll_us);
+		if (fd < 0) {
+			char *path = image_path(arg);
+
+			fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+			g_free(path);
+		}
+		await_hydrated(fd, timeout > 0 ? MIN(poll_us, deadline - now) : poll_us);
 	}
 	if (why) {
 		errmsg("%s: %s\n", arg, why);
@@ -692,6 +715,8 @@ static int cmd_wait(const struct command *cmd, int argc, char **argv)
 		open_line = NULL;
 	}
 out:
+	if (fd >= 0)
+		close(fd);
 	g_free(why);
 	g_free(json);
 	g_free(pos);

@@ -611,11 +611,16 @@ int clone_zero(struct clone *c, uint64_t off, uint64_t len, bool punch)
 	return write_walk(c, &w, off, MIN(off + len, c->size));
 }
 
+bool clone_all_hydrated(struct clone *c)
+{
+	return md_all_hydrated(c->md);
+}
+
 int clone_hydrated_dest(struct clone *c)
 {
 	struct stat st;
 
-	if (md_nr_hydrated(c->md) != c->nr_regions || fstat(c->dest_fd, &st))
+	if (!clone_all_hydrated(c) || fstat(c->dest_fd, &st))
 		return -1;
 	/* A bigger device would show what lies past the image end. */
 	return S_ISREG(st.st_mode) && (uint64_t)st.st_size == c->size ? c->dest_fd : -1;

@@ -58,6 +58,8 @@ struct hydrate {
 	double rate;
 	char last_error[160];
 	gint64 foreground_at;  /* last foreground request, monotonic us (atomic) */
+	void (*on_complete)(void *arg); /* from the scheduler, unlocked */
+	void *complete_arg;
 
 	GThread *scheduler;
 	GThreadPool *pool;
@@ -384,6 +386,22 @@ static gpointer scheduler(gpointer arg)
 		struct batch *b;
 
 		update_rate(h, now);
+		/* Before the enabled check: writes may finish the job too. */
+		if (md_mode(h->t.md) == MD_MODE_RW && md_all_hydrated(h->t.md)) {
+			if (!h->done_logged) {
+				h->done_logged = true;
+				g_message("hydration complete: %" G_GUINT64_FORMAT
+					  " regions", h->t.nr_regions);
+				if (h->on_complete) {
+					g_mutex_unlock(&h->lock);
+					h->on_complete(h->complete_arg);
+					g_mutex_lock(&h->lock);
+					continue;
+				}
+			}
+			g_cond_wait_until(&h->cond, &h->lock, wake);
+			continue;
+		}
 		if (!h->enabled || md_mode(h->t.md) != MD_MODE_RW ||
 		    h->in_flight >= h->threshold) {
 			g_cond_wait_until(&h->cond, &h->lock, wake);
@@ -399,14 +417,6 @@ static gpointer scheduler(gpointer arg)
 		if (now < h->backoff_until || now < h->next_dispatch) {
 			g_cond_wait_until(&h->cond, &h->lock,
 					  MAX(h->backoff_until, h->next_dispatch));
-			continue;
-		}
-		if (md_all_hydrated(h->t.md)) {
-			if (!h->done_logged)
-				g_message("hydration complete: %" G_GUINT64_FORMAT
-					  " regions", h->t.nr_regions);
-			h->done_logged = true;
-			g_cond_wait_until(&h->cond, &h->lock, wake);
 			continue;
 		}
 		r = pick(h);
@@ -550,6 +560,14 @@ void hydrate_set_copy_on_read(struct hydrate *h, bool on)
 bool hydrate_copy_on_read(struct hydrate *h)
 {
 	return __atomic_load_n(&h->copy_on_read, __ATOMIC_RELAXED);
+}
+
+void hydrate_on_complete(struct hydrate *h, void (*fn)(void *arg), void *arg)
+{
+	g_mutex_lock(&h->lock);
+	h->on_complete = fn;
+	h->complete_arg = arg;
+	g_mutex_unlock(&h->lock);
 }
 
 void hydrate_kick(struct hydrate *h)

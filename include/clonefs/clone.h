@@ -63,6 +63,8 @@ struct clone_status {
 	bool ro, discard_passdown;
 	struct hydrate_stats hy;
 };
+/* Every region hydrated (in core; durable after the next commit). */
+bool clone_all_hydrated(struct clone *c);
 /* DEST's fd once every region is hydrated and DEST is a file of the
  * image's size, else -1. From then on the image is DEST byte for byte, for
  * good: no operation unhydrates (the front end passes DEST to the kernel). */

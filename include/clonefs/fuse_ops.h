@@ -19,6 +19,12 @@
 /* The session's userdata is the struct clone. */
 extern const struct fuse_lowlevel_ops clonefs_fuse_ops;
 
+struct clone;
+/* poll(2) on the image reports POLLPRI once every region is hydrated:
+ * watch before the clone starts, unwatch before the session is destroyed. */
+void fuse_ops_watch(struct clone *c);
+void fuse_ops_unwatch(void);
+
 /* The mount's read_ahead_kb file in sysfs, raised once the mount is up. */
 void fuse_ops_set_readahead(const char *sysfs_path);
 

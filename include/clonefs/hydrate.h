@@ -71,6 +71,10 @@ void hydrate_set_batch_size(struct hydrate *h, uint32_t n);
 void hydrate_set_rate(struct hydrate *h, uint64_t bytes_per_s);
 void hydrate_set_copy_on_read(struct hydrate *h, bool on);
 bool hydrate_copy_on_read(struct hydrate *h);
+/* The scheduler calls @fn(@arg) when it finds every region hydrated, once
+ * (again after hydrate_kick), and within a second of the last bit. Set it
+ * before hydrate_start. */
+void hydrate_on_complete(struct hydrate *h, void (*fn)(void *arg), void *arg);
 /* Wake the workers: metadata changed under them (e.g. rolled back). */
 void hydrate_kick(struct hydrate *h);
 

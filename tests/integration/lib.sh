@@ -69,6 +69,16 @@ poll() {
 	done
 }
 
+# reap PID: wait for a child of the test, which then leaves _pids, so that
+# cleanup never signals the PID once someone else may have it.
+reap() {
+	local p keep=() rc=0
+	wait "$1" || rc=$?
+	for p in "${_pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+	_pids=("${keep[@]}")
+	return $rc
+}
+
 # mount_clone SOURCE DEST META MNT [OPTIONS]: mount and wait for the image.
 mount_clone() {
 	mkdir -p "$4"

@@ -276,6 +276,58 @@ START_TEST(background_hydration_makes_a_copy)
 }
 END_TEST
 
+/* The scheduler reports completion to the front end (which wakes
+ * clonefs wait in poll): after background copies, and after writes that
+ * cover every region while hydration is off. */
+static int completions;
+static bool all_at_completion;
+
+static void on_complete(void *arg)
+{
+	all_at_completion = clone_all_hydrated(arg);
+	__atomic_add_fetch(&completions, 1, __ATOMIC_SEQ_CST);
+}
+
+static void await_completion(struct clone *c)
+{
+	gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+
+	while (!__atomic_load_n(&completions, __ATOMIC_SEQ_CST) &&
+	       g_get_monotonic_time() < deadline)
+		g_usleep(10000);
+	ck_assert_msg(completions == 1, "%d completions reported", completions);
+	ck_assert(all_at_completion);
+	ck_assert(all_hydrated(c));
+}
+
+START_TEST(completion_reported_after_copies)
+{
+	struct clone *c = open_clone(false);
+
+	hydrate_on_complete(clone_hydrate(c), on_complete, c);
+	ck_assert_int_eq(completions, 0);
+	hydrate_set_enabled(clone_hydrate(c), true);
+	await_completion(c);
+	ck_assert_int_eq(clone_close(c), 0);
+}
+END_TEST
+
+START_TEST(completion_reported_after_writes_alone)
+{
+	struct clone *c = open_clone(false);
+	char *d = g_malloc(image_size);
+
+	hydrate_on_complete(clone_hydrate(c), on_complete, c);
+	model_write(c, 0, image_size, 'w');
+	await_completion(c);
+	ck_assert_uint_le(copied(c), image_size % RS); /* a short last region copies */
+	ck_assert_int_eq(clone_close(c), 0);
+	read_dest(0, image_size, d);
+	ck_assert(memcmp(d, model, image_size) == 0);
+	g_free(d);
+}
+END_TEST
+
 /* Is [off, off + len) of SOURCE in the page cache? */
 static bool source_cached(size_t off, size_t len)
 {
@@ -482,6 +534,8 @@ static Suite *clone_suite(void)
 	tcase_add_test(tc, discard_reads_zeros);
 	tcase_add_test(tc, background_hydration_makes_a_copy);
 	tcase_add_test(tc, background_copy_reads_ahead);
+	tcase_add_test(tc, completion_reported_after_copies);
+	tcase_add_test(tc, completion_reported_after_writes_alone);
 	tcase_add_test(tc, concurrent_writers_same_region);
 	tcase_add_test(tc, hydration_progresses_under_load);
 	tcase_add_test(tc, status_line_fields);
