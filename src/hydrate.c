@@ -388,13 +388,16 @@ static gpointer scheduler(gpointer arg)
 		update_rate(h, now);
 		/* Before the enabled check: writes may finish the job too. */
 		if (md_mode(h->t.md) == MD_MODE_RW && md_all_hydrated(h->t.md)) {
+			void (*fn)(void *) = h->on_complete;
+			void *fn_arg = h->complete_arg;
+
 			if (!h->done_logged) {
 				h->done_logged = true;
 				g_message("hydration complete: %" G_GUINT64_FORMAT
 					  " regions", h->t.nr_regions);
-				if (h->on_complete) {
+				if (fn) {
 					g_mutex_unlock(&h->lock);
-					h->on_complete(h->complete_arg);
+					fn(fn_arg);
 					g_mutex_lock(&h->lock);
 					continue;
 				}
