@@ -275,7 +275,8 @@ static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * cache as asked and serves them from DEST's and SOURCE's, as before
 	 * hydration completed: passed through, they would be direct I/O on
 	 * DEST, 3x slower for 4 KiB random I/O (scripts/bench). They pass
-	 * through only while another open does: the kernel insists. */
+	 * through only while another open does: the kernel insists. Their
+	 * writes may run in parallel: region locks order what must be. */
 	mode = fi->flags & O_DIRECT ? OPEN_DIRECT : OPEN_CACHED;
 
 	g_mutex_lock(&open_lock);
@@ -291,6 +292,8 @@ static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->noflush = 1; /* close needs no commit (spec 2.5) */
 	if (mode == OPEN_PASSTHROUGH)
 		passthrough_reply_open(req, fi, backing_id);
+	else if (mode == OPEN_DIRECT)
+		passthrough_reply_open_direct(req, fi);
 	else
 		fuse_reply_open(req, fi);
 }

@@ -4,8 +4,9 @@
  * libfuse builds a reply and hands it to writev() in the thread that asked
  * for it, so a thread-local note set just before fuse_reply_open() or in the
  * init callback says which reply to amend. The amended fields are the
- * kernel ABI of 7.40; older kernels ignore them, and a backing id is only
- * ever used after the kernel accepted one.
+ * kernel ABI of 7.36 (parallel direct writes) and 7.40 (passthrough); older
+ * kernels ignore them, and a backing id is only ever used after the kernel
+ * accepted one.
  */
 #include "clonefs/passthrough.h"
 
@@ -36,7 +37,10 @@ struct backing_map {
 
 static int session_fd = -1;
 static __thread bool amend_init;
-static __thread int amend_open = -1;
+static __thread struct {
+	uint32_t flags;  /* FOPEN_* to add; 0: not an open reply of ours */
+	int backing_id;  /* with FOPEN_PASSTHROUGH_FLAG */
+} amend_open;
 
 static void amend(struct iovec *iov, int count)
 {
@@ -56,11 +60,12 @@ static void amend(struct iovec *iov, int count)
 			o->unused[0] = MAX_STACK_DEPTH;
 		}
 		amend_init = false;
-	} else if (amend_open >= 0 && iov[1].iov_len == sizeof(struct fuse_open_out)) {
+	} else if (amend_open.flags && iov[1].iov_len == sizeof(struct fuse_open_out)) {
 		struct fuse_open_out *o = iov[1].iov_base;
 
-		o->open_flags |= FOPEN_PASSTHROUGH_FLAG;
-		o->padding = (uint32_t)amend_open; /* backing_id */
+		o->open_flags |= amend_open.flags;
+		if (amend_open.flags & FOPEN_PASSTHROUGH_FLAG)
+			o->padding = (uint32_t)amend_open.backing_id;
 	}
 }
 
@@ -113,13 +118,25 @@ int passthrough_backing_open(int fd)
 	return id < 0 ? -errno : id;
 }
 
-int passthrough_reply_open(fuse_req_t req, struct fuse_file_info *fi,
-			   int backing_id)
+static int reply_open(fuse_req_t req, struct fuse_file_info *fi,
+		      uint32_t flags, int backing_id)
 {
 	int ret;
 
-	amend_open = backing_id;
+	amend_open.flags = flags;
+	amend_open.backing_id = backing_id;
 	ret = fuse_reply_open(req, fi);
-	amend_open = -1;
+	amend_open.flags = 0;
 	return ret;
+}
+
+int passthrough_reply_open(fuse_req_t req, struct fuse_file_info *fi,
+			   int backing_id)
+{
+	return reply_open(req, fi, FOPEN_PASSTHROUGH_FLAG, backing_id);
+}
+
+int passthrough_reply_open_direct(fuse_req_t req, struct fuse_file_info *fi)
+{
+	return reply_open(req, fi, FOPEN_PARALLEL_DIRECT_WRITES, -1);
 }
