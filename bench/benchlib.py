@@ -133,6 +133,7 @@ WORKLOADS = [
     ("seqwrite-direct", "seq write 1M O_DIRECT"),
     ("randread-direct", "rand read 4k O_DIRECT"),
     ("randwrite-direct", "rand write 4k O_DIRECT"),
+    ("randwrite-threads", "rand write 4k O_DIRECT 8 thr"),
 ]
 # repeated runs of one config: CFG, CFG.2, CFG.3, ... (scripts/bench's rep_sfx)
 REP_SUFFIXES = [""] + [".%d" % i for i in range(2, 100)]
@@ -230,7 +231,7 @@ def report(resdir, out):
 
     # -- workloads
     P("== Throughput (same files, same run; ratios: x raw / x passthrough_ll) ==")
-    P("%-24s %-20s %10s %10s %7s %7s" % ("workload", "config", "MiB/s", "IOPS",
+    P("%-28s %-20s %10s %10s %7s %7s" % ("workload", "config", "MiB/s", "IOPS",
                                            "x raw", "x pt"))
     for wl, wname in WORKLOADS:
         byc = runs.get(wl, {})
@@ -247,7 +248,7 @@ def report(resdir, out):
             r["x_raw"] = ratio(r["bw_MiBps"], raw)
             r["x_pt"] = ratio(r["bw_MiBps"], pt)
             res["workloads"][wl][cfg] = r
-            P("%-24s %-20s %10.1f %10.0f %7s %7s" % (
+            P("%-28s %-20s %10.1f %10.0f %7s %7s" % (
                 wname if first else "", cname, r["bw_MiBps"], r["iops"],
                 fmt(r["x_raw"]), fmt(r["x_pt"])))
             first = False
