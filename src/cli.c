@@ -697,7 +697,13 @@ static int cmd_wait(const struct command *cmd, int argc, char **argv)
 		if (fd < 0) {
 			char *path = image_path(arg);
 
-			fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+			/* O_DIRECT, though it never reads: while a cached open
+			 * of the image exists, the kernel puts O_DIRECT writes
+			 * back under the file's lock, one at a time, and the
+			 * daemon cannot pass new opens through. */
+			fd = path ? open(path, O_RDONLY | O_DIRECT | O_CLOEXEC) : -1;
+			if (fd < 0 && errno == EINVAL && path)
+				fd = open(path, O_RDONLY | O_CLOEXEC);
 			g_free(path);
 		}
 		await_hydrated(fd, timeout > 0 ? MIN(poll_us, deadline - now) : poll_us);

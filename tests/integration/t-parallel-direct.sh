@@ -4,7 +4,9 @@
 # kernel holds the image's inode lock across each direct write, so a VM
 # whose qemu writes from a thread pool (cache=none, aio=threads) would get
 # one write at a time. Seen by stopping the daemon: the writes then wait in
-# the kernel, and the connection counts how many were sent.
+# the kernel, and the connection counts how many were sent. While clonefs
+# wait watches the image too, as a script staging a VM would have it: its
+# open must not put the writes back under the lock (a cached open does).
 . "$(dirname "$0")/lib.sh"
 
 WRITERS=4
@@ -42,13 +44,24 @@ os.close(w)
 ok = all(os.waitpid(k, 0)[1] == 0 for k in kids)
 print("done" if ok else "failed", flush=True)
 PY
+# clonefs wait, hydration being off, waits until it is ended. Once it holds
+# the image open it is stopped, so that its status reads and polls add
+# nothing to the count below.
+"$CLONEFS" wait "$T/m" > /dev/null 2>&1 &
+waiter=$!
+_pids+=("$waiter")
+holds_image() { ls -l /proc/$waiter/fd 2>/dev/null | grep -q "$T/m/image"; }
+poll 10 holds_image || die "clonefs wait did not open the image"
+kill -STOP "$waiter"
+
 mkfifo "$T/go"
 python3 "$T/writers.py" "$T/m/image" "$T/go" $WRITERS > "$T/writers.out" &
 writers=$!
 _pids+=("$writers")
 opened() { [ "$(grep -c ready "$T/writers.out")" = $WRITERS ]; }
 poll 10 opened || die "writers did not open the image"
-[ "$(cat "$waiting")" = 0 ] || die "requests in flight before the writes: $(cat "$waiting")"
+idle() { [ "$(cat "$waiting")" = 0 ]; }
+poll 10 idle || die "requests in flight before the writes: $(cat "$waiting")"
 
 # Nothing below may fail before the daemon runs again (cleanup would
 # have to abort the stopped connection).
@@ -70,5 +83,8 @@ for ((i = 0; i < WRITERS; i++)); do
 		dd of="$T/expect" bs=4096 seek=$((i * 16 + 1)) conv=notrunc status=none
 done
 cmp "$T/expect" "$T/m/image" || die "image differs from the expected writes"
+kill "$waiter"
+kill -CONT "$waiter"
+reap "$waiter" || true
 unmount_clone "$T/m" "$T/meta"
 pass
