@@ -11,6 +11,7 @@
 #include "clonefs/passthrough.h"
 
 #include <errno.h>
+#include <glib.h>
 #include <linux/fuse.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -37,6 +38,7 @@ struct backing_map {
 
 static int session_fd = -1;
 static __thread bool amend_init;
+static __thread uint16_t amend_max_pages;
 static __thread struct {
 	uint32_t flags;  /* FOPEN_* to add; 0: not an open reply of ours */
 	int backing_id;  /* with FOPEN_PASSTHROUGH_FLAG */
@@ -55,6 +57,8 @@ static void amend(struct iovec *iov, int count)
 		 * answer is cached per inode (SB_NOSEC); the image never has
 		 * set-id bits or capabilities to drop. */
 		o->flags |= FUSE_HANDLE_KILLPRIV_V2_FLAG;
+		if ((o->flags & FUSE_MAX_PAGES) && amend_max_pages > o->max_pages)
+			o->max_pages = amend_max_pages;
 		if (o->flags & FUSE_INIT_EXT) {
 			o->flags2 |= FUSE_PASSTHROUGH_FLAG2;
 			o->unused[0] = MAX_STACK_DEPTH;
@@ -102,9 +106,10 @@ int passthrough_install(struct fuse_session *se)
 	return fuse_session_custom_io(se, &io, session_fd);
 }
 
-void passthrough_offer(void)
+void passthrough_offer(unsigned max_pages)
 {
 	amend_init = session_fd >= 0;
+	amend_max_pages = (uint16_t)MIN(max_pages, UINT16_MAX);
 }
 
 int passthrough_backing_open(int fd)

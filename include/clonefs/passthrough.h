@@ -4,8 +4,9 @@
  * is exactly DEST, so opens can hand the kernel DEST itself and reads and
  * writes no longer visit the daemon. libfuse 3.14 has no API for it, so
  * this module sits in libfuse's custom I/O hooks and sets the fields it
- * does not know: FUSE_PASSTHROUGH in the INIT reply, and in an OPEN reply
- * FOPEN_PASSTHROUGH with a backing id, or FOPEN_PARALLEL_DIRECT_WRITES.
+ * does not know: FUSE_PASSTHROUGH in the INIT reply (and a max_pages above
+ * max_write's), and in an OPEN reply FOPEN_PASSTHROUGH with a backing id, or
+ * FOPEN_PARALLEL_DIRECT_WRITES.
  * Front end only.
  */
 #ifndef CLONEFS_PASSTHROUGH_H
@@ -16,8 +17,10 @@
 /* Route the session's /dev/fuse traffic through the hooks; after mount. */
 int passthrough_install(struct fuse_session *se);
 
-/* From the init callback: ask for passthrough in this thread's INIT reply. */
-void passthrough_offer(void);
+/* From the init callback: ask for passthrough in this thread's INIT reply,
+ * and for requests (reads) of up to @max_pages pages where libfuse asks for
+ * fewer: it derives max_pages from max_write. */
+void passthrough_offer(unsigned max_pages);
 
 /* Register fd with the kernel: a backing id, or -errno (e.g. -EPERM when
  * the kernel did not agree to passthrough, or without CAP_SYS_ADMIN). */
