@@ -52,6 +52,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,7 +60,6 @@
 /* SHA256_Init() and friends are deprecated in OpenSSL 3 but kept: see
  * block_csum(). */
 #define OPENSSL_SUPPRESS_DEPRECATED
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #define BS		MD_BLOCK_SIZE
@@ -1049,7 +1049,10 @@ static int format(const char *path, int *fd, uint64_t size, const struct md_geom
 		return errf(err, len, r, "cannot allocate metadata: %s", strerror(-r));
 	md->fd = *fd;
 	*fd = -1;
-	if (RAND_bytes(md->uuid, 16) != 1)
+	/* The kernel's generator, not OpenSSL's: RAND_bytes() brings up
+	 * OpenSSL's DRBG and providers, megabytes of libcrypto kept mapped in
+	 * the daemon for one uuid. */
+	if (getrandom(md->uuid, 16, 0) != 16)
 		for (int i = 0; i < 16; i++)
 			md->uuid[i] = (uint8_t)g_random_int();
 	md->slot = 1;	/* so the first superblock goes to slot 0 */
