@@ -76,7 +76,10 @@ unmount_clone "$T/m" "$T/meta"
 chmod 700 "$T"
 
 # --- the daemon's own view: SOURCE's fd is O_RDONLY ---------------------------
-mount_clone_fg "$T/src" "$T/dest" "$T/meta" "$T/m" "hydration_rate=64M"
+# Hydration stays off until the flood: an image hydrated in full would pass
+# its opens through to DEST, where the kernel, not the daemon, stops writes
+# at the end.
+mount_clone_fg "$T/src" "$T/dest" "$T/meta" "$T/m" "hydration_rate=64M,no_hydration"
 src_real=$(readlink -f "$T/src")
 found=0
 for fd in /proc/$DAEMON_PID/fd/*; do
@@ -142,6 +145,7 @@ setfattr -n user.clonefs.status -v x "$T/m/image" 2>/dev/null && die "status is 
 alive "bad messages"
 
 # --- a flood of concurrent requests ---------------------------------------------
+message "$T/m" enable_hydration
 max_tasks=0
 count_tasks() {
 	local n
