@@ -16,7 +16,8 @@ conn=/sys/fs/fuse/connections/${dev#*:}
 # The kernel's default is 12 (congestion at 9); the daemon runs 16 threads.
 bg=$(cat "$conn/max_background") cong=$(cat "$conn/congestion_threshold")
 log "max_background $bg, congestion_threshold $cong"
-[ "$bg" -ge 32 ] || die "max_background is $bg, want at least 32 (two per thread)"
+# 128 KiB writes: a 1 MiB write at QD16 is 128 requests.
+[ "$bg" -ge 128 ] || die "max_background is $bg, want at least 128 (eight per thread)"
 [ "$cong" -ge 16 ] && [ "$cong" -le "$bg" ] ||
 	die "congestion_threshold $cong: readahead would stall with $bg allowed"
 
