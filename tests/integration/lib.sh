@@ -87,12 +87,14 @@ mount_clone() {
 	poll 10 test -e "$4/image" || die "image did not appear in $4"
 }
 
-# mount_clone_fg SOURCE DEST META MNT [OPTIONS]: a foreground daemon whose
-# PID is in $DAEMON_PID (for tests that kill it).
+# mount_clone_fg SOURCE DEST META MNT [OPTIONS [FLAGS...]]: a foreground
+# daemon whose PID is in $DAEMON_PID (for tests that kill it), its stderr
+# in $T/daemon.log; FLAGS go to mount.clonefs as they are (-d: libfuse's
+# log of every request).
 mount_clone_fg() {
 	mkdir -p "$4"
 	_mounts+=("$4")
-	"$MOUNT_CLONEFS" "$1" "$2" "$3" "$4" -f ${5:+-o "$5"} 2>>"$T/daemon.log" &
+	"$MOUNT_CLONEFS" "$1" "$2" "$3" "$4" -f ${5:+-o "$5"} "${@:6}" 2>>"$T/daemon.log" &
 	DAEMON_PID=$!
 	_pids+=("$DAEMON_PID")
 	poll 10 mountpoint -q "$4" || die "mount of $4 did not appear"

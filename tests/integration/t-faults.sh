@@ -218,8 +218,9 @@ for seed in 1 2 3 4; do
 	timeout 120 $WORKLOAD run "$MNT/image" "$D/acks" --region $R --seconds 4 \
 		--seed $((seed + 100)) --tolerate-errors || die "workload hung or failed"
 	alive
-	log "seed $seed: status '$(status_line)', $(injected) faults injected"
-	[ "$(injected)" -gt 0 ] || die "seed $seed: no fault was injected"
+	n=$(injected)
+	log "seed $seed: status '$(status_line)', $n faults injected"
+	[ "$n" -gt 0 ] || die "seed $seed: no fault was injected"
 	if [ $seed -ge 3 ]; then
 		[ "$(status_line | awk '{print $NF}')" = rw ] ||
 			die "SOURCE/DEST faults changed the mode: $(status_line)"

@@ -39,16 +39,13 @@ buf = mmap.mmap(-1, 1 << 20)  # page aligned, as O_DIRECT wants
 n = os.preadv(fd, [buf], 0) if sys.argv[2] == "read" else os.pwritev(fd, [buf], 0)
 sys.exit(n != len(buf))
 PY
-mkdir -p "$T/d"
-_mounts+=("$T/d")
-"$MOUNT_CLONEFS" "$T/src" "$T/dest2" "$T/meta2" "$T/d" -d -o no_hydration 2> "$T/fuse.log" &
-_pids+=("$!")
+mount_clone_fg "$T/src" "$T/dest2" "$T/meta2" "$T/d" no_hydration -d
 poll 10 test -e "$T/d/image" || die "image did not appear in $T/d"
-count() { grep -c "opcode: $1 " "$T/fuse.log" || true; }
+count() { grep -c "opcode: $1 " "$T/daemon.log" || true; }
 python3 "$T/io.py" "$T/d/image" read || die "1 MiB O_DIRECT read failed"
 reads=$(count READ)
 python3 "$T/io.py" "$T/d/image" write || die "1 MiB O_DIRECT write failed"
-writes=$(count WRITE) big=$(grep -c "opcode: WRITE .*insize: $(((128 << 10) + 80))," "$T/fuse.log" || true)
+writes=$(count WRITE) big=$(count "WRITE .*insize: $(((128 << 10) + 80)),")
 log "a 1 MiB O_DIRECT read took $reads requests, a write $writes ($big of 128 KiB)"
 [ "$reads" -ge 1 ] && [ "$reads" -le 2 ] ||
 	die "a 1 MiB read took $reads requests, want 1 or 2 (512 KiB or more each)"
