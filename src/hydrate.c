@@ -46,7 +46,8 @@ struct hydrate {
 	uint64_t cursor;
 	uint64_t in_flight;
 	bool enabled, copy_on_read, stopping, done_logged;
-	int reflink;          /* FICLONERANGE works: 1, doesn't: 0, unknown: -1 */
+	int reflink;          /* FICLONERANGE works: 1, doesn't: 0, unknown: -1;
+			       * atomic, as copied_bytes: every copy updates them */
 	uint32_t threshold, batch_size;
 	uint64_t rate_limit;
 	gint64 next_dispatch;  /* rate limit: monotonic us */
@@ -148,9 +149,7 @@ static int copy_data(struct hydrate *h, char *buf, uint64_t off, uint64_t end)
 				       : bio_pwrite(h->t.dest_fd, buf, n, off);
 		if (ret)
 			return ret;
-		g_mutex_lock(&h->lock);
-		h->copied_bytes += n;
-		g_mutex_unlock(&h->lock);
+		__atomic_add_fetch(&h->copied_bytes, n, __ATOMIC_RELAXED);
 		off += n;
 	}
 	return 0;
@@ -163,27 +162,21 @@ static int copy_data(struct hydrate *h, char *buf, uint64_t off, uint64_t end)
  */
 static bool try_reflink(struct hydrate *h, uint64_t off, uint64_t end)
 {
-	int known, ret;
+	int ret;
 
-	g_mutex_lock(&h->lock);
-	known = h->reflink;
-	g_mutex_unlock(&h->lock);
-	if (!known)
+	if (!__atomic_load_n(&h->reflink, __ATOMIC_RELAXED))
 		return false;
 	/* length 0: to the end of SOURCE, which a short last region needs */
 	ret = bio_clone_range(h->t.dest_fd, h->t.src_fd, off,
 			      end == h->t.image_size ? 0 : end - off);
-	g_mutex_lock(&h->lock);
 	if (ret) {
-		if (h->reflink < 0)
+		if (__atomic_exchange_n(&h->reflink, 0, __ATOMIC_RELAXED) < 0)
 			g_debug("no reflink from source to dest (%s): copying",
 				g_strerror(-ret));
-		h->reflink = 0;
 	} else {
-		h->reflink = 1;
-		h->copied_bytes += end - off;
+		__atomic_store_n(&h->reflink, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&h->copied_bytes, end - off, __ATOMIC_RELAXED);
 	}
-	g_mutex_unlock(&h->lock);
 	return ret == 0;
 }
 
@@ -239,19 +232,32 @@ static int copy_range(struct hydrate *h, uint64_t first, uint64_t n)
 	return ret;
 }
 
-/* A write-triggered copy: counts against the threshold while it runs. */
+/* Write-triggered copies count against the threshold while they run. */
+static void foreground_copy_begin(struct hydrate *h, uint64_t n)
+{
+	g_mutex_lock(&h->lock);
+	h->in_flight += n;
+	g_mutex_unlock(&h->lock);
+}
+
+static void foreground_copy_end(struct hydrate *h, uint64_t n)
+{
+	g_mutex_lock(&h->lock);
+	/* Wake the scheduler only if it waits for room: a wake-up per copy
+	 * was a futex call and a context switch per first write. */
+	if (h->enabled && h->in_flight >= h->threshold && h->in_flight - n < h->threshold)
+		g_cond_broadcast(&h->cond);
+	h->in_flight -= n;
+	g_mutex_unlock(&h->lock);
+}
+
 int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n)
 {
 	int ret;
 
-	g_mutex_lock(&h->lock);
-	h->in_flight += n;
-	g_mutex_unlock(&h->lock);
+	foreground_copy_begin(h, n);
 	ret = copy_range(h, first, n);
-	g_mutex_lock(&h->lock);
-	h->in_flight -= n;
-	g_cond_broadcast(&h->cond);
-	g_mutex_unlock(&h->lock);
+	foreground_copy_end(h, n);
 	return ret;
 }
 
@@ -364,12 +370,14 @@ static uint64_t pick(struct hydrate *h)
 
 static void update_rate(struct hydrate *h, gint64 now)
 {
+	uint64_t copied = __atomic_load_n(&h->copied_bytes, __ATOMIC_RELAXED);
+
 	if (now - h->rate_t0 < G_USEC_PER_SEC)
 		return;
-	h->rate = (double)(h->copied_bytes - h->rate_b0) * G_USEC_PER_SEC /
+	h->rate = (double)(copied - h->rate_b0) * G_USEC_PER_SEC /
 		  (double)(now - h->rate_t0);
 	h->rate_t0 = now;
-	h->rate_b0 = h->copied_bytes;
+	h->rate_b0 = copied;
 }
 
 static gpointer scheduler(gpointer arg)
@@ -586,7 +594,7 @@ void hydrate_get_stats(struct hydrate *h, struct hydrate_stats *st)
 	g_mutex_lock(&h->lock);
 	update_rate(h, g_get_monotonic_time());
 	st->in_flight = h->in_flight;
-	st->copied_bytes = h->copied_bytes;
+	st->copied_bytes = __atomic_load_n(&h->copied_bytes, __ATOMIC_RELAXED);
 	st->copy_errors = h->copy_errors;
 	st->rate = h->rate;
 	st->enabled = h->enabled;
