@@ -512,13 +512,30 @@ static int copy_if_unhydrated(struct clone *c, uint64_t r)
 	return md_region_hydrated(c->md, r) ? 0 : hydrate_copy(c->hy, r, 1);
 }
 
+/* A write to [pos, end), part of region r only, locked by the caller: its
+ * bytes go to DEST with the region's copy where hydrate can merge them. */
+static int write_part(struct clone *c, const struct wsrc *w, uint64_t r,
+		      uint64_t pos, uint64_t end)
+{
+	int ret;
+
+	if (w->mem && !md_region_hydrated(c->md, r)) {
+		ret = hydrate_copy_write(c->hy, r, w->mem + (pos - w->base), pos,
+					 end - pos);
+		if (ret != -EOPNOTSUPP)
+			return ret;
+	}
+	ret = copy_if_unhydrated(c, r);
+	return ret ? ret : put(c, w, pos, end - pos);
+}
+
 /*
  * Write from pos, in unhydrated region region_of(pos), through the run of
  * unhydrated regions that follows, up to end: their locks in one go, one
  * DEST write. A region the write covers only in part is copied first (spec
- * 2.3; a short last region always is); every region of the run is marked
- * before the write is acknowledged (spec 2.4). Returns where the run ended,
- * or -errno.
+ * 2.3; a short last region always is), or, a write within one region, with
+ * it; every region of the run is marked before the write is acknowledged
+ * (spec 2.4). Returns where the run ended, or -errno.
  */
 static int64_t write_unhydrated_run(struct clone *c, const struct wsrc *w,
 				    uint64_t pos, uint64_t end)
@@ -533,13 +550,17 @@ static int64_t write_unhydrated_run(struct clone *c, const struct wsrc *w,
 		return -EIO; /* no new bits in ro/fail mode (spec 4.6) */
 
 	hydrate_lock(c->hy, first, last - first + 1);
-	if (pos != region_start(c, first) ||
-	    (first == last && run_end != region_start(c, first) + c->region_size))
-		ret = copy_if_unhydrated(c, first);
-	if (!ret && last != first && run_end != region_start(c, last) + c->region_size)
-		ret = copy_if_unhydrated(c, last);
-	if (!ret)
-		ret = put(c, w, pos, run_end - pos);
+	if (first == last && (pos != region_start(c, first) ||
+			      run_end != region_start(c, first) + c->region_size)) {
+		ret = write_part(c, w, first, pos, run_end);
+	} else {
+		if (pos != region_start(c, first))
+			ret = copy_if_unhydrated(c, first);
+		if (!ret && run_end != region_start(c, last) + c->region_size)
+			ret = copy_if_unhydrated(c, last);
+		if (!ret)
+			ret = put(c, w, pos, run_end - pos);
+	}
 	if (!ret)
 		ret = md_set_range_hydrated(c->md, first, last - first + 1);
 	hydrate_unlock(c->hy, first, last - first + 1);

@@ -58,6 +58,14 @@ void hydrate_unlock(struct hydrate *h, uint64_t first, uint64_t n);
  * Does not mark the regions hydrated.
  */
 int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n);
+/*
+ * Hydrate @region, which the caller holds locked, with [off, off + len) of
+ * it replaced by @data: SOURCE's bytes and the write's in one DEST write.
+ * -EOPNOTSUPP where it does not apply (a region above 256 KiB, or SOURCE
+ * and DEST reflink): then hydrate_copy() and write. Does not mark it.
+ */
+int hydrate_copy_write(struct hydrate *h, uint64_t region, const void *data,
+		       uint64_t off, size_t len);
 
 /* A foreground request arrived: background copies yield for a moment. */
 void hydrate_foreground(struct hydrate *h);

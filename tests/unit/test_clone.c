@@ -2,6 +2,7 @@
  * test_clone.c - the clone policy without FUSE: region rules for reads,
  * writes and discards, persistence through commits, concurrency.
  */
+#include "clonefs/blockio.h"
 #include "clonefs/clone.h"
 #include "clonefs/control.h"
 
@@ -141,6 +142,52 @@ START_TEST(partial_write_hydrates_region)
 	check_image(c);
 	ck_assert_int_eq(clone_close(c), 0);
 	g_free(d);
+}
+END_TEST
+
+/* The copy and the write reach DEST as one write: a fault on the second DEST
+ * write does not touch it. */
+START_TEST(partial_write_is_one_dest_write)
+{
+	struct clone *c = open_clone(false);
+	char *d = g_malloc(RS);
+
+	ck_assert_int_eq(bio_fault_set("dest:write:eio:after=1", NULL, 0), 0);
+	model_write(c, 3 * RS + 4096, 4096, 'a');
+	bio_fault_clear();
+	read_dest(3 * RS, RS, d);
+	ck_assert(memcmp(d, model + 3 * RS, RS) == 0);
+	ck_assert_uint_eq(copied(c), RS);
+	check_image(c);
+	ck_assert_int_eq(clone_close(c), 0);
+	g_free(d);
+}
+END_TEST
+
+/* Where SOURCE has a hole, a write of zeros leaves one in DEST too (spec
+ * 3.5); other bytes make the region data. */
+START_TEST(partial_write_over_source_hole)
+{
+	struct clone *c;
+	int fd = open(src, O_WRONLY);
+	off_t data;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				   6 * RS, 2 * RS), 0);
+	close(fd);
+	memset(model + 6 * RS, 0, 2 * RS);
+	c = open_clone(false);
+	model_write(c, 6 * RS + 100, 50, 0);
+	model_write(c, 7 * RS + 100, 50, 'h');
+	check_image(c);
+	ck_assert_int_eq(clone_fsync(c), 0);
+	fd = open(dst, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	data = lseek(fd, 6 * RS, SEEK_DATA);
+	ck_assert_int_eq(data, 7 * RS);
+	close(fd);
+	ck_assert_int_eq(clone_close(c), 0);
 }
 END_TEST
 
@@ -525,6 +572,8 @@ static Suite *clone_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, fresh_clone_reads_source);
 	tcase_add_test(tc, partial_write_hydrates_region);
+	tcase_add_test(tc, partial_write_is_one_dest_write);
+	tcase_add_test(tc, partial_write_over_source_hole);
 	tcase_add_test(tc, whole_region_write_copies_nothing);
 	tcase_add_test(tc, short_last_region_always_hydrates);
 	tcase_add_test(tc, write_run_copies_only_partial_ends);
