@@ -139,6 +139,17 @@ static int dest_hole(int fd, uint64_t off, uint64_t len)
 	return bio_zero(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
 }
 
+/* Put @n bytes read from SOURCE at @off into DEST: a hole if all zeros. */
+static int put_copied(struct hydrate *h, const char *buf, uint64_t off, size_t n)
+{
+	int ret = all_zero(buf, n) ? dest_hole(h->t.dest_fd, off, n)
+				   : bio_pwrite(h->t.dest_fd, buf, n, off);
+
+	if (!ret)
+		__atomic_add_fetch(&h->copied_bytes, n, __ATOMIC_RELAXED);
+	return ret;
+}
+
 /* Copy [off, end) of SOURCE holding data (not a hole) to DEST. */
 static int copy_data(struct hydrate *h, char *buf, uint64_t off, uint64_t end)
 {
@@ -146,13 +157,10 @@ static int copy_data(struct hydrate *h, char *buf, uint64_t off, uint64_t end)
 		size_t n = end - off < COPY_CHUNK ? (size_t)(end - off) : COPY_CHUNK;
 		int ret = bio_pread(h->t.src_fd, buf, n, off);
 
+		if (!ret)
+			ret = put_copied(h, buf, off, n);
 		if (ret)
 			return ret;
-		ret = all_zero(buf, n) ? dest_hole(h->t.dest_fd, off, n)
-				       : bio_pwrite(h->t.dest_fd, buf, n, off);
-		if (ret)
-			return ret;
-		__atomic_add_fetch(&h->copied_bytes, n, __ATOMIC_RELAXED);
 		off += n;
 	}
 	return 0;
@@ -290,11 +298,8 @@ int hydrate_copy_write(struct hydrate *h, uint64_t region, const void *data,
 	ret = bio_pread(h->t.src_fd, buf, n, start);
 	if (!ret) {
 		memcpy(buf + (off - start), data, len);
-		ret = all_zero(buf, n) ? dest_hole(h->t.dest_fd, start, n)
-				       : bio_pwrite(h->t.dest_fd, buf, n, start);
+		ret = put_copied(h, buf, start, n);
 	}
-	if (!ret)
-		__atomic_add_fetch(&h->copied_bytes, n, __ATOMIC_RELAXED);
 	foreground_copy_end(h, 1);
 	free(buf);
 	return ret;
@@ -360,7 +365,7 @@ static void buf_put(struct hydrate *h, char *buf)
 		munmap(buf, COPY_CHUNK);
 }
 
-/* Called with h->lock held. */
+/* Called with h->lock held, or with the workers gone. */
 static void bufs_release(struct hydrate *h)
 {
 	while (h->nr_spare)
