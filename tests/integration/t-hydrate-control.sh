@@ -53,8 +53,11 @@ mount_clone "$T/src" "$T/dest" "$T/meta" "$T/m" \
 	"copy_on_read,hydration_rate=256k,hydration_batch_size=1,hydration_threshold=1"
 # Read requests queue ahead of the cursor: once the count has grown by the
 # 8 regions read plus the one cursor copy that may be in flight, they are in.
+# O_DIRECT, so that only these 8 are read: the image's readahead (16
+# requests of 512 KiB, sent at once) would queue the regions after them too,
+# in no set order, and some of those could be copied before region 1007.
 c0=$(hydrated_count "$T/m")
-dd if="$T/m/image" of=/dev/null bs=64k skip=1000 count=8 status=none
+dd if="$T/m/image" of=/dev/null bs=64k skip=1000 count=8 iflag=direct status=none
 poll 20 hydrated_at_least "$T/m" $((c0 + 9)) || die "read regions not hydrated"
 message "$T/m" disable_hydration
 poll 10 none_in_flight "$T/m" || die "copies still in flight"
