@@ -150,12 +150,12 @@ static int put_copied(struct hydrate *h, const char *buf, uint64_t off, size_t n
 	return ret;
 }
 
-/* Copy [off, end) of SOURCE holding data (not a hole) to DEST. */
-static int copy_data(struct hydrate *h, char *buf, uint64_t off, uint64_t end)
+/* Copy [off, end) of SOURCE (@src) holding data (not a hole) to DEST. */
+static int copy_data(struct hydrate *h, int src, char *buf, uint64_t off, uint64_t end)
 {
 	while (off < end) {
 		size_t n = end - off < COPY_CHUNK ? (size_t)(end - off) : COPY_CHUNK;
-		int ret = bio_pread(h->t.src_fd, buf, n, off);
+		int ret = bio_pread(src, buf, n, off);
 
 		if (!ret)
 			ret = put_copied(h, buf, off, n);
@@ -196,10 +196,9 @@ static bool try_reflink(struct hydrate *h, uint64_t off, uint64_t end)
  * end when there is none (SEEK_DATA/SEEK_HOLE; a device, which has neither,
  * is all data).
  */
-static void data_run(struct hydrate *h, uint64_t off, uint64_t end,
-		     uint64_t *data, uint64_t *stop)
+static void data_run(int src, uint64_t off, uint64_t end, uint64_t *data, uint64_t *stop)
 {
-	off_t d = lseek(h->t.src_fd, (off_t)off, SEEK_DATA), e;
+	off_t d = lseek(src, (off_t)off, SEEK_DATA), e;
 
 	*data = *stop = end;
 	if (d < 0 && errno == ENXIO) /* only a hole up to EOF */
@@ -208,14 +207,18 @@ static void data_run(struct hydrate *h, uint64_t off, uint64_t end,
 		d = (off_t)off;
 	if ((uint64_t)d >= end)
 		return;
-	e = lseek(h->t.src_fd, d, SEEK_HOLE);
+	e = lseek(src, d, SEEK_HOLE);
 	*data = (uint64_t)d;
 	if (e >= 0 && (uint64_t)e < end)
 		*stop = (uint64_t)e;
 }
 
-/* Copy regions [first, first + n) through @buf, COPY_CHUNK bytes. */
-static int copy_range(struct hydrate *h, uint64_t first, uint64_t n, char *buf)
+/*
+ * Copy regions [first, first + n) through @buf, COPY_CHUNK bytes, reading
+ * @src where data goes on past them, h->t.src_fd where a hole follows: its
+ * readahead would only fill the page cache with the hole's zeros.
+ */
+static int copy_range(struct hydrate *h, int src, uint64_t first, uint64_t n, char *buf)
 {
 	uint64_t off = first * h->t.region_size;
 	uint64_t end = (first + n) * h->t.region_size;
@@ -228,11 +231,11 @@ static int copy_range(struct hydrate *h, uint64_t first, uint64_t n, char *buf)
 	while (off < end && !ret) {
 		uint64_t data, stop;
 
-		data_run(h, off, end, &data, &stop);
+		data_run(src, off, end, &data, &stop);
 		if (data > off)
 			ret = dest_hole(h->t.dest_fd, off, data - off);
 		if (!ret && data < end)
-			ret = copy_data(h, buf, data, stop);
+			ret = copy_data(h, stop < end ? h->t.src_fd : src, buf, data, stop);
 		off = stop;
 	}
 	return ret;
@@ -265,7 +268,7 @@ int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n)
 	if (!buf)
 		return -ENOMEM;
 	foreground_copy_begin(h, n);
-	ret = copy_range(h, first, n, buf);
+	ret = copy_range(h, h->t.src_fd, first, n, buf);
 	foreground_copy_end(h, n);
 	free(buf);
 	return ret;
@@ -305,30 +308,28 @@ int hydrate_copy_write(struct hydrate *h, uint64_t region, const void *data,
 	return ret;
 }
 
-static int copy_and_mark(struct hydrate *h, uint64_t first, uint64_t n, char *buf)
+static int copy_and_mark(struct hydrate *h, int src, uint64_t first, uint64_t n,
+			 char *buf)
 {
-	int ret = copy_range(h, first, n, buf);
+	int ret = copy_range(h, src, first, n, buf);
 
 	return ret ? ret : md_set_range_hydrated(h->t.md, first, n);
 }
 
 /*
- * SOURCE's own readahead is off for copies (FADV_RANDOM: users' reads must
- * not queue behind it), and each worker's reads are synchronous, so the
- * disk idled while the workers wrote DEST. A worker asks for what follows
- * its batch, which the next batches will read: a dense 1 GiB copy took
- * 0.47-0.57 s instead of 0.59-0.72 (cp: 0.44-0.50, plus its sync). Only the
- * first data in that window: reading ahead a hole fills the page cache
- * with zeros that copy_range() skips anyway.
+ * Where SOURCE is sparse, a worker asks for the data that follows its batch
+ * (the first run within READ_AHEAD), which the next batches will read
+ * through h->t.src_fd, without readahead. Dense data the stream file's
+ * readahead brings sooner: asking for it there too made the copy slower.
  */
 static void read_ahead(struct hydrate *h, uint64_t off)
 {
-	uint64_t data, stop;
+	uint64_t end = MIN(off + READ_AHEAD, h->t.image_size), data, stop;
 
-	if (off >= h->t.image_size)
+	if (off >= end)
 		return;
-	data_run(h, off, MIN(off + READ_AHEAD, h->t.image_size), &data, &stop);
-	if (stop > data)
+	data_run(h->t.src_fd, off, end, &data, &stop);
+	if (stop > data && stop < end)
 		bio_read_ahead(h->t.src_fd, data, stop - data);
 }
 
@@ -381,13 +382,13 @@ static void worker(gpointer data, gpointer user)
 	int ret;
 
 	read_ahead(h, (b->first + b->n) * h->t.region_size);
-	ret = buf ? copy_and_mark(h, b->first, b->n, buf) : -ENOMEM;
+	ret = buf ? copy_and_mark(h, h->t.stream_fd, b->first, b->n, buf) : -ENOMEM;
 
 	/* One bad region must not hold back the rest of its batch. */
 	if (ret && buf && b->n > 1 && md_mode(h->t.md) == MD_MODE_RW) {
 		ret = 0;
 		for (uint64_t r = b->first; r < b->first + b->n; r++) {
-			int err = copy_and_mark(h, r, 1, buf);
+			int err = copy_and_mark(h, h->t.stream_fd, r, 1, buf);
 
 			if (err && !ret) {
 				ret = err;

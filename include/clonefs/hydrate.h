@@ -18,7 +18,8 @@
 struct hydrate;
 
 struct hydrate_target {
-	int src_fd;
+	int src_fd;	/* SOURCE without readahead: writes' copies */
+	int stream_fd;	/* SOURCE with it: background copies, in order */
 	int dest_fd;
 	struct md *md;
 	uint64_t image_size;

@@ -381,9 +381,9 @@ static bool source_cached(size_t off, size_t len)
 	return all;
 }
 
-/* A background copy asks for the SOURCE data after its batch, so the disk
- * keeps reading while the workers write DEST: at one region a second,
- * region 5 must be in SOURCE's page cache long before its turn. */
+/* Background copies read SOURCE ahead of their batch, so the disk keeps
+ * reading while the workers write DEST: at one region a second, region 5
+ * must be in SOURCE's page cache long before its turn. */
 START_TEST(background_copy_reads_ahead)
 {
 	struct clone_options o;
