@@ -3,11 +3,12 @@
  *
  * One scheduler thread walks a cursor over the regions in ascending order
  * (wrapping), takes the locks of up to batch_size contiguous unhydrated
- * regions and hands the batch to a small GThreadPool. At most threshold
- * regions are in flight, write-triggered copies included. A copy writes the
- * data to DEST and only then sets the bits in core; the next commit flushes
- * DEST before it writes the bits (spec 3.2), so a bit never reaches META
- * before its data is durable.
+ * regions and hands the batch to a small GThreadPool; a worker done with a
+ * batch takes the next one the same way, unless something paces the copies
+ * (may_go_on). At most threshold regions are in flight, write-triggered
+ * copies included. A copy writes the data to DEST and only then sets the
+ * bits in core; the next commit flushes DEST before it writes the bits
+ * (spec 3.2), so a bit never reaches META before its data is durable.
  *
  * Copies are sparse aware (spec 3.5): SOURCE holes (SEEK_DATA/SEEK_HOLE) and
  * all-zero chunks are punched in DEST instead of written.
@@ -373,52 +374,43 @@ static void bufs_release(struct hydrate *h)
 		munmap(h->spare_buf[--h->nr_spare], COPY_CHUNK);
 }
 
-static void worker(gpointer data, gpointer user)
+/* Copy and mark batch @b; narrows *bad, *nbad (the batch) to a failed region. */
+static int copy_batch(struct hydrate *h, const struct batch *b, char *buf,
+		      uint64_t *bad, uint64_t *nbad)
 {
-	struct hydrate *h = user;
-	struct batch *b = data;
-	uint64_t bad = b->first, nbad = b->n;
-	char *buf = buf_get(h);
 	int ret;
 
 	read_ahead(h, (b->first + b->n) * h->t.region_size);
-	ret = buf ? copy_and_mark(h, h->t.stream_fd, b->first, b->n, buf) : -ENOMEM;
+	ret = copy_and_mark(h, h->t.stream_fd, b->first, b->n, buf);
 
 	/* One bad region must not hold back the rest of its batch. */
-	if (ret && buf && b->n > 1 && md_mode(h->t.md) == MD_MODE_RW) {
+	if (ret && b->n > 1 && md_mode(h->t.md) == MD_MODE_RW) {
 		ret = 0;
 		for (uint64_t r = b->first; r < b->first + b->n; r++) {
 			int err = copy_and_mark(h, h->t.stream_fd, r, 1, buf);
 
 			if (err && !ret) {
 				ret = err;
-				bad = r;
-				nbad = 1;
+				*bad = r;
+				*nbad = 1;
 			}
 		}
 	}
+	return ret;
+}
 
-	g_mutex_lock(&h->lock);
-	if (ret) {
-		h->copy_errors++;
-		h->backoff_us = h->backoff_us ? MIN(h->backoff_us * 2, BACKOFF_MAX_US)
-					      : BACKOFF_MIN_US;
-		h->backoff_until = g_get_monotonic_time() + h->backoff_us;
-		snprintf(h->last_error, sizeof(h->last_error),
-			 "copy of regions %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
-			 " failed: %s", bad, nbad, g_strerror(-ret));
-		g_warning("hydration: %s; retrying in %" G_GINT64_FORMAT " ms",
-			  h->last_error, h->backoff_us / 1000);
-	} else {
-		h->backoff_us = 0;
-	}
-	if (buf)
-		buf_put(h, buf);
-	unlock_locked(h, b->first, b->n);
-	h->in_flight -= b->n;
-	g_cond_broadcast(&h->cond);
-	g_mutex_unlock(&h->lock);
-	g_free(b);
+/* Called with h->lock held. */
+static void count_failure(struct hydrate *h, int ret, uint64_t bad, uint64_t nbad)
+{
+	h->copy_errors++;
+	h->backoff_us = h->backoff_us ? MIN(h->backoff_us * 2, BACKOFF_MAX_US)
+				      : BACKOFF_MIN_US;
+	h->backoff_until = g_get_monotonic_time() + h->backoff_us;
+	snprintf(h->last_error, sizeof(h->last_error),
+		 "copy of regions %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
+		 " failed: %s", bad, nbad, g_strerror(-ret));
+	g_warning("hydration: %s; retrying in %" G_GINT64_FORMAT " ms",
+		  h->last_error, h->backoff_us / 1000);
 }
 
 /* Can the scheduler take @r now? Called with h->lock held. */
@@ -456,6 +448,83 @@ static uint64_t pick(struct hydrate *h)
 	return nr;
 }
 
+/*
+ * Lock the next batch and count it in flight, or NULL if every region left
+ * is locked. While users are busy, a region at a time: their reads then
+ * wait behind one region's copy, not a batch's. Called with h->lock held.
+ */
+static struct batch *take_batch(struct hydrate *h, gint64 now, bool busy)
+{
+	uint64_t r = pick(h), n, room;
+	struct batch *b;
+
+	if (r >= h->t.nr_regions)
+		return NULL;
+	room = busy ? 1 : MIN(h->batch_size, h->threshold - h->in_flight);
+	for (n = 0; n < room && takeable(h, r + n); n++)
+		g_hash_table_add(h->locked, region_key(r + n));
+	h->cursor = r + n;
+	h->in_flight += n; /* until the worker is done with the batch */
+	if (h->rate_limit) {
+		uint64_t bytes = n * h->t.region_size;
+
+		h->next_dispatch = MAX(h->next_dispatch, now) +
+			(gint64)(bytes * G_USEC_PER_SEC / h->rate_limit);
+	}
+	b = g_new(struct batch, 1);
+	b->first = r;
+	b->n = n;
+	return b;
+}
+
+/*
+ * May a worker that just finished a batch take the next one itself? Only
+ * in the plain case (no rate limit, back-off or busy users, which the
+ * scheduler paces): a round trip through the scheduler is two thread
+ * wake-ups per batch, and batches of SOURCE holes take less than that.
+ * Called with h->lock held.
+ */
+static bool may_go_on(struct hydrate *h, gint64 now)
+{
+	return !h->stopping && h->enabled && !h->rate_limit &&
+	       md_mode(h->t.md) == MD_MODE_RW && h->in_flight < h->threshold &&
+	       now >= h->backoff_until &&
+	       now - __atomic_load_n(&h->foreground_at, __ATOMIC_RELAXED) >=
+			FOREGROUND_QUIET_US;
+}
+
+static void worker(gpointer data, gpointer user)
+{
+	struct hydrate *h = user;
+	struct batch *b = data;
+	char *buf = buf_get(h);
+
+	while (b) {
+		uint64_t bad = b->first, nbad = b->n;
+		int ret = buf ? copy_batch(h, b, buf, &bad, &nbad) : -ENOMEM;
+		struct batch *next = NULL;
+		gint64 now;
+
+		g_mutex_lock(&h->lock);
+		if (ret)
+			count_failure(h, ret, bad, nbad);
+		else
+			h->backoff_us = 0;
+		unlock_locked(h, b->first, b->n);
+		h->in_flight -= b->n;
+		now = g_get_monotonic_time();
+		if (buf && may_go_on(h, now))
+			next = take_batch(h, now, false);
+		if (!next)
+			g_cond_broadcast(&h->cond);
+		if (!next && buf)
+			buf_put(h, buf);
+		g_mutex_unlock(&h->lock);
+		g_free(b);
+		b = next;
+	}
+}
+
 static void update_rate(struct hydrate *h, gint64 now)
 {
 	uint64_t copied = __atomic_load_n(&h->copied_bytes, __ATOMIC_RELAXED);
@@ -478,7 +547,6 @@ static gpointer scheduler(gpointer arg)
 		gint64 wake = now + G_USEC_PER_SEC;
 		bool busy = now - __atomic_load_n(&h->foreground_at, __ATOMIC_RELAXED) <
 			    FOREGROUND_QUIET_US; /* users did I/O just now */
-		uint64_t r, n, room;
 		struct batch *b;
 
 		update_rate(h, now);
@@ -519,27 +587,11 @@ static gpointer scheduler(gpointer arg)
 					  MAX(h->backoff_until, h->next_dispatch));
 			continue;
 		}
-		r = pick(h);
-		if (r >= h->t.nr_regions) { /* all remaining are locked */
+		b = take_batch(h, now, busy);
+		if (!b) { /* all remaining are locked */
 			g_cond_wait_until(&h->cond, &h->lock, wake);
 			continue;
 		}
-		/* and while they are busy, a region at a time: their reads
-		 * then wait behind one region's copy, not a batch's */
-		room = busy ? 1 : MIN(h->batch_size, h->threshold - h->in_flight);
-		for (n = 0; n < room && takeable(h, r + n); n++)
-			g_hash_table_add(h->locked, region_key(r + n));
-		h->cursor = r + n;
-		h->in_flight += n; /* until the worker is done with the batch */
-		if (h->rate_limit) {
-			uint64_t bytes = n * h->t.region_size;
-
-			h->next_dispatch = MAX(h->next_dispatch, now) +
-				(gint64)(bytes * G_USEC_PER_SEC / h->rate_limit);
-		}
-		b = g_new(struct batch, 1);
-		b->first = r;
-		b->n = n;
 		g_mutex_unlock(&h->lock);
 		g_thread_pool_push(h->pool, b, NULL);
 		g_mutex_lock(&h->lock);

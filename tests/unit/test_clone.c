@@ -441,6 +441,54 @@ static gpointer steady_reader(gpointer p)
 	return NULL;
 }
 
+/*
+ * A worker done with a batch takes the next one itself, without the
+ * scheduler: disabling hydration must stop that chain too. One region at a
+ * time, 4096 of them, so there is a chain to stop.
+ */
+START_TEST(disable_stops_workers)
+{
+	struct clone_options o;
+	struct clone *c = NULL;
+	struct clone_status st;
+	char err[512];
+	gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+	uint64_t n;
+
+	teardown();
+	setup_size(16u << 20);
+	options_defaults(&o);
+	o.region_size = 4096;
+	o.hydration_threshold = o.hydration_batch_size = 1;
+	ck_assert_msg(clone_open(src, dst, meta, &o, &c, err, sizeof(err)) == 0,
+		      "clone_open: %s", err);
+	ck_assert_int_eq(clone_start(c), 0);
+	do
+		clone_get_status(c, &st);
+	while (!st.nr_hydrated && g_get_monotonic_time() < deadline);
+	hydrate_set_enabled(clone_hydrate(c), false);
+	while (clone_get_status(c, &st), st.hy.in_flight &&
+	       g_get_monotonic_time() < deadline)
+		g_usleep(1000);
+	ck_assert_uint_eq(st.hy.in_flight, 0);
+	n = st.nr_hydrated;
+	ck_assert_msg(n > 0 && n < st.nr_regions, "%" G_GUINT64_FORMAT " of %"
+		      G_GUINT64_FORMAT " regions hydrated once disabled: the copies "
+		      "went on (or finished first)", n, st.nr_regions);
+	/* A stopped engine does not move: watched for 0.2 s (a measurement). */
+	for (int i = 0; i < 20; i++) {
+		g_usleep(10000);
+		clone_get_status(c, &st);
+		ck_assert_uint_eq(st.nr_hydrated, n);
+	}
+	hydrate_set_enabled(clone_hydrate(c), true);
+	while (!all_hydrated(c) && g_get_monotonic_time() < deadline)
+		g_usleep(10000);
+	check_image(c);
+	ck_assert_int_eq(clone_close(c), 0);
+}
+END_TEST
+
 /* Spec 3.1a: under steady foreground load, hydration still finishes. */
 START_TEST(hydration_progresses_under_load)
 {
@@ -569,6 +617,7 @@ static Suite *clone_suite(void)
 	tcase_add_test(tc, completion_reported_after_copies);
 	tcase_add_test(tc, completion_reported_after_writes_alone);
 	tcase_add_test(tc, concurrent_writers_same_region);
+	tcase_add_test(tc, disable_stops_workers);
 	tcase_add_test(tc, hydration_progresses_under_load);
 	tcase_add_test(tc, status_line_fields);
 	tcase_add_test(tc, refuses_bad_input);
