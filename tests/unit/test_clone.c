@@ -64,20 +64,26 @@ static void teardown(void)
 	g_free(model);
 }
 
-static struct clone *open_clone(bool hydration)
+static struct clone *open_with(const struct clone_options *o)
 {
-	struct clone_options o;
 	struct clone *c = NULL;
 	char err[512];
 	int ret;
 
-	options_defaults(&o);
-	o.region_size = RS;
-	o.no_hydration = !hydration;
-	ret = clone_open(src, dst, meta, &o, &c, err, sizeof(err));
+	ret = clone_open(src, dst, meta, o, &c, err, sizeof(err));
 	ck_assert_msg(ret == 0, "clone_open: %s", err);
 	ck_assert_int_eq(clone_start(c), 0);
 	return c;
+}
+
+static struct clone *open_clone(bool hydration)
+{
+	struct clone_options o;
+
+	options_defaults(&o);
+	o.region_size = RS;
+	o.no_hydration = !hydration;
+	return open_with(&o);
 }
 
 static void check_image(struct clone *c)
@@ -387,9 +393,8 @@ static bool source_cached(size_t off, size_t len)
 START_TEST(background_copy_reads_ahead)
 {
 	struct clone_options o;
-	struct clone *c = NULL;
+	struct clone *c;
 	struct clone_status st;
-	char err[512];
 	gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
 	int fd = open(src, O_RDONLY);
 	bool ahead = false;
@@ -407,9 +412,7 @@ START_TEST(background_copy_reads_ahead)
 	o.region_size = RS;
 	o.hydration_threshold = o.hydration_batch_size = 1;
 	o.hydration_rate = RS; /* a region a second */
-	ck_assert_msg(clone_open(src, dst, meta, &o, &c, err, sizeof(err)) == 0,
-		      "clone_open: %s", err);
-	ck_assert_int_eq(clone_start(c), 0);
+	c = open_with(&o);
 	do {
 		clone_get_status(c, &st);
 		if (st.nr_hydrated >= 1 && (ahead = source_cached(5 * RS, RS)))
@@ -449,9 +452,8 @@ static gpointer steady_reader(gpointer p)
 START_TEST(disable_stops_workers)
 {
 	struct clone_options o;
-	struct clone *c = NULL;
+	struct clone *c;
 	struct clone_status st;
-	char err[512];
 	gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
 	uint64_t n;
 
@@ -460,9 +462,7 @@ START_TEST(disable_stops_workers)
 	options_defaults(&o);
 	o.region_size = 4096;
 	o.hydration_threshold = o.hydration_batch_size = 1;
-	ck_assert_msg(clone_open(src, dst, meta, &o, &c, err, sizeof(err)) == 0,
-		      "clone_open: %s", err);
-	ck_assert_int_eq(clone_start(c), 0);
+	c = open_with(&o);
 	do
 		clone_get_status(c, &st);
 	while (!st.nr_hydrated && g_get_monotonic_time() < deadline);
