@@ -477,6 +477,13 @@ static struct batch *take_batch(struct hydrate *h, gint64 now, bool busy)
 	return b;
 }
 
+/* Did users do I/O just now? Then copies step back (spec 3.1a). */
+static bool users_busy(struct hydrate *h, gint64 now)
+{
+	return now - __atomic_load_n(&h->foreground_at, __ATOMIC_RELAXED) <
+	       FOREGROUND_QUIET_US;
+}
+
 /*
  * May a worker that just finished a batch take the next one itself? Only
  * in the plain case (no rate limit, back-off or busy users, which the
@@ -488,9 +495,7 @@ static bool may_go_on(struct hydrate *h, gint64 now)
 {
 	return !h->stopping && h->enabled && !h->rate_limit &&
 	       md_mode(h->t.md) == MD_MODE_RW && h->in_flight < h->threshold &&
-	       now >= h->backoff_until &&
-	       now - __atomic_load_n(&h->foreground_at, __ATOMIC_RELAXED) >=
-			FOREGROUND_QUIET_US;
+	       now >= h->backoff_until && !users_busy(h, now);
 }
 
 static void worker(gpointer data, gpointer user)
@@ -545,8 +550,7 @@ static gpointer scheduler(gpointer arg)
 	while (!h->stopping) {
 		gint64 now = g_get_monotonic_time();
 		gint64 wake = now + G_USEC_PER_SEC;
-		bool busy = now - __atomic_load_n(&h->foreground_at, __ATOMIC_RELAXED) <
-			    FOREGROUND_QUIET_US; /* users did I/O just now */
+		bool busy = users_busy(h, now);
 		struct batch *b;
 
 		update_rate(h, now);
