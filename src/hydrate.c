@@ -269,7 +269,7 @@ int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n)
 	if (!buf)
 		return -ENOMEM;
 	foreground_copy_begin(h, n);
-	ret = copy_range(h, h->t.src_fd, first, n, buf);
+	ret = copy_range(h, h->t.write_fd, first, n, buf);
 	foreground_copy_end(h, n);
 	free(buf);
 	return ret;
@@ -299,7 +299,7 @@ int hydrate_copy_write(struct hydrate *h, uint64_t region, const void *data,
 	if (!buf)
 		return -ENOMEM;
 	foreground_copy_begin(h, 1);
-	ret = bio_pread(h->t.src_fd, buf, n, start);
+	ret = bio_pread(h->t.write_fd, buf, n, start);
 	if (!ret) {
 		memcpy(buf + (off - start), data, len);
 		ret = put_copied(h, buf, start, n);

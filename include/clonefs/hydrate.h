@@ -18,8 +18,9 @@
 struct hydrate;
 
 struct hydrate_target {
-	int src_fd;	/* SOURCE without readahead: writes' copies */
+	int src_fd;	/* SOURCE without readahead: reads that end at a hole */
 	int stream_fd;	/* SOURCE with it: background copies, in order */
+	int write_fd;	/* SOURCE with it: writes' copies */
 	int dest_fd;
 	struct md *md;
 	uint64_t image_size;
