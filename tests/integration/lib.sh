@@ -69,6 +69,22 @@ poll() {
 	done
 }
 
+# stop_process PID: SIGSTOP, then wait until every thread of PID has stopped.
+# A signal is only acted on when each thread next runs: until then a daemon
+# thread may still take a request and answer it.
+stop_process() {
+	kill -STOP "$1" || return 1
+	poll 10 _all_stopped "$1"
+}
+_all_stopped() {
+	local stat line
+	for stat in /proc/"$1"/task/*/stat; do
+		read -r line < "$stat" || return 1
+		line=${line##*) }
+		[ "${line%% *}" = T ] || return 1
+	done
+}
+
 # reap PID: wait for a child of the test, which then leaves _pids, so that
 # cleanup never signals the PID once someone else may have it.
 reap() {

@@ -52,7 +52,7 @@ waiter=$!
 _pids+=("$waiter")
 holds_image() { ls -l /proc/$waiter/fd 2>/dev/null | grep -q "$T/m/image"; }
 poll 10 holds_image || die "clonefs wait did not open the image"
-kill -STOP "$waiter"
+stop_process "$waiter" || die "clonefs wait did not stop"
 
 mkfifo "$T/go"
 python3 "$T/writers.py" "$T/m/image" "$T/go" $WRITERS > "$T/writers.out" &
@@ -65,7 +65,7 @@ poll 10 idle || die "requests in flight before the writes: $(cat "$waiting")"
 
 # Nothing below may fail before the daemon runs again (cleanup would
 # have to abort the stopped connection).
-kill -STOP "$DAEMON_PID"
+stop_process "$DAEMON_PID" || { kill -CONT "$DAEMON_PID"; die "the daemon did not stop"; }
 echo go > "$T/go"
 all_sent() { [ "$(cat "$waiting")" -ge $WRITERS ]; }
 poll 10 all_sent && sent=$WRITERS || sent=$(cat "$waiting")

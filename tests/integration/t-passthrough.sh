@@ -31,7 +31,23 @@ if [ "$(uname -r | awk -F. '{ print $1 * 1000 + $2 }')" -lt 6009 ]; then
 fi
 # (an I/O that reached the stopped daemon would wait for it: SIGKILL ends it)
 timeout -s KILL 30 python3 - "$T/m/image" "$T/model" "$T/dest" "$DAEMON_PID" <<'PY'
-import mmap, os, random, signal, sys
+import mmap, os, random, signal, sys, time
+
+def stop(pid):
+    """SIGSTOP, and wait until every thread has stopped: until then one may
+    still take a request and answer it."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    def stopped(tid):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "T"
+        except FileNotFoundError:  # a thread that ended
+            return True
+    while not all(stopped(t) for t in os.listdir(f"/proc/{pid}/task")):
+        if time.monotonic() > deadline:
+            sys.exit("FAIL: the daemon did not stop")
+        time.sleep(0.01)
 
 img, model, dest, daemon = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 size = os.stat(model).st_size
@@ -43,7 +59,7 @@ rnd = random.Random(7)
 # The kernel asks the daemon once per inode whether a write must drop
 # security.capability; after that answer it never asks again.
 os.pwrite(fd, os.pread(mfd, 4096, 0), 0)
-os.kill(daemon, signal.SIGSTOP)  # only the kernel can answer now
+stop(daemon)  # only the kernel can answer now
 for i in range(200):
     off = rnd.randrange(size)
     data = os.urandom(min(rnd.randrange(1, 300000), size - off))
