@@ -334,22 +334,24 @@ def report(resdir, out):
         P("%-34s %9s %9s %9.0f %7s %7s" % (cname, fmt(r["clat_p50_us"], "%.1f"),
                                            fmt(r["clat_p99_us"], "%.1f"), r["iops"],
                                            fmt(r["p99_x_raw"]), fmt(r["p99_x_pt"])))
-    # repeated cold pairs: cfs-idle.N / cfs-during.N
-    cold_ratios = []
-    for n in REP_SUFFIXES:
-        a = lat.get("cfs-idle" + n, {}).get("clat_p99_us")
-        b = lat.get("cfs-during" + n, {}).get("clat_p99_us")
-        if a is None or b is None:
-            if n:
-                break
-            continue
-        cold_ratios.append(b / a)
-        res["latency"].setdefault("pairs", []).append(
-            {"idle_p99_us": a, "during_p99_us": b, "ratio": b / a})
-    if len(cold_ratios) > 1:
-        P("clonefs cold pairs, p99 during/idle: %s (median %.2f)" % (
-            " ".join("%.2f" % r for r in cold_ratios),
-            sorted(cold_ratios)[len(cold_ratios) // 2]))
+    # repeated pairs, cold and SOURCE cached: cfs-idle[-warm].N / cfs-during[-warm].N
+    lat_ratios = {}
+    for kind, what in (("", "cold"), ("-warm", "SOURCE cached")):
+        ratios = lat_ratios[kind] = []
+        for n in REP_SUFFIXES:
+            a = lat.get("cfs-idle" + kind + n, {}).get("clat_p99_us")
+            b = lat.get("cfs-during" + kind + n, {}).get("clat_p99_us")
+            if a is None or b is None:
+                if n:
+                    break
+                continue
+            ratios.append(b / a)
+            res["latency"].setdefault("pairs" + kind, []).append(
+                {"idle_p99_us": a, "during_p99_us": b, "ratio": b / a})
+        if len(ratios) > 1:
+            P("clonefs %s pairs, p99 during/idle: %s (median %.2f)" % (
+                what, " ".join("%.2f" % r for r in ratios),
+                sorted(ratios)[len(ratios) // 2]))
     for k in ("cfs", "cfs-warm", "qemu"):
         f = metrics.get("during_frac/%s" % k)
         if f is not None:
@@ -419,9 +421,9 @@ def report(resdir, out):
                   lat.get("cfs-idle" + sfx, {}).get("clat_p99_us"))
         if v is None and sfx:
             continue
-        if not sfx and len(cold_ratios) > 1:
-            v = sorted(cold_ratios)[len(cold_ratios) // 2]
-            what += ", median of %d pairs" % len(cold_ratios)
+        if len(lat_ratios[sfx]) > 1:
+            v = sorted(lat_ratios[sfx])[len(lat_ratios[sfx]) // 2]
+            what += ", median of %d pairs" % len(lat_ratios[sfx])
         target("p99 4k read latency during hydration <= 2 x idle (%s)" % what,
                v, 2.0, v is not None and v <= 2.0)
     # Memory: at most 2 bits per region plus a fixed few MiB (taken as 8).
