@@ -34,7 +34,8 @@ static unsigned readahead_kb;
 /*
  * How each open of the image was answered (its fi->fh), and how many of
  * each are open. The kernel refuses a passed-through open while the image
- * is open cached, and any other open while one is passed through: both are
+ * is open cached or mapped shared through a direct open (which the daemon
+ * does not see), and any other open while one is passed through: both are
  * EIO to the opener. Deciding and counting under one lock keeps this view
  * ahead of the kernel's (it counts an open after our reply, we before).
  */
@@ -272,6 +273,7 @@ static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct clone *c = clone_of(req);
 	enum open_mode mode;
+	bool buffered;
 
 	if (ino != IMAGE_INO) {
 		fuse_reply_err(req, EISDIR);
@@ -290,12 +292,25 @@ static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * hydration completed: passed through, they would be direct I/O on
 	 * DEST, 3x slower for 4 KiB random I/O (scripts/bench). They pass
 	 * through only while another open does: the kernel insists. Their
-	 * writes may run in parallel: region locks order what must be. */
-	mode = fi->flags & O_DIRECT ? OPEN_DIRECT : OPEN_CACHED;
+	 * writes may run in parallel: region locks order what must be.
+	 * Buffered opens that may write take the direct path too: through the
+	 * image's cache a write is copied three times (into it, to the daemon,
+	 * into DEST's), here twice, and VMs and loop devices, which open the
+	 * image read-write, cache above it anyway. 1 GiB unhydrated, with its
+	 * fsync: 1 MiB writes 0.88-0.98 x a raw file against 0.70-0.87, 4 KiB
+	 * random writes 43.6k IOPS against 20.8k. Read-only opens keep the
+	 * cache and its readahead: a 512-byte dd ran at 46 MB/s direct, 1.1
+	 * GB/s cached. The kernel drops cached pages a direct write covers. */
+	buffered = !(fi->flags & O_DIRECT);
+	mode = buffered && (fi->flags & O_ACCMODE) == O_RDONLY ? OPEN_CACHED
+							      : OPEN_DIRECT;
 
+	/* A buffered open passes through only when no other open may have
+	 * put the image in the kernel's cached mode. */
 	g_mutex_lock(&open_lock);
 	if (nr_open[OPEN_PASSTHROUGH] ||
-	    (mode == OPEN_CACHED && !nr_open[OPEN_CACHED] && can_pass_through(c)))
+	    (buffered && !nr_open[OPEN_CACHED] && !nr_open[OPEN_DIRECT] &&
+	     can_pass_through(c)))
 		mode = OPEN_PASSTHROUGH;
 	nr_open[mode]++;
 	g_mutex_unlock(&open_lock);

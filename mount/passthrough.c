@@ -22,6 +22,7 @@
 
 /* From the 7.40 kernel ABI (linux/fuse.h of Linux 6.9). */
 #define FUSE_HANDLE_KILLPRIV_V2_FLAG (1u << 28)
+#define FUSE_DIRECT_IO_ALLOW_MMAP_FLAG2 (1u << (36 - 32))
 #define FUSE_PASSTHROUGH_FLAG2	(1u << (37 - 32))
 #define FOPEN_PASSTHROUGH_FLAG	(1u << 7)
 struct backing_map {
@@ -60,7 +61,10 @@ static void amend(struct iovec *iov, int count)
 		if ((o->flags & FUSE_MAX_PAGES) && amend_max_pages > o->max_pages)
 			o->max_pages = amend_max_pages;
 		if (o->flags & FUSE_INIT_EXT) {
-			o->flags2 |= FUSE_PASSTHROUGH_FLAG2;
+			/* Shared maps of direct_io opens (Linux >= 6.6):
+			 * without it mmap(MAP_SHARED) of them is ENODEV. */
+			o->flags2 |= FUSE_PASSTHROUGH_FLAG2 |
+				     FUSE_DIRECT_IO_ALLOW_MMAP_FLAG2;
 			o->unused[0] = MAX_STACK_DEPTH;
 		}
 		amend_init = false;

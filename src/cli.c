@@ -699,8 +699,7 @@ static int cmd_wait(const struct command *cmd, int argc, char **argv)
 
 			/* O_DIRECT, though it never reads: while a cached open
 			 * of the image exists, the kernel puts O_DIRECT writes
-			 * back under the file's lock, one at a time, and the
-			 * daemon cannot pass new opens through. */
+			 * back under the file's lock, one at a time. */
 			fd = path ? open(path, O_RDONLY | O_DIRECT | O_CLOEXEC) : -1;
 			if (fd < 0 && errno == EINVAL && path)
 				fd = open(path, O_RDONLY | O_CLOEXEC);
