@@ -85,6 +85,9 @@ _all_stopped() {
 	done
 }
 
+# has_passthrough: the kernel has FUSE passthrough (Linux >= 6.9).
+has_passthrough() { [ "$(uname -r | awk -F. '{ print $1 * 1000 + $2 }')" -ge 6009 ]; }
+
 # reap PID: wait for a child of the test, which then leaves _pids, so that
 # cleanup never signals the PID once someone else may have it.
 reap() {
