@@ -5,7 +5,7 @@
  *   replay --log LOG --source SOURCE --dest DEST0 --meta META0
  *          [--acks ACKS] [--final-dest DEST --final-meta META]
  *          [--random N] [--seed S] [--max-failures N] [--verbose]
- *          [--late-dest-flush]
+ *          [--late-dest-flush] [--every-write]
  *
  * LOG is what a daemon run with CLONEFS_WRITELOG=LOG recorded (format in
  * include/clonefs/blockio.h); DEST0 and META0 are copies of DEST and META
@@ -18,6 +18,10 @@
  *                   record: covered writes kept, and of the writes since,
  *                   a random subset of their 4 KiB pieces (all, none, half,
  *                   or a random share), applied in log order
+ *   write points    with --every-write, right after every write record:
+ *                   only what completed flushes cover is kept (a crash at
+ *                   every write point; for synchronous writes, each one
+ *                   acknowledged by itself: tests/integration/t-sync-replay.sh)
  *   the end         every write kept; must equal --final-dest/--final-meta
  *
  * Invariants at every point:
@@ -94,8 +98,8 @@ struct point {
 	int kind;                /* P_FLUSH, P_RANDOM, P_INITIAL, P_END */
 	double keep;             /* share of unflushed pieces kept */
 };
-enum { P_INITIAL, P_FLUSH, P_RANDOM, P_END };
-static const char *const kind_names[] = { "initial", "flush", "random", "end" };
+enum { P_INITIAL, P_FLUSH, P_RANDOM, P_END, P_WRITE, NR_KINDS };
+static const char *const kind_names[] = { "initial", "flush", "random", "end", "write" };
 
 struct undo {
 	uint64_t off, len;
@@ -106,7 +110,7 @@ static struct {
 	const char *log, *source, *dest0, *meta0, *acks, *final_dest, *final_meta;
 	int random_per_gap, max_failures;
 	uint64_t seed;
-	bool verbose, late_dest_flush;
+	bool verbose, late_dest_flush, every_write;
 } opt = { .random_per_gap = 1, .max_failures = 20, .seed = 1 };
 
 static struct rec *recs;
@@ -119,7 +123,7 @@ static uint64_t image_size;
 static uint64_t rng_state;
 static int meta_fd;
 static char meta_path[64];
-static uint64_t failures, points_done, kinds_done[4], acks_checked;
+static uint64_t failures, points_done, kinds_done[NR_KINDS], acks_checked;
 static GHashTable *required; /* block offset -> highest acked gen */
 static size_t acks_applied;
 
@@ -564,7 +568,7 @@ static void usage(void)
 	fputs("Usage: replay --log LOG --source SOURCE --dest DEST0 --meta META0\n"
 	      "              [--acks ACKS] [--final-dest DEST --final-meta META]\n"
 	      "              [--random N] [--seed S] [--max-failures N] [--verbose]\n"
-	      "              [--late-dest-flush]\n",
+	      "              [--late-dest-flush] [--every-write]\n",
 	      stderr);
 	exit(2);
 }
@@ -585,6 +589,10 @@ int main(int argc, char **argv)
 		}
 		if (!strcmp(a, "--late-dest-flush")) {
 			opt.late_dest_flush = true;
+			continue;
+		}
+		if (!strcmp(a, "--every-write")) {
+			opt.every_write = true;
 			continue;
 		}
 		if (!v)
@@ -651,6 +659,9 @@ int main(int argc, char **argv)
 			flushes++;
 		}
 	}
+	for (size_t i = 0; opt.every_write && i < nrecs; i++)
+		if (recs[i].type == REC_WRITE)
+			g_array_append_val(pts, ((struct point){ (int64_t)i, P_WRITE, 0.0 }));
 	if (nrecs)
 		g_array_append_val(pts, ((struct point){ (int64_t)nrecs - 1, P_END, 1.0 }));
 	g_array_sort(pts, cmp_point); /* stable enough: ties keep no meaning */
@@ -687,9 +698,9 @@ int main(int argc, char **argv)
 	}
 	printf("replay: %" PRIu64 " records, %" PRIu64 " flushes, %zu acked fsyncs; %"
 	       PRIu64 " points (%" PRIu64 " flush, %" PRIu64 " random, %" PRIu64
-	       " initial/end), %" PRIu64 " acknowledged-block checks, %" PRIu64
-	       " failures\n", (uint64_t)nrecs, flushes, nacks, points_done,
-	       kinds_done[P_FLUSH], kinds_done[P_RANDOM],
+	       " write, %" PRIu64 " initial/end), %" PRIu64 " acknowledged-block "
+	       "checks, %" PRIu64 " failures\n", (uint64_t)nrecs, flushes, nacks,
+	       points_done, kinds_done[P_FLUSH], kinds_done[P_RANDOM], kinds_done[P_WRITE],
 	       kinds_done[P_INITIAL] + kinds_done[P_END], acks_checked, failures);
 	return failures ? 1 : 0;
 }

@@ -4,7 +4,7 @@ ones each completed fsync acknowledged (for tests/replay/replay.c and the
 fault tests).
 
   workload.py run IMAGE ACKS --region R [--seconds S] [--ops N] [--seed S]
-              [--span BYTES] [--tolerate-errors]
+              [--span BYTES] [--tolerate-errors] [--sync MODE] [--direct]
   workload.py verify IMAGE ACKS      every acknowledged block reads back
                                       (that write or a later one)
 
@@ -19,9 +19,14 @@ listing the newest generation of every block written since the previous
 fsync call. --span keeps the writes in the first BYTES of the image.
 With --tolerate-errors a failed write or fsync is counted, not
 fatal; the blocks since the last good fsync are then simply not acked.
+--sync o_sync|o_dsync opens the image with that flag, --sync
+rwf_sync|rwf_dsync passes it to every pwritev: then every write is a
+synchronous one (spec 2.5a), acknowledged by itself: one ack line after
+each write returns, and no fsync calls but the last. --direct: O_DIRECT.
 """
 import argparse
 import hashlib
+import mmap
 import os
 import random
 import struct
@@ -69,9 +74,16 @@ def pick(rng, size, region):
     return None, 1  # rewrite a recent block
 
 
+SYNC_OPEN = {"o_sync": os.O_SYNC, "o_dsync": os.O_DSYNC}
+SYNC_RWF = {"rwf_sync": os.RWF_SYNC, "rwf_dsync": os.RWF_DSYNC}
+
+
 def run(a):
     rng = random.Random(a.seed)
-    fd = os.open(a.image, os.O_RDWR)
+    sync_each = a.sync != "fsync"
+    fd = os.open(a.image, os.O_RDWR | SYNC_OPEN.get(a.sync, 0) |
+                 (os.O_DIRECT if a.direct else 0))
+    buf = mmap.mmap(-1, max(a.region, 8 * BLK) + BLK)  # page-aligned, for O_DIRECT
     size = os.lseek(fd, 0, os.SEEK_END)
     size -= size % BLK
     if a.span:
@@ -91,11 +103,15 @@ def run(a):
             off = rng.choice(recent) if recent else 0
         gen += 1
         data = b"".join(stamp(off + j * BLK, gen) for j in range(n))
+        buf[:len(data)] = data
         try:
-            os.pwrite(fd, data, off)
+            os.pwritev(fd, [memoryview(buf)[:len(data)]], off, SYNC_RWF.get(a.sync, 0))
             for j in range(n):
                 pending[off + j * BLK] = gen
             writes += 1
+            if sync_each:  # acknowledged, durable: say so at once
+                ack(acks, time.clock_gettime_ns(time.CLOCK_MONOTONIC), pending)
+                pending.clear()
         except OSError as e:
             if not a.tolerate_errors:
                 raise
@@ -105,7 +121,7 @@ def run(a):
                 pending.pop(off + j * BLK, None)
         recent = (recent + [off])[-16:]
         next_sync -= 1
-        if next_sync == 0:
+        if next_sync == 0 and not sync_each:
             next_sync = rng.randint(1, 8)
             try:
                 os.fsync(fd)
@@ -170,6 +186,9 @@ def main():
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--span", type=int, default=0)
     r.add_argument("--tolerate-errors", action="store_true")
+    r.add_argument("--sync", default="fsync",
+                   choices=["fsync"] + sorted(SYNC_OPEN) + sorted(SYNC_RWF))
+    r.add_argument("--direct", action="store_true")
     v = sub.add_parser("verify")
     v.add_argument("image")
     v.add_argument("acks")

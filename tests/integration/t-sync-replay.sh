@@ -1,0 +1,73 @@
+#!/bin/bash
+# Synchronous writes are durable when acknowledged (issue 22; spec 2.5a,
+# 3.2), checked at every write point: record a run of O_DSYNC or RWF_DSYNC
+# writes (CLONEFS_WRITELOG; no fsync until the last), each acknowledged by
+# itself, then build the DEST and META a power cut right after each write
+# record could leave (only what completed flushes cover) and check that
+# every write acknowledged before that point reads back, with its region
+# hydrated in META (tests/replay/replay --every-write). Unlike a SIGKILL
+# (t-sync-matrix.sh), this also sees a DEST that was not flushed.
+# timeout: 240
+. "$(dirname "$0")/lib.sh"
+
+REPLAY=${REPLAY:-$TOP/tests/replay/replay}
+WORKLOAD="python3 $TOP/tests/replay/workload.py"
+ops=${SYNC_REPLAY_OPS:-120}
+
+if [ ! -x "$REPLAY" ]; then # not built by make check: build it here
+	REPLAY=$T/replay
+	gcc -std=gnu11 -O2 -D_GNU_SOURCE -I"$TOP/include" \
+		$(pkg-config --cflags glib-2.0) "$TOP/tests/replay/replay.c" \
+		"$TOP/src/metadata.c" "$TOP/src/blockio.c" -o "$REPLAY" \
+		$(pkg-config --libs glib-2.0 libcrypto) || die "cannot build replay"
+fi
+
+make_source "$T/src" 4
+failed=0 round=0
+# SYNC:OPEN:CLONE OPTIONS; the last with hydration running beside the writes
+for cfg in o_dsync:buffered:no_hydration,commit_period=3600 \
+	   rwf_dsync:direct:no_hydration,commit_period=3600 \
+	   o_dsync:direct:hydration_rate=2M,commit_period=100ms \
+	   rwf_dsync:buffered:hydration_rate=2M,commit_period=100ms; do
+	round=$((round + 1))
+	IFS=: read -r sync open opts <<< "$cfg"
+	d=$T/r$round
+	mkdir -p "$d"
+	truncate -s 4M "$d/dest"
+	# format META first, so the log starts from a valid one
+	mount_clone "$T/src" "$d/dest" "$d/meta" "$d/m" no_hydration
+	unmount_clone "$d/m" "$d/meta"
+	cp --sparse=always "$d/dest" "$d/dest0"
+	cp "$d/meta" "$d/meta0"
+
+	CLONEFS_WRITELOG=$d/wlog mount_clone_fg "$T/src" "$d/dest" "$d/meta" "$d/m" "$opts"
+	$WORKLOAD run "$d/m/image" "$d/acks" --region 65536 --ops "$ops" --seed "$round" \
+		--sync "$sync" $([ "$open" = direct ] && echo --direct) > /dev/null ||
+		die "round $round: workload failed"
+	unmount_clone "$d/m" "$d/meta"
+	reap "$DAEMON_PID" || die "round $round: daemon failed"
+
+	rc=0
+	out=$("$REPLAY" --log "$d/wlog" --source "$T/src" --dest "$d/dest0" \
+		--meta "$d/meta0" --acks "$d/acks" --final-dest "$d/dest" \
+		--final-meta "$d/meta" --every-write --random 1 --seed "$round" \
+		--max-failures 3) || rc=$?
+	sum=$(echo "$out" | tail -n 1)
+	checks=$(echo "$sum" | sed -n 's/.*, \([0-9]*\) acknowledged-block checks.*/\1/p')
+	writes=$(echo "$sum" | sed -n 's/.* \([0-9]*\) write, .*/\1/p')
+	acks=$(wc -l < "$d/acks")
+	if [ $rc -ne 0 ]; then
+		echo "FAIL $sync/$open ($opts): $sum"
+		echo "$out" | sed '$d' | sed 's/^/    /'
+		failed=$((failed + 1))
+	elif [ "${checks:-0}" -eq 0 ] || [ "${writes:-0}" -lt "$ops" ] || [ "$acks" -lt "$ops" ]; then
+		# the checker must have had something to check
+		echo "FAIL $sync/$open ($opts): vacuous: $acks acks, $sum"
+		failed=$((failed + 1))
+	else
+		echo "ok   $sync/$open ($opts): $sum"
+	fi
+	rm -f "$d/wlog"
+done
+[ $failed -eq 0 ] || die "$failed of $round rounds lost acknowledged synchronous writes"
+pass
