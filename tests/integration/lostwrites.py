@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""lostwrites.py - errors that lose acknowledged writes are never forgotten
+(spec 2.5b, 4.6).
+
+Each scenario mounts a fresh no_hydration clone with a faults file
+(CLONEFS_FAULTS_FILE), opens the image twice (fd1 buffered O_RDWR, fd2
+O_RDWR|O_DIRECT), writes block W0 and fsyncs it (acknowledged for good),
+sets one fault rule, writes W1 into an unhydrated region through fd1 (a
+partial write: it hydrates, and its bit waits for the next commit), and
+lets the commit hit the fault: through fsync(fd1), or by waiting for the
+periodic commit. Then:
+  - fsync(fd1) fails with EIO, once; fdatasync(fd2) fails with EIO, once;
+    the next fsync of each succeeds (the clone can still flush DEST);
+  - fd3, opened after the error, does not see it;
+  - status: JSON lost_writes >= 1; mode ro (or Fail) after a META error;
+  - faults cleared, unmounted, META checked (clonefs check when
+    needs_check was recorded), remounted: W0 reads back.
+The META write rule is tried at every write of the commit (after=N,
+N = 0, 1, ... until a commit gets through with no fault). A DEST write
+error during W1's hydration fails W1 itself: nothing acknowledged is
+lost, so no later fsync fails and lost_writes stays 0.
+
+One line per scenario; "lostwrites: N scenarios, M failed" last.
+usage: lostwrites.py TOP WORKDIR
+"""
+import errno
+import os
+import random
+import re
+import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clonetest import BLK, Clone, Fail, deadline_poll, sigterm_exits  # noqa: E402
+
+REGION = 65536
+SIZE = 2 << 20
+W0_OFF = 3 * REGION + BLK
+W1_OFF = 7 * REGION + 2 * BLK
+
+
+def call(fn, fd):
+    """0, or the errno fn(fd) failed with."""
+    try:
+        fn(fd)
+        return 0
+    except OSError as e:
+        return e.errno
+
+
+def ename(e):
+    return errno.errorcode.get(e, str(e)) if e else "0"
+
+
+class Scenario:
+    def __init__(self, top, work, src, source, rule, trigger, seq):
+        self.name = "%s/%s" % (rule or "none", trigger)
+        self.rule, self.trigger = rule, trigger
+        self.c = Clone(top, work, src, "s%d" % seq)
+        self.source = source
+        self.faults = os.path.join(work, "faults")
+        self.problems = []
+        self.notes = []
+        self.rng = random.Random(self.name)
+
+    def want(self, cond, text):
+        if not cond:
+            self.problems.append(text)
+
+    def set_faults(self, rule):
+        with open(self.faults + ".tmp", "w") as f:
+            f.write(rule + "\n" if rule else "")
+        os.rename(self.faults + ".tmp", self.faults)
+
+    def run(self):
+        """Returns False when the rule never fired (a META write past the
+        commit's last)."""
+        c = self.c
+        self.set_faults("")
+        period = "commit_period=200ms" if self.trigger == "periodic" else "commit_period=3600"
+        c.mount("no_hydration," + period, env={"CLONEFS_FAULTS_FILE": self.faults})
+        fds = []
+        try:
+            fd1 = os.open(c.image, os.O_RDWR)
+            fds.append(fd1)
+            fd2 = os.open(c.image, os.O_RDWR | os.O_DIRECT)
+            fds.append(fd2)
+            self.w0 = self.rng.randbytes(BLK)
+            os.pwrite(fd1, self.w0, W0_OFF)
+            if call(os.fsync, fd1):
+                raise Fail("fsync of W0 failed before any fault")
+            self.set_faults(self.rule)
+            w1 = self.rng.randbytes(BLK)
+            dest_write = self.rule.startswith("dest:write")
+            try:
+                os.pwrite(fd1, w1, W1_OFF)
+                w1_err = 0
+            except OSError as e:
+                w1_err = e.errno
+            if dest_write:
+                return self.check_failed_write(fds, w1_err)
+            if w1_err:
+                raise Fail("W1 failed (%s) though the rule hits only the commit"
+                           % ename(w1_err))
+            if self.trigger == "fsync":
+                first = call(os.fsync, fd1)
+            else:
+                deadline_poll(lambda: c.faults_injected() >= 1 or None, 10,
+                              "the periodic commit to meet the fault")
+                c.status()  # returns after the failed commit is over
+                first = call(os.fsync, fd1)
+            if c.faults_injected() == 0:
+                if first:
+                    raise Fail("fsync failed with %s and no fault was injected" % ename(first))
+                return False
+            self.check_reported(fds, first)
+        finally:
+            for fd in fds:
+                os.close(fd)
+            self.set_faults("")
+        self.finish()
+        return True
+
+    def check_reported(self, fds, first):
+        c = self.c
+        fd1, fd2 = fds
+        self.want(first == errno.EIO, "fsync(fd1) after the error: %s, want EIO" % ename(first))
+        r = call(os.fdatasync, fd2)
+        self.want(r == errno.EIO, "fdatasync(fd2), open at the error: %s, want EIO" % ename(r))
+        r = call(os.fsync, fd1)
+        self.want(r == 0, "second fsync(fd1): %s, want 0 (the error reported once)" % ename(r))
+        r = call(os.fdatasync, fd2)
+        self.want(r == 0, "second fdatasync(fd2): %s, want 0" % ename(r))
+        fd3 = os.open(c.image, os.O_RDWR)
+        fds.append(fd3)
+        r = call(os.fsync, fd3)
+        self.want(r == 0, "fsync(fd3), opened after the error: %s, want 0" % ename(r))
+        mode = c.mode()
+        if self.rule.startswith("meta"):
+            self.want(mode in ("ro", "Fail"), "mode after a failed commit: %s, want ro" % mode)
+        js = c.json_status()
+        lost = js.get("lost_writes")
+        self.want(lost is not None and lost >= 1,
+                  "JSON lost_writes: %s, want >= 1" % ("missing" if lost is None else lost))
+        self.notes.append("mode %s, lost_writes %s" % (mode, lost))
+
+    def check_failed_write(self, fds, w1_err):
+        """dest:write: W1's hydration copy fails, so W1 fails: nothing
+        acknowledged was lost, no later fsync may fail."""
+        c = self.c
+        fd1, fd2 = fds
+        try:
+            self.want(c.faults_injected() >= 1, "no fault injected")
+            self.want(w1_err == errno.EIO, "W1 during a failing hydration: %s, want EIO"
+                      % ename(w1_err))
+            r = call(os.fsync, fd1)
+            self.want(r == 0, "fsync(fd1) after a failed (unacknowledged) write: %s, want 0"
+                      % ename(r))
+            r = call(os.fdatasync, fd2)
+            self.want(r == 0, "fdatasync(fd2): %s, want 0" % ename(r))
+            mode = c.mode()
+            self.want(mode == "rw", "mode after a DEST write error: %s, want rw" % mode)
+            lost = c.json_status().get("lost_writes")
+            self.want(not lost, "JSON lost_writes: %s, want 0: nothing acknowledged was lost"
+                      % lost)
+            self.notes.append("mode %s, lost_writes %s" % (mode, lost))
+        finally:
+            for fd in fds:
+                os.close(fd)
+            fds.clear()
+            self.set_faults("")
+        self.finish()
+        return True
+
+    def finish(self):
+        c = self.c
+        c.unmount()
+        note = c.check()
+        if note != "clean":
+            self.notes.append(note)
+        got = c.read_image(W0_OFF, BLK)
+        self.want(got == self.w0, "W0, fsync-acknowledged before the fault, is lost after "
+                  "check and remount")
+
+
+def scenarios(meta_writes):
+    """meta_writes[0]: the commit's META writes, found by the fsync runs
+    (the periodic runs try the same N, without waiting out a commit
+    that never meets its fault)."""
+    for trigger in ("fsync", "periodic"):
+        for n in range(32 if trigger == "fsync" else meta_writes[0]):
+            yield "meta:write:eio:after=%d:once" % n, trigger, True
+        yield "meta:flush:eio:once", trigger, False
+        yield "meta:flush:eio:after=1:once", trigger, False
+        yield "dest:flush:eio:once", trigger, False
+    yield "dest:write:eio:once", "write", False
+
+
+def main():
+    sigterm_exits()
+    top, work = sys.argv[1], sys.argv[2]
+    only = re.compile(os.environ.get("LOST_CASES", ""))
+    src = os.path.join(work, "src")
+    source = random.Random(2).randbytes(SIZE)
+    with open(src, "wb") as f:
+        f.write(source)
+    n = failed = seq = 0
+    done_loop = set()
+    meta_writes = [0]
+    for rule, trigger, loop in scenarios(meta_writes):
+        if loop and trigger in done_loop:
+            continue
+        seq += 1
+        s = Scenario(top, work, src, source, rule, trigger, seq)
+        if not only.search(s.name):
+            continue
+        try:
+            fired = s.run()
+        except (Fail, OSError) as e:
+            s.c.kill()
+            s.problems.append(str(e))
+            fired = True
+        if not fired:
+            done_loop.add(trigger)
+            s.c.kill()
+            print("--   %s: the commit has fewer META writes: no fault, fsync 0" % s.name)
+            continue
+        if loop and trigger == "fsync":
+            meta_writes[0] = int(rule.split("after=")[1].split(":")[0]) + 1
+        n += 1
+        if s.problems:
+            failed += 1
+            print("FAIL %s: %s" % (s.name, "; ".join(s.problems)), flush=True)
+        else:
+            print("ok   %s (%s)" % (s.name, "; ".join(s.notes)), flush=True)
+    print("lostwrites: %d scenarios, %d failed" % (n, failed))
+    return 1 if failed or not n else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
