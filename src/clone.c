@@ -36,6 +36,7 @@ struct clone {
 	struct md *md;
 	struct hydrate *hy;
 	bool discard_passdown;
+	bool src_is_file; /* its size can change under us */
 
 	uid_t image_uid;
 	gid_t image_gid;
@@ -194,6 +195,7 @@ int clone_open(const char *source, const char *dest, const char *meta,
 		goto out;
 	}
 	c->nr_regions = (c->size + c->region_size - 1) >> c->region_shift;
+	c->src_is_file = S_ISREG(sst.st_mode);
 	image_owner(c, o, &sst);
 
 	/* DEST and META: distinct from SOURCE and each other (spec 1.2). */
@@ -515,6 +517,19 @@ int clone_close(struct clone *c)
 
 /* ---- I/O ---- */
 
+/* A SOURCE that shrank under the mount reads short: an I/O error, never
+ * the zeros a short read or splice would give (spec 1.4). */
+static int source_holds(struct clone *c, uint64_t end)
+{
+	struct stat st;
+
+	if (!c->src_is_file)
+		return 0;
+	if (fstat(c->src_fd, &st))
+		return -errno;
+	return (uint64_t)st.st_size < end ? -EIO : 0;
+}
+
 ssize_t clone_map_read(struct clone *c, uint64_t off, size_t len,
 		       clone_extent_fn fn, void *arg)
 {
@@ -544,7 +559,9 @@ ssize_t clone_map_read(struct clone *c, uint64_t off, size_t len,
 				hydrate_queue(c->hy, region_of(c, run_end));
 			run_end = MIN(run_end + c->region_size, end);
 		}
-		ret = fn(arg, hyd ? c->dest_fd : c->src_fd, pos, run_end - pos);
+		ret = hyd ? 0 : source_holds(c, run_end);
+		if (!ret)
+			ret = fn(arg, hyd ? c->dest_fd : c->src_fd, pos, run_end - pos);
 		if (ret)
 			return ret;
 		pos = run_end;

@@ -685,6 +685,26 @@ START_TEST(close_with_failing_final_commit)
 }
 END_TEST
 
+/* A SOURCE cut short under the mount: reads of what it lost fail with EIO,
+ * never zeros; hydrated regions and what SOURCE still holds read as before
+ * (spec 1.4). */
+START_TEST(shrunk_source_reads_fail)
+{
+	struct clone *c = open_clone(false);
+	char buf[4096];
+
+	model_write(c, 15 * RS, RS, 's'); /* hydrated: DEST */
+	ck_assert_int_eq(truncate(src, 10 * RS), 0);
+	ck_assert_int_eq(clone_read(c, buf, sizeof(buf), 12 * RS), -EIO);
+	ck_assert_int_eq(clone_read(c, buf, sizeof(buf), 10 * RS - 4096), 4096);
+	ck_assert(memcmp(buf, model + 10 * RS - 4096, 4096) == 0);
+	ck_assert_int_eq(clone_read(c, buf, sizeof(buf), 15 * RS), 4096);
+	ck_assert(memcmp(buf, model + 15 * RS, 4096) == 0);
+	ck_assert_int_eq(clone_read(c, buf, sizeof(buf), 10 * RS - 100), -EIO);
+	clone_close(c);
+}
+END_TEST
+
 /* The image gives nobody more than SOURCE does, unless asked (spec 1.6). */
 START_TEST(image_owner_and_mode)
 {
@@ -759,6 +779,7 @@ static Suite *clone_suite(void)
 	tcase_add_test(tc, hydrated_dest_needs_a_durable_commit);
 	tcase_add_test(tc, close_with_failing_final_commit);
 	tcase_add_test(tc, image_owner_and_mode);
+	tcase_add_test(tc, shrunk_source_reads_fail);
 	suite_add_tcase(s, tc);
 	return s;
 }
