@@ -43,6 +43,17 @@ enum open_mode { OPEN_DIRECT, OPEN_CACHED, OPEN_PASSTHROUGH, NR_OPEN_MODES };
 
 static GMutex open_lock;
 static unsigned nr_open[NR_OPEN_MODES];
+
+/* An open of the image: its fi->fh. */
+struct open_file {
+	enum open_mode mode;
+	uint64_t errors_seen; /* clone_error_mark() when it last heard */
+};
+
+static struct open_file *open_file_of(struct fuse_file_info *fi)
+{
+	return (struct open_file *)(uintptr_t)fi->fh;
+}
 static int backing_id = -1;	/* DEST, registered with the kernel */
 static bool backing_refused;
 
@@ -53,17 +64,18 @@ static struct clone *clone_of(fuse_req_t req)
 
 static void fill_attr(struct clone *c, fuse_ino_t ino, struct stat *st)
 {
+	mode_t mode;
+
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
-	st->st_uid = getuid();
-	st->st_gid = getgid();
+	clone_image_owner(c, &st->st_uid, &st->st_gid, &mode);
 	st->st_atime = st->st_mtime = st->st_ctime = mount_time;
 	if (ino == ROOT_INO) {
 		st->st_mode = S_IFDIR | 0755;
 		st->st_nlink = 2;
 		return;
 	}
-	st->st_mode = S_IFREG | (clone_readonly(c) ? 0444 : 0644);
+	st->st_mode = S_IFREG | mode;
 	st->st_nlink = 1;
 	st->st_size = (off_t)clone_size(c);
 	st->st_blksize = 4096;
@@ -272,14 +284,15 @@ static bool can_pass_through(struct clone *c)
 static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct clone *c = clone_of(req);
+	struct open_file *of;
 	enum open_mode mode;
-	bool buffered;
+	bool buffered, writable = (fi->flags & O_ACCMODE) != O_RDONLY;
 
 	if (ino != IMAGE_INO) {
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	if (clone_readonly(c) && (fi->flags & O_ACCMODE) != O_RDONLY) {
+	if (clone_readonly(c) && writable) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
@@ -288,34 +301,45 @@ static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	/* O_DIRECT opens take FUSE's direct path, which skips the image's page
-	 * cache as asked and serves them from DEST's and SOURCE's, as before
-	 * hydration completed: passed through, they would be direct I/O on
-	 * DEST, 3x slower for 4 KiB random I/O (scripts/bench). They pass
-	 * through only while another open does: the kernel insists. Their
+	 * cache as asked and serves them from DEST's and SOURCE's. Their
 	 * writes may run in parallel: region locks order what must be.
 	 * Buffered opens that may write take the direct path too: through the
 	 * image's cache a write is copied three times (into it, to the daemon,
-	 * into DEST's), here twice, and VMs and loop devices, which open the
-	 * image read-write, cache above it anyway. 1 GiB unhydrated, with its
-	 * fsync: 1 MiB writes 0.88-0.98 x a raw file against 0.70-0.87, 4 KiB
-	 * random writes 43.6k IOPS against 20.8k. Read-only opens keep the
-	 * cache and its readahead: a 512-byte dd ran at 46 MB/s direct, 1.1
-	 * GB/s cached. The kernel drops cached pages a direct write covers. */
+	 * into DEST's), here twice; VMs and loop devices, which open the image
+	 * read-write, cache above it anyway. Read-only opens keep the cache
+	 * and its readahead. The kernel drops cached pages a direct write
+	 * covers. */
 	buffered = !(fi->flags & O_DIRECT);
-	mode = buffered && (fi->flags & O_ACCMODE) == O_RDONLY ? OPEN_CACHED
-							      : OPEN_DIRECT;
+	mode = buffered && !writable ? OPEN_CACHED : OPEN_DIRECT;
 
-	/* A buffered open passes through only when no other open may have
-	 * put the image in the kernel's cached mode. */
+	/*
+	 * Only read-only opens pass through: the kernel would let a
+	 * passed-through write past the image end grow DEST and acknowledge
+	 * it (spec 2.8), and writes of the daemon's own opens keep every sync
+	 * path its own (spec 2.5a). A buffered open passes through only when
+	 * no other open may have put the image in the kernel's cached mode;
+	 * while one is passed through the kernel refuses any other kind, so a
+	 * writer must wait until the readers are gone.
+	 */
 	g_mutex_lock(&open_lock);
-	if (nr_open[OPEN_PASSTHROUGH] ||
-	    (buffered && !nr_open[OPEN_CACHED] && !nr_open[OPEN_DIRECT] &&
-	     can_pass_through(c)))
+	if (nr_open[OPEN_PASSTHROUGH]) {
+		if (writable) {
+			g_mutex_unlock(&open_lock);
+			fuse_reply_err(req, ETXTBSY);
+			return;
+		}
 		mode = OPEN_PASSTHROUGH;
+	} else if (mode == OPEN_CACHED && !nr_open[OPEN_CACHED] &&
+		   !nr_open[OPEN_DIRECT] && can_pass_through(c)) {
+		mode = OPEN_PASSTHROUGH;
+	}
 	nr_open[mode]++;
 	g_mutex_unlock(&open_lock);
 
-	fi->fh = mode;
+	of = g_new(struct open_file, 1);
+	of->mode = mode;
+	of->errors_seen = clone_error_mark(c);
+	fi->fh = (uintptr_t)of;
 	fi->direct_io = mode == OPEN_DIRECT;
 	fi->keep_cache = mode != OPEN_PASSTHROUGH; /* the kernel insists */
 	fi->noflush = 1; /* close needs no commit (spec 2.5) */
@@ -329,11 +353,13 @@ static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void cfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct open_file *of = open_file_of(fi);
+
 	(void)ino;
 	g_mutex_lock(&open_lock);
-	if (!--nr_open[fi->fh] && fi->fh == OPEN_PASSTHROUGH)
-		clone_trim_dest(clone_of(req));
+	nr_open[of->mode]--;
 	g_mutex_unlock(&open_lock);
+	g_free(of);
 	fuse_reply_err(req, 0);
 }
 
@@ -422,12 +448,19 @@ static void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 {
 	struct clone *c = clone_of(req);
 	ssize_t n;
+	int ret;
 
 	(void)ino;
 	if ((fi->flags & O_DIRECT) && (uint64_t)off + size > clone_size(c))
 		n = -ENOSPC;
 	else
 		n = clone_write(c, buf, size, (uint64_t)off);
+	/* A direct_io open gets no FSYNC after a synchronous write: the
+	 * kernel puts O_DSYNC (O_SYNC, RWF_*SYNC) in the write's flags, and
+	 * the write is acknowledged once durable, bits included (spec 2.5a). */
+	if (n > 0 && (fi->flags & O_DSYNC) &&
+	    (ret = clone_fsync(c, &open_file_of(fi)->errors_seen)))
+		n = ret;
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -439,8 +472,7 @@ static void cfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 {
 	(void)ino;
 	(void)datasync; /* the image's own metadata never changes */
-	(void)fi;
-	fuse_reply_err(req, -clone_fsync(clone_of(req)));
+	fuse_reply_err(req, -clone_fsync(clone_of(req), &open_file_of(fi)->errors_seen));
 }
 
 static void cfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
@@ -572,15 +604,28 @@ static void reply_string(fuse_req_t req, char *s, size_t size)
 	g_free(s);
 }
 
+/* Reading the status commits first, so its counts are durable; only the
+ * image's owner and root may make it, or any user could force commits in a
+ * loop (the others read the counts in core). */
+static bool may_commit(fuse_req_t req, struct clone *c)
+{
+	uid_t uid = fuse_req_ctx(req)->uid, owner;
+	gid_t gid;
+	mode_t mode;
+
+	clone_image_owner(c, &owner, &gid, &mode);
+	return uid == 0 || uid == owner || uid == getuid();
+}
+
 static void cfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			 size_t size)
 {
 	struct clone *c = clone_of(req);
 
 	if (ino == IMAGE_INO && !strcmp(name, CONTROL_XATTR_STATUS))
-		reply_string(req, control_status_line(c), size);
+		reply_string(req, control_status_line(c, may_commit(req, c)), size);
 	else if (ino == IMAGE_INO && !strcmp(name, CONTROL_XATTR_JSON))
-		reply_string(req, control_status_json(c), size);
+		reply_string(req, control_status_json(c, may_commit(req, c)), size);
 	else
 		fuse_reply_err(req, ENODATA);
 }

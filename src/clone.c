@@ -36,6 +36,14 @@ struct clone {
 	struct md *md;
 	struct hydrate *hy;
 	bool discard_passdown;
+	bool src_is_file; /* its size can change under us */
+
+	uid_t image_uid;
+	gid_t image_gid;
+	mode_t image_mode;
+	/* Errors that lost acknowledged data, in the way of Linux's errseq:
+	 * each open file remembers the count it has seen (spec 2.5b). */
+	uint64_t lost_writes;
 
 	GMutex commit_lock; /* one commit at a time */
 	GMutex timer_lock;
@@ -108,6 +116,29 @@ static int lock_meta(int fd)
 	return -EBUSY;
 }
 
+/* The image's owner is the mounting user and gives nobody more than SOURCE
+ * does: its read bits narrow 0600 (the write bit is the clone's own, as
+ * writes never reach SOURCE); uid=, gid= and umask= widen on purpose. */
+static void image_owner(struct clone *c, const struct clone_options *o,
+			const struct stat *src)
+{
+	mode_t rw = o->ro ? 0444 : 0666;
+
+	c->image_uid = o->uid >= 0 ? (uid_t)o->uid : getuid();
+	c->image_gid = o->gid >= 0 ? (gid_t)o->gid : getgid();
+	if (o->umask >= 0)
+		c->image_mode = rw & ~(mode_t)o->umask;
+	else
+		c->image_mode = rw & 0600 & (src->st_mode | 0222);
+}
+
+void clone_image_owner(struct clone *c, uid_t *uid, gid_t *gid, mode_t *mode)
+{
+	*uid = c->image_uid;
+	*gid = c->image_gid;
+	*mode = c->image_mode;
+}
+
 static int stat_path(const char *path, bool nofollow, struct stat *st)
 {
 	if (nofollow ? lstat(path, st) : stat(path, st))
@@ -164,6 +195,8 @@ int clone_open(const char *source, const char *dest, const char *meta,
 		goto out;
 	}
 	c->nr_regions = (c->size + c->region_size - 1) >> c->region_shift;
+	c->src_is_file = S_ISREG(sst.st_mode);
+	image_owner(c, o, &sst);
 
 	/* DEST and META: distinct from SOURCE and each other (spec 1.2). */
 	ret = stat_path(dest, o->nofollow, &dst);
@@ -349,6 +382,13 @@ out:
 
 /* ---- commit ---- */
 
+/* An error lost data that was acknowledged but not yet durable: every file
+ * open now must hear of it at its next fsync (spec 2.5b). */
+static void lost_writes(struct clone *c)
+{
+	__atomic_add_fetch(&c->lost_writes, 1, __ATOMIC_SEQ_CST);
+}
+
 static int commit(struct clone *c, bool flush_anyway)
 {
 	int ret = 0;
@@ -357,8 +397,10 @@ static int commit(struct clone *c, bool flush_anyway)
 	if (c->opt.ro)
 		goto out;
 	if (!md_changed(c->md) || md_mode(c->md) != MD_MODE_RW) {
-		if (flush_anyway)
-			ret = bio_flush(c->dest_fd);
+		if (flush_anyway && (ret = bio_flush(c->dest_fd))) {
+			g_warning("flush of dest failed: %s", g_strerror(-ret));
+			lost_writes(c);
+		}
 		goto out;
 	}
 	ret = md_pre_commit(c->md);
@@ -376,6 +418,7 @@ static int commit(struct clone *c, bool flush_anyway)
 		ret = md_commit(c->md);
 	if (ret) {
 		g_warning("metadata commit failed: %s", g_strerror(-ret));
+		lost_writes(c);
 		hydrate_kick(c->hy);
 	}
 out:
@@ -383,7 +426,24 @@ out:
 	return ret;
 }
 
-int clone_fsync(struct clone *c) { return commit(c, true); }
+uint64_t clone_error_mark(struct clone *c)
+{
+	return __atomic_load_n(&c->lost_writes, __ATOMIC_SEQ_CST);
+}
+
+int clone_fsync(struct clone *c, uint64_t *seen)
+{
+	int ret = commit(c, true);
+	uint64_t now = clone_error_mark(c);
+
+	if (!seen)
+		return ret;
+	if (!ret && *seen != now)
+		ret = -EIO; /* an error since this file last synced */
+	*seen = now;
+	return ret;
+}
+
 int clone_commit(struct clone *c) { return commit(c, false); }
 
 static gpointer committer(gpointer arg)
@@ -423,7 +483,9 @@ int clone_close(struct clone *c)
 {
 	int ret;
 
-	hydrate_free(c->hy);
+	/* Workers first, then the timer, then the last commit: a commit that
+	 * fails kicks the (stopped) engine, so it is freed only after. */
+	hydrate_stop(c->hy);
 	if (c->committer) {
 		g_mutex_lock(&c->timer_lock);
 		c->stopping = true;
@@ -432,8 +494,8 @@ int clone_close(struct clone *c)
 		g_thread_join(c->committer);
 	}
 	/* The final commit, after the timer is gone (spec 6.7). */
-	clone_trim_dest(c);
 	ret = commit(c, true);
+	hydrate_free(c->hy);
 	md_close(c->md);
 	bio_forget(c->src_fd);
 	bio_forget(c->copy_src_fd);
@@ -454,6 +516,19 @@ int clone_close(struct clone *c)
 }
 
 /* ---- I/O ---- */
+
+/* A SOURCE that shrank under the mount reads short: an I/O error, never
+ * the zeros a short read or splice would give (spec 1.4). */
+static int source_holds(struct clone *c, uint64_t end)
+{
+	struct stat st;
+
+	if (!c->src_is_file)
+		return 0;
+	if (fstat(c->src_fd, &st))
+		return -errno;
+	return (uint64_t)st.st_size < end ? -EIO : 0;
+}
 
 ssize_t clone_map_read(struct clone *c, uint64_t off, size_t len,
 		       clone_extent_fn fn, void *arg)
@@ -484,7 +559,9 @@ ssize_t clone_map_read(struct clone *c, uint64_t off, size_t len,
 				hydrate_queue(c->hy, region_of(c, run_end));
 			run_end = MIN(run_end + c->region_size, end);
 		}
-		ret = fn(arg, hyd ? c->dest_fd : c->src_fd, pos, run_end - pos);
+		ret = hyd ? 0 : source_holds(c, run_end);
+		if (!ret)
+			ret = fn(arg, hyd ? c->dest_fd : c->src_fd, pos, run_end - pos);
 		if (ret)
 			return ret;
 		pos = run_end;
@@ -664,23 +741,17 @@ int clone_hydrated_dest(struct clone *c)
 {
 	struct stat st;
 
-	if (!clone_all_hydrated(c) || fstat(c->dest_fd, &st))
+	if (!clone_all_hydrated(c))
+		return -1;
+	/* The kernel will write DEST itself: only once no rollback can take
+	 * a bit back, i.e. every bit is committed and metadata is healthy
+	 * (spec 2.9). */
+	if (commit(c, false) || md_changed(c->md) || md_mode(c->md) != MD_MODE_RW)
+		return -1;
+	if (fstat(c->dest_fd, &st))
 		return -1;
 	/* A bigger device would show what lies past the image end. */
 	return S_ISREG(st.st_mode) && (uint64_t)st.st_size == c->size ? c->dest_fd : -1;
-}
-
-void clone_trim_dest(struct clone *c)
-{
-	struct stat st;
-
-	if (c->opt.ro || fstat(c->dest_fd, &st) || !S_ISREG(st.st_mode) ||
-	    (uint64_t)st.st_size <= c->size)
-		return;
-	g_warning("dest grew to %jd bytes through a write past the image end: "
-		  "cut back to %" G_GUINT64_FORMAT, (intmax_t)st.st_size, c->size);
-	if (ftruncate(c->dest_fd, (off_t)c->size))
-		g_warning("cannot cut dest back: %s", g_strerror(errno));
 }
 
 void clone_get_status(struct clone *c, struct clone_status *st)
@@ -697,5 +768,6 @@ void clone_get_status(struct clone *c, struct clone_status *st)
 		st->bytes_hydrated -= c->nr_regions * c->region_size - c->size;
 	st->ro = c->opt.ro;
 	st->discard_passdown = __atomic_load_n(&c->discard_passdown, __ATOMIC_RELAXED);
+	st->lost_writes = clone_error_mark(c);
 	hydrate_get_stats(c->hy, &st->hy);
 }

@@ -199,6 +199,7 @@ char *control_format_json(const struct clone_status *st)
 		", \"hydration_rate_limit\": %" G_GUINT64_FORMAT
 		", \"copy_on_read\": %s, \"bytes_copied\": %" G_GUINT64_FORMAT
 		", \"copy_errors\": %" G_GUINT64_FORMAT
+		", \"lost_writes\": %" G_GUINT64_FORMAT
 		", \"last_error\": \"%s\"}",
 		st->hy.threshold, st->hy.batch_size, mode_word(st),
 		st->mode == MD_MODE_FAIL ? "fail" : mode_word(st),
@@ -206,25 +207,27 @@ char *control_format_json(const struct clone_status *st)
 		st->nr_hydrated == st->nr_regions ? "true" : "false",
 		st->hy.enabled ? "true" : "false", st->hy.rate,
 		st->hy.rate_limit, st->hy.copy_on_read ? "true" : "false",
-		st->hy.copied_bytes, st->hy.copy_errors, err);
+		st->hy.copied_bytes, st->hy.copy_errors, st->lost_writes, err);
 	g_free(err);
 	return g_string_free(s, FALSE);
 }
 
-char *control_status_line(struct clone *c)
+char *control_status_line(struct clone *c, bool commit)
 {
 	struct clone_status st;
 
-	clone_commit(c);
+	if (commit)
+		clone_commit(c);
 	clone_get_status(c, &st);
 	return control_format_line(&st);
 }
 
-char *control_status_json(struct clone *c)
+char *control_status_json(struct clone *c, bool commit)
 {
 	struct clone_status st;
 
-	clone_commit(c);
+	if (commit)
+		clone_commit(c);
 	clone_get_status(c, &st);
 	return control_format_json(&st);
 }

@@ -15,6 +15,8 @@ void options_defaults(struct clone_options *o)
 	o->hydration_threshold = CLONE_DEFAULT_THRESHOLD;
 	o->hydration_batch_size = CLONE_DEFAULT_BATCH;
 	o->commit_period_ms = CLONE_DEFAULT_COMMIT_MS;
+	o->uid = o->gid = -1;
+	o->umask = -1;
 }
 
 int options_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -149,6 +151,23 @@ int options_apply(struct clone_options *o, const char *opt, char *err,
 			return bad(err, errlen, name, val,
 				   "must be bytes per second (0 = unlimited)");
 		o->hydration_rate = v;
+		return 0;
+	}
+	if (!strcmp(name, "uid") || !strcmp(name, "gid")) {
+		if (options_parse_uint(val, 0, UINT32_MAX - 1, &v))
+			return bad(err, errlen, name, val, "must be a numeric id");
+		*(name[0] == 'u' ? &o->uid : &o->gid) = (int64_t)v;
+		return 0;
+	}
+	if (!strcmp(name, "umask")) {
+		char *end;
+		long m;
+
+		errno = 0;
+		m = val && *val >= '0' && *val <= '7' ? strtol(val, &end, 8) : -1;
+		if (m < 0 || m > 0777 || errno || *end)
+			return bad(err, errlen, name, val, "must be octal, 000 to 777");
+		o->umask = (int32_t)m;
 		return 0;
 	}
 	if (!strcmp(name, "commit_period")) {

@@ -33,6 +33,8 @@ int clone_start(struct clone *c);
 int clone_close(struct clone *c);
 
 uint64_t clone_size(struct clone *c);
+/* The image's owner and permission bits (spec 1.6). */
+void clone_image_owner(struct clone *c, uid_t *uid, gid_t *gid, mode_t *mode);
 bool clone_readonly(struct clone *c);
 
 /*
@@ -49,8 +51,15 @@ ssize_t clone_write(struct clone *c, const void *buf, size_t len, uint64_t off);
 /* Make [off, off + len) read zeros (spec 2.6). @punch: a discard (holes in
  * DEST unless no_discard_passdown); otherwise ZERO_RANGE. */
 int clone_zero(struct clone *c, uint64_t off, uint64_t len, bool punch);
-/* fsync: freeze, flush DEST, commit (spec 2.5). */
-int clone_fsync(struct clone *c);
+/*
+ * fsync: freeze, flush DEST, commit (spec 2.5). @seen (may be NULL) is an
+ * open file's error mark, from clone_error_mark() at its open: when an error
+ * lost acknowledged data since, this fsync fails with -EIO once for that file
+ * (spec 2.5b, like Linux's errseq) and the mark moves on.
+ */
+int clone_fsync(struct clone *c, uint64_t *seen);
+/* How many errors have lost acknowledged data since the clone opened. */
+uint64_t clone_error_mark(struct clone *c);
 /* Commit pending metadata, if any (used before reporting status). */
 int clone_commit(struct clone *c);
 
@@ -61,18 +70,16 @@ struct clone_status {
 	uint64_t nr_regions, nr_hydrated;
 	uint64_t image_size, bytes_hydrated;
 	bool ro, discard_passdown;
+	uint64_t lost_writes; /* errors that lost acknowledged data */
 	struct hydrate_stats hy;
 };
 /* Every region hydrated (in core; durable after the next commit). */
 bool clone_all_hydrated(struct clone *c);
-/* DEST's fd once every region is hydrated and DEST is a file of the
- * image's size, else -1. From then on the image is DEST byte for byte, for
- * good: no operation unhydrates (the front end passes DEST to the kernel). */
+/* DEST's fd once "every region hydrated" is committed, metadata is healthy
+ * and DEST is a file of the image's size, else -1 (commits first if need
+ * be). From then on the image is DEST byte for byte, for good: no operation
+ * unhydrates (the front end passes DEST to the kernel, spec 2.9). */
 int clone_hydrated_dest(struct clone *c);
-/* Cut DEST back to the image size if a write past the end, which the
- * kernel does not stop on a passed-through file, grew it. */
-void clone_trim_dest(struct clone *c);
-
 void clone_get_status(struct clone *c, struct clone_status *st);
 
 struct hydrate *clone_hydrate(struct clone *c);

@@ -41,10 +41,11 @@ int control_parse(const char *text, struct control_msg *msg, char *err,
 int control_message(struct clone *c, const char *text, char *err,
 		    size_t errlen);
 
-/* The status line (no newline) and JSON; both commit pending metadata first
- * so the counts are durable. Return a g_malloc'd string. */
-char *control_status_line(struct clone *c);
-char *control_status_json(struct clone *c);
+/* The status line (no newline) and JSON. With @commit, pending metadata is
+ * committed first so the counts are durable; without, they are those in
+ * core. Return a g_malloc'd string. */
+char *control_status_line(struct clone *c, bool commit);
+char *control_status_json(struct clone *c, bool commit);
 /* Format from a status snapshot (for tests). */
 char *control_format_line(const struct clone_status *st);
 char *control_format_json(const struct clone_status *st);

@@ -35,6 +35,10 @@ struct clone_options {
 	bool no_discard_passdown;
 	bool ro;
 	bool nofollow;
+	/* The image's owner and mode bits (spec 1.6); -1: the mounting user,
+	 * and 0600 narrowed by SOURCE's read bits. */
+	int64_t uid, gid;
+	int32_t umask;
 };
 
 void options_defaults(struct clone_options *o);

@@ -67,11 +67,32 @@ log "mount options with allow_other: $opts"
 case ",$opts," in *,allow_other,*) ;; *) die "allow_other missing: $opts" ;; esac
 case ",$opts," in *,default_permissions,*) ;; *) die "default_permissions missing: $opts" ;; esac
 as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
-as_nobody head -c 4096 "$T/m/image" > /dev/null || die "allow_other: others cannot read a 0644 image"
+# the image is the mounting user's, 0600: allow_other lets nobody else in
+# by itself, even where SOURCE is readable by all (spec 1.6)
+[ "$(stat -c %a:%u:%g "$T/m/image")" = "600:$(id -u):$(id -g)" ] ||
+	die "image is $(stat -c %a:%u:%g "$T/m/image"), not 600 and the mounting user's"
+as_nobody head -c 4096 "$T/m/image" > /dev/null 2>&1 &&
+	die "allow_other: another user read a 0600 image"
 as_nobody dd if=/dev/zero of="$T/m/image" bs=4096 count=1 conv=notrunc 2>/dev/null &&
-	die "another user wrote the image (0644, owned by root)"
+	die "another user wrote the image (0600, owned by root)"
 as_nobody setfattr -n user.clonefs.message -v enable_hydration "$T/m/image" 2>/dev/null &&
 	die "another user sent a control message"
+unmount_clone "$T/m" "$T/meta"
+
+# umask= widens on purpose: others read, and still cannot write
+mount_clone "$T/src" "$T/dest" "$T/meta" "$T/m" allow_other,no_hydration,umask=022
+[ "$(stat -c %a "$T/m/image")" = 644 ] || die "umask=022 gave $(stat -c %a "$T/m/image")"
+as_nobody head -c 4096 "$T/m/image" > /dev/null || die "umask=022: others cannot read"
+as_nobody dd if=/dev/zero of="$T/m/image" bs=4096 count=1 conv=notrunc 2>/dev/null &&
+	die "umask=022: another user wrote the image"
+unmount_clone "$T/m" "$T/meta"
+
+# uid=/gid= hand the image to another user, who may then write it
+mount_clone "$T/src" "$T/dest" "$T/meta" "$T/m" allow_other,no_hydration,uid=65534,gid=65534
+[ "$(stat -c %a:%u:%g "$T/m/image")" = 600:65534:65534 ] ||
+	die "uid=,gid= gave $(stat -c %a:%u:%g "$T/m/image")"
+as_nobody dd if=/dev/zero of="$T/m/image" bs=4096 count=1 conv=notrunc,fsync 2>/dev/null ||
+	die "uid=65534: its owner cannot write the image"
 unmount_clone "$T/m" "$T/meta"
 chmod 700 "$T"
 

@@ -171,7 +171,7 @@ START_TEST(partial_write_over_source_hole)
 	model_write(c, 6 * RS + 100, 50, 0);
 	model_write(c, 7 * RS + 100, 50, 'h');
 	check_image(c);
-	ck_assert_int_eq(clone_fsync(c), 0);
+	ck_assert_int_eq(clone_fsync(c, NULL), 0);
 	fd = open(dst, O_RDONLY);
 	ck_assert_int_ge(fd, 0);
 	data = lseek(fd, 6 * RS, SEEK_DATA);
@@ -258,7 +258,7 @@ START_TEST(writes_persist_after_reopen)
 
 	model_write(c, 100, 10, 'f');
 	model_write(c, 7 * RS - 3, 6, 'g');
-	ck_assert_int_eq(clone_fsync(c), 0);
+	ck_assert_int_eq(clone_fsync(c, NULL), 0);
 	model_write(c, 11 * RS, RS, 'h'); /* committed by close */
 	ck_assert_int_eq(clone_close(c), 0);
 
@@ -278,7 +278,7 @@ START_TEST(discard_reads_zeros)
 	memset(model + RS + 100, 0, 5 * RS);
 	ck_assert_uint_eq(copied(c), 2 * RS); /* only the two edge regions */
 	check_image(c);
-	ck_assert_int_eq(clone_fsync(c), 0);
+	ck_assert_int_eq(clone_fsync(c, NULL), 0);
 	ck_assert_int_eq(stat(dst, &st), 0);
 	ck_assert_int_le(st.st_blocks * 512, 2 * RS); /* the middle is a hole */
 	ck_assert_int_eq(clone_close(c), 0);
@@ -555,7 +555,7 @@ START_TEST(status_line_fields)
 	char *line;
 
 	model_write(c, 0, RS, 'j');
-	line = control_status_line(c);
+	line = control_status_line(c, true);
 	{
 		char **f = g_strsplit(line, " ", -1);
 
@@ -595,6 +595,154 @@ START_TEST(refuses_bad_input)
 }
 END_TEST
 
+/* ---- durability: errors are never forgotten (spec 2.5b, 2.9, 6.7) ---- */
+
+/* Two open files of the image hear of a failed periodic commit at their
+ * next fsync, once each; a file opened after it does not. */
+START_TEST(failed_commit_fails_next_fsync_of_every_file)
+{
+	struct clone *c = open_clone(false);
+	uint64_t a = clone_error_mark(c), b = clone_error_mark(c), later;
+
+	model_write(c, 3 * RS + 100, 4096, 'a'); /* acknowledged, not durable */
+	ck_assert_int_eq(bio_fault_set("meta:write:eio", NULL, 0), 0);
+	ck_assert_int_ne(clone_commit(c), 0); /* the timer's commit */
+	bio_fault_clear();
+	later = clone_error_mark(c);
+	ck_assert_int_eq(clone_fsync(c, &a), -EIO);
+	ck_assert_int_eq(clone_fsync(c, &b), -EIO);
+	ck_assert_int_eq(clone_fsync(c, &a), 0); /* once per file */
+	ck_assert_int_eq(clone_fsync(c, &b), 0);
+	ck_assert_int_eq(clone_fsync(c, &later), 0);
+	ck_assert_int_ge(clone_error_mark(c), 1);
+	clone_close(c);
+}
+END_TEST
+
+/* The fsync that meets the error reports it; the other file still hears. */
+START_TEST(failed_dest_flush_fails_next_fsync_of_every_file)
+{
+	struct clone *c = open_clone(false);
+	uint64_t a = clone_error_mark(c), b = clone_error_mark(c);
+	struct clone_status st;
+
+	model_write(c, 2 * RS, RS, 'b'); /* a hydrated region now */
+	ck_assert_int_eq(clone_fsync(c, &a), 0);
+	model_write(c, 2 * RS + 10, 10, 'c'); /* no new bit: DEST only */
+	ck_assert_int_eq(bio_fault_set("dest:flush:eio:once", NULL, 0), 0);
+	ck_assert_int_eq(clone_fsync(c, &a), -EIO);
+	bio_fault_clear();
+	ck_assert_int_eq(clone_fsync(c, &b), -EIO);
+	ck_assert_int_eq(clone_fsync(c, &b), 0);
+	ck_assert_int_eq(clone_fsync(c, &a), 0);
+	clone_get_status(c, &st);
+	ck_assert_uint_eq(st.lost_writes, 1);
+	clone_close(c);
+}
+END_TEST
+
+/* Passthrough only once "every region hydrated" is durable: a commit that
+ * fails leaves the image served by the daemon (spec 2.9). */
+START_TEST(hydrated_dest_needs_a_durable_commit)
+{
+	struct clone *c = open_clone(false);
+	char *buf = g_malloc(image_size);
+
+	memset(buf, 'd', image_size);
+	ck_assert_int_eq(clone_write(c, buf, image_size, 0), (ssize_t)image_size);
+	ck_assert(clone_all_hydrated(c));
+	ck_assert_int_eq(bio_fault_set("meta:write:eio", NULL, 0), 0);
+	ck_assert_int_lt(clone_hydrated_dest(c), 0);
+	bio_fault_clear();
+	ck_assert_int_lt(clone_hydrated_dest(c), 0); /* rolled back: ro */
+	ck_assert(!clone_all_hydrated(c));
+	clone_close(c);
+	g_free(buf);
+
+	/* healthy: granted, and then durable without another commit */
+	unlink(dst);
+	unlink(meta);
+	c = open_clone(true);
+	buf = g_malloc(image_size);
+	memset(buf, 'e', image_size);
+	ck_assert_int_eq(clone_write(c, buf, image_size, 0), (ssize_t)image_size);
+	ck_assert_int_ge(clone_hydrated_dest(c), 0);
+	g_free(buf);
+	clone_close(c);
+}
+END_TEST
+
+/* A final commit that fails at unmount, with workers and the commit timer
+ * running: no use after free (the -san build), and the error is returned. */
+START_TEST(close_with_failing_final_commit)
+{
+	struct clone *c = open_clone(true);
+
+	model_write(c, 5 * RS + 1, 100, 'f');
+	ck_assert_int_eq(bio_fault_set("meta:write:eio", NULL, 0), 0);
+	ck_assert_int_ne(clone_close(c), 0);
+	bio_fault_clear();
+}
+END_TEST
+
+/* A SOURCE cut short under the mount: reads of what it lost fail with EIO,
+ * never zeros; hydrated regions and what SOURCE still holds read as before
+ * (spec 1.4). */
+START_TEST(shrunk_source_reads_fail)
+{
+	struct clone *c = open_clone(false);
+	char buf[4096];
+
+	model_write(c, 15 * RS, RS, 's'); /* hydrated: DEST */
+	ck_assert_int_eq(truncate(src, 10 * RS), 0);
+	ck_assert_int_eq(clone_read(c, buf, sizeof(buf), 12 * RS), -EIO);
+	ck_assert_int_eq(clone_read(c, buf, sizeof(buf), 10 * RS - 4096), 4096);
+	ck_assert(memcmp(buf, model + 10 * RS - 4096, 4096) == 0);
+	ck_assert_int_eq(clone_read(c, buf, sizeof(buf), 15 * RS), 4096);
+	ck_assert(memcmp(buf, model + 15 * RS, 4096) == 0);
+	ck_assert_int_eq(clone_read(c, buf, sizeof(buf), 10 * RS - 100), -EIO);
+	clone_close(c);
+}
+END_TEST
+
+/* The image gives nobody more than SOURCE does, unless asked (spec 1.6). */
+START_TEST(image_owner_and_mode)
+{
+	struct clone_options o;
+	struct clone *c;
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+
+	options_defaults(&o);
+	o.region_size = RS;
+	o.no_hydration = true;
+	ck_assert_int_eq(chmod(src, 0400), 0);
+	c = open_with(&o);
+	clone_image_owner(c, &uid, &gid, &mode);
+	ck_assert_uint_eq(uid, getuid());
+	ck_assert_uint_eq(gid, getgid());
+	ck_assert_uint_eq(mode, 0600);
+	clone_close(c);
+	ck_assert_int_eq(chmod(src, 0200), 0); /* owner may not read SOURCE */
+	c = open_with(&o);
+	clone_image_owner(c, &uid, &gid, &mode);
+	ck_assert_uint_eq(mode, 0200);
+	clone_close(c);
+	ck_assert_int_eq(chmod(src, 0644), 0);
+	ck_assert_int_eq(options_apply(&o, "umask=027", NULL, 0), 0);
+	ck_assert_int_eq(options_apply(&o, "uid=1234", NULL, 0), 0);
+	ck_assert_int_eq(options_apply(&o, "gid=99", NULL, 0), 0);
+	c = open_with(&o);
+	clone_image_owner(c, &uid, &gid, &mode);
+	ck_assert_uint_eq(uid, 1234);
+	ck_assert_uint_eq(gid, 99);
+	ck_assert_uint_eq(mode, 0640);
+	clone_close(c);
+	ck_assert_int_lt(options_apply(&o, "umask=8", (char[64]){0}, 64), 0);
+}
+END_TEST
+
 static Suite *clone_suite(void)
 {
 	Suite *s = suite_create("clone");
@@ -621,6 +769,17 @@ static Suite *clone_suite(void)
 	tcase_add_test(tc, hydration_progresses_under_load);
 	tcase_add_test(tc, status_line_fields);
 	tcase_add_test(tc, refuses_bad_input);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("durability");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, failed_commit_fails_next_fsync_of_every_file);
+	tcase_add_test(tc, failed_dest_flush_fails_next_fsync_of_every_file);
+	tcase_add_test(tc, hydrated_dest_needs_a_durable_commit);
+	tcase_add_test(tc, close_with_failing_final_commit);
+	tcase_add_test(tc, image_owner_and_mode);
+	tcase_add_test(tc, shrunk_source_reads_fail);
 	suite_add_tcase(s, tc);
 	return s;
 }
