@@ -188,7 +188,8 @@ def cases():
                 yield prim, mode, shape
     for shape in ("partial", "whole"):
         yield "msync", "mmap", shape
-    # a fully hydrated image: buffered opens may pass through
+    # a fully hydrated image: no bit to commit (only read-only opens pass
+    # through; DEST's flush is t-sync-replay.sh's to check)
     for prim in list(PY) + ["msync"]:
         yield prim, "hydrated", "partial"
     yield "o_dsync", "hydrated-direct", "partial"

@@ -6,7 +6,10 @@
 # record could leave (only what completed flushes cover) and check that
 # every write acknowledged before that point reads back, with its region
 # hydrated in META (tests/replay/replay --every-write). Unlike a SIGKILL
-# (t-sync-matrix.sh), this also sees a DEST that was not flushed.
+# (t-sync-matrix.sh), this also sees a DEST that was not flushed: so it
+# also runs on a fully hydrated image, where no bit is left to commit and
+# only DEST's flush makes a write durable (writable opens of a hydrated
+# image go through the daemon; only read-only ones pass through).
 # timeout: 240
 . "$(dirname "$0")/lib.sh"
 
@@ -24,18 +27,23 @@ fi
 
 make_source "$T/src" 4
 failed=0 round=0
-# SYNC:OPEN:CLONE OPTIONS; the last with hydration running beside the writes
+# SYNC:OPEN:CLONE OPTIONS[:hydrated]; two with hydration running beside
+# the writes, two on a fully hydrated image
 for cfg in o_dsync:buffered:no_hydration,commit_period=3600 \
 	   rwf_dsync:direct:no_hydration,commit_period=3600 \
 	   o_dsync:direct:hydration_rate=2M,commit_period=100ms \
-	   rwf_dsync:buffered:hydration_rate=2M,commit_period=100ms; do
+	   rwf_dsync:buffered:hydration_rate=2M,commit_period=100ms \
+	   o_dsync:buffered:commit_period=3600:hydrated \
+	   rwf_dsync:direct:commit_period=3600:hydrated; do
 	round=$((round + 1))
-	IFS=: read -r sync open opts <<< "$cfg"
+	IFS=: read -r sync open opts hydrated <<< "$cfg"
 	d=$T/r$round
 	mkdir -p "$d"
 	truncate -s 4M "$d/dest"
-	# format META first, so the log starts from a valid one
-	mount_clone "$T/src" "$d/dest" "$d/meta" "$d/m" no_hydration
+	# format META first (hydrate it all, if asked), so the log starts
+	# from a valid one
+	mount_clone "$T/src" "$d/dest" "$d/meta" "$d/m" "$([ -n "$hydrated" ] || echo no_hydration)"
+	[ -z "$hydrated" ] || poll 60 hydrated_all "$d/m" || die "round $round: hydration did not finish"
 	unmount_clone "$d/m" "$d/meta"
 	cp --sparse=always "$d/dest" "$d/dest0"
 	cp "$d/meta" "$d/meta0"
@@ -45,6 +53,7 @@ for cfg in o_dsync:buffered:no_hydration,commit_period=3600 \
 		--sync "$sync" $([ "$open" = direct ] && echo --direct) > /dev/null ||
 		die "round $round: workload failed"
 	unmount_clone "$d/m" "$d/meta"
+	opts+=${hydrated:+, fully hydrated}
 	reap "$DAEMON_PID" || die "round $round: daemon failed"
 
 	rc=0
