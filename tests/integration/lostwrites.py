@@ -7,8 +7,9 @@ Each scenario mounts a fresh no_hydration clone with a faults file
 O_RDWR|O_DIRECT), writes block W0 and fsyncs it (acknowledged for good),
 sets one fault rule, writes W1 into an unhydrated region through fd1 (a
 partial write: it hydrates, and its bit waits for the next commit), and
-lets the commit hit the fault: through fsync(fd1), or by waiting for the
-periodic commit. Then:
+lets the commit hit the fault: through fsync(fd1), by waiting for the
+periodic commit, or by an O_DSYNC write (fd4) into another unhydrated
+region, which commits at once and so must fail. Then:
   - fsync(fd1) fails with EIO, once; fdatasync(fd2) fails with EIO, once;
     the next fsync of each succeeds (the clone can still flush DEST);
   - fd3, opened after the error, does not see it;
@@ -37,6 +38,7 @@ REGION = 65536
 SIZE = 2 << 20
 W0_OFF = 3 * REGION + BLK
 W1_OFF = 7 * REGION + 2 * BLK
+W2_OFF = 11 * REGION + 5 * BLK
 
 
 def call(fn, fd):
@@ -104,6 +106,20 @@ class Scenario:
                            % ename(w1_err))
             if self.trigger == "fsync":
                 first = call(os.fsync, fd1)
+            elif self.trigger == "o_dsync":
+                # a synchronous write commits at once (spec 2.5a): it meets
+                # the fault, so it must fail, and W1 is lost with it
+                fd4 = os.open(c.image, os.O_RDWR | os.O_DSYNC)
+                fds.append(fd4)
+                try:
+                    os.pwrite(fd4, self.rng.randbytes(BLK), W2_OFF)
+                    w2 = 0
+                except OSError as e:
+                    w2 = e.errno
+                self.want(w2 == errno.EIO, "O_DSYNC write whose commit fails: %s, want EIO"
+                          % ename(w2))
+                first = call(os.fsync, fd1)
+                self.notes.append("then fsync(fd4): %s" % ename(call(os.fsync, fd4)))
             else:
                 deadline_poll(lambda: c.faults_injected() >= 1 or None, 10,
                               "the periodic commit to meet the fault")
@@ -123,7 +139,7 @@ class Scenario:
 
     def check_reported(self, fds, first):
         c = self.c
-        fd1, fd2 = fds
+        fd1, fd2 = fds[:2]
         self.want(first == errno.EIO, "fsync(fd1) after the error: %s, want EIO" % ename(first))
         r = call(os.fdatasync, fd2)
         self.want(r == errno.EIO, "fdatasync(fd2), open at the error: %s, want EIO" % ename(r))
@@ -193,6 +209,8 @@ def scenarios(meta_writes):
         yield "meta:flush:eio:once", trigger, False
         yield "meta:flush:eio:after=1:once", trigger, False
         yield "dest:flush:eio:once", trigger, False
+    for rule in ("meta:write:eio:once", "dest:flush:eio:once"):
+        yield rule, "o_dsync", False
     yield "dest:write:eio:once", "write", False
 
 
