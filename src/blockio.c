@@ -539,7 +539,12 @@ static int do_pread(int fd, char *p, size_t len, uint64_t off)
 				continue;
 			return -errno;
 		}
-		if (n == 0) { /* end of file: the rest reads as zeros */
+		if (n == 0) {
+			/* SOURCE shorter than asked for has shrunk under the
+			 * image: that is an I/O error, never zeros (spec 1.4).
+			 * DEST and META past their end read as zeros. */
+			if (role_of(fd) == BIO_SOURCE)
+				return -EIO;
 			memset(p, 0, len);
 			return 0;
 		}
@@ -667,7 +672,19 @@ int bio_clone_range(int dest_fd, int src_fd, uint64_t off, uint64_t len)
 
 int bio_will_read(int fd, uint64_t off, size_t len)
 {
-	return hooked() ? fault_check(fd, OP_READ, off, len) : 0;
+	off_t size;
+	int ret;
+
+	if (hooked() && (ret = fault_check(fd, OP_READ, off, len)))
+		return ret;
+	/* what bio_pread would find: SOURCE ending inside (spec 1.4). lseek,
+	 * not fstat, for a block device's size too. */
+	if (role_of(fd) != BIO_SOURCE)
+		return 0;
+	size = lseek(fd, 0, SEEK_END);
+	if (size < 0)
+		return -errno;
+	return (uint64_t)size < off + len ? -EIO : 0;
 }
 
 void bio_read_ahead(int fd, uint64_t off, uint64_t len)

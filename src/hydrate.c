@@ -168,50 +168,78 @@ static int copy_data(struct hydrate *h, int src, char *buf, uint64_t off, uint64
 }
 
 /*
+ * The image size is fixed at mount (spec 1.4): a SOURCE that has shrunk
+ * below @end since is an I/O error, never a hole, so that no copy takes the
+ * missing bytes for zeros and marks them. lseek, not fstat: a block
+ * device's size too.
+ */
+static int source_covers(struct hydrate *h, uint64_t end)
+{
+	off_t size = lseek(h->t.src_fd, 0, SEEK_END);
+
+	if (size < 0)
+		return -errno;
+	return (uint64_t)size < end ? -EIO : 0;
+}
+
+/*
  * Where SOURCE and DEST share a filesystem that can reflink (btrfs, xfs), a
  * copy is a metadata operation that also keeps holes: try it once, and keep
  * using it while it works. Elsewhere it fails at once (EXDEV, EOPNOTSUPP).
+ * Returns 1 if it copied [off, end), 0 if it did not apply, or -errno.
  */
-static bool try_reflink(struct hydrate *h, uint64_t off, uint64_t end)
+static int try_reflink(struct hydrate *h, uint64_t off, uint64_t end)
 {
 	int ret;
 
 	if (!__atomic_load_n(&h->reflink, __ATOMIC_RELAXED))
-		return false;
+		return 0;
+	/* "To the end of SOURCE" must still mean to the image's end */
+	if ((ret = source_covers(h, end)))
+		return ret;
 	/* length 0: to the end of SOURCE, which a short last region needs */
 	ret = bio_clone_range(h->t.dest_fd, h->t.src_fd, off,
 			      end == h->t.image_size ? 0 : end - off);
 	if (ret) {
+		/* SOURCE shrinking meanwhile says nothing about reflinks */
+		if (source_covers(h, end))
+			return -EIO;
 		if (__atomic_exchange_n(&h->reflink, 0, __ATOMIC_RELAXED) < 0)
 			g_debug("no reflink from source to dest (%s): copying",
 				g_strerror(-ret));
-	} else {
-		__atomic_store_n(&h->reflink, 1, __ATOMIC_RELAXED);
-		__atomic_add_fetch(&h->copied_bytes, end - off, __ATOMIC_RELAXED);
+		return 0;
 	}
-	return ret == 0;
+	__atomic_store_n(&h->reflink, 1, __ATOMIC_RELAXED);
+	/* and if it shrank during the clone, DEST may lack its tail */
+	if ((ret = source_covers(h, end)))
+		return ret;
+	__atomic_add_fetch(&h->copied_bytes, end - off, __ATOMIC_RELAXED);
+	return 1;
 }
 
 /*
  * The first run of SOURCE data in [off, end): [*data, *stop), with *data ==
  * end when there is none (SEEK_DATA/SEEK_HOLE; a device, which has neither,
- * is all data).
+ * is all data). -EIO if SOURCE ends before @end.
  */
-static void data_run(int src, uint64_t off, uint64_t end, uint64_t *data, uint64_t *stop)
+static int data_run(struct hydrate *h, int src, uint64_t off, uint64_t end,
+		    uint64_t *data, uint64_t *stop)
 {
 	off_t d = lseek(src, (off_t)off, SEEK_DATA), e;
 
 	*data = *stop = end;
-	if (d < 0 && errno == ENXIO) /* only a hole up to EOF */
-		return;
+	/* a hole up to EOF, or past EOF: the size tells which */
+	if (d < 0 && errno == ENXIO)
+		return source_covers(h, end);
 	if (d < 0)
 		d = (off_t)off;
 	if ((uint64_t)d >= end)
-		return;
+		return 0;
 	e = lseek(src, d, SEEK_HOLE);
 	*data = (uint64_t)d;
 	if (e >= 0 && (uint64_t)e < end)
 		*stop = (uint64_t)e;
+	return 0;
 }
 
 /*
@@ -227,12 +255,14 @@ static int copy_range(struct hydrate *h, int src, uint64_t first, uint64_t n, ch
 
 	if (end > h->t.image_size)
 		end = h->t.image_size;
-	if (try_reflink(h, off, end))
-		return 0;
+	ret = try_reflink(h, off, end);
+	if (ret)
+		return ret < 0 ? ret : 0;
 	while (off < end && !ret) {
 		uint64_t data, stop;
 
-		data_run(src, off, end, &data, &stop);
+		if ((ret = data_run(h, src, off, end, &data, &stop)))
+			break;
 		if (data > off)
 			ret = dest_hole(h->t.dest_fd, off, data - off);
 		if (!ret && data < end)
@@ -240,6 +270,38 @@ static int copy_range(struct hydrate *h, int src, uint64_t first, uint64_t n, ch
 		off = stop;
 	}
 	return ret;
+}
+
+/* Why the copy of regions @bad+@nbad failed, for status: a SOURCE that
+ * shrank under the mount is named as such (spec 1.4). Takes no lock. */
+static void describe_failure(struct hydrate *h, int ret, uint64_t bad,
+			     uint64_t nbad, char *msg, size_t len)
+{
+	off_t size = ret == -EIO ? lseek(h->t.src_fd, 0, SEEK_END) : -1;
+
+	if (size >= 0 && (uint64_t)size < h->t.image_size)
+		snprintf(msg, len, "copy of regions %" G_GUINT64_FORMAT "+%"
+			 G_GUINT64_FORMAT " failed: source is shorter than the "
+			 "image (%jd < %" G_GUINT64_FORMAT " bytes)", bad, nbad,
+			 (intmax_t)size, h->t.image_size);
+	else
+		snprintf(msg, len, "copy of regions %" G_GUINT64_FORMAT "+%"
+			 G_GUINT64_FORMAT " failed: %s", bad, nbad, g_strerror(-ret));
+}
+
+/* Count a failed copy and say why; @msg from describe_failure. A failed
+ * background copy also backs off the next. Called with h->lock held. */
+static void count_failure(struct hydrate *h, const char *msg, bool background)
+{
+	h->copy_errors++;
+	g_strlcpy(h->last_error, msg, sizeof(h->last_error));
+	if (!background)
+		return;
+	h->backoff_us = h->backoff_us ? MIN(h->backoff_us * 2, BACKOFF_MAX_US)
+				      : BACKOFF_MIN_US;
+	h->backoff_until = g_get_monotonic_time() + h->backoff_us;
+	g_warning("hydration: %s; retrying in %" G_GINT64_FORMAT " ms",
+		  h->last_error, h->backoff_us / 1000);
 }
 
 /* Write-triggered copies count against the threshold while they run. */
@@ -250,9 +312,18 @@ static void foreground_copy_begin(struct hydrate *h, uint64_t n)
 	g_mutex_unlock(&h->lock);
 }
 
-static void foreground_copy_end(struct hydrate *h, uint64_t n)
+/* @ret: the copy's result; a failure counts in status, and the write that
+ * needed the copy fails with it. */
+static void foreground_copy_end(struct hydrate *h, uint64_t first, uint64_t n,
+				int ret)
 {
+	char msg[sizeof(h->last_error)];
+
+	if (ret)
+		describe_failure(h, ret, first, n, msg, sizeof(msg));
 	g_mutex_lock(&h->lock);
+	if (ret)
+		count_failure(h, msg, false);
 	/* Wake the scheduler only if it waits for room: a wake-up per copy
 	 * was a futex call and a context switch per first write. */
 	if (h->enabled && h->in_flight >= h->threshold && h->in_flight - n < h->threshold)
@@ -270,7 +341,7 @@ int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n)
 		return -ENOMEM;
 	foreground_copy_begin(h, n);
 	ret = copy_range(h, h->t.write_fd, first, n, buf);
-	foreground_copy_end(h, n);
+	foreground_copy_end(h, first, n, ret);
 	free(buf);
 	return ret;
 }
@@ -304,7 +375,7 @@ int hydrate_copy_write(struct hydrate *h, uint64_t region, const void *data,
 		memcpy(buf + (off - start), data, len);
 		ret = put_copied(h, buf, start, n);
 	}
-	foreground_copy_end(h, 1);
+	foreground_copy_end(h, region, 1, ret);
 	free(buf);
 	return ret;
 }
@@ -329,8 +400,9 @@ static void read_ahead(struct hydrate *h, uint64_t off)
 
 	if (off >= end)
 		return;
-	data_run(h->t.src_fd, off, end, &data, &stop);
-	if (stop > data && stop < end)
+	/* advice only: a short SOURCE is the copy's to report */
+	if (!data_run(h, h->t.src_fd, off, end, &data, &stop) &&
+	    stop > data && stop < end)
 		bio_read_ahead(h->t.src_fd, data, stop - data);
 }
 
@@ -397,20 +469,6 @@ static int copy_batch(struct hydrate *h, const struct batch *b, char *buf,
 		}
 	}
 	return ret;
-}
-
-/* Called with h->lock held. */
-static void count_failure(struct hydrate *h, int ret, uint64_t bad, uint64_t nbad)
-{
-	h->copy_errors++;
-	h->backoff_us = h->backoff_us ? MIN(h->backoff_us * 2, BACKOFF_MAX_US)
-				      : BACKOFF_MIN_US;
-	h->backoff_until = g_get_monotonic_time() + h->backoff_us;
-	snprintf(h->last_error, sizeof(h->last_error),
-		 "copy of regions %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
-		 " failed: %s", bad, nbad, g_strerror(-ret));
-	g_warning("hydration: %s; retrying in %" G_GINT64_FORMAT " ms",
-		  h->last_error, h->backoff_us / 1000);
 }
 
 /* Can the scheduler take @r now? Called with h->lock held. */
@@ -508,11 +566,14 @@ static void worker(gpointer data, gpointer user)
 		uint64_t bad = b->first, nbad = b->n;
 		int ret = buf ? copy_batch(h, b, buf, &bad, &nbad) : -ENOMEM;
 		struct batch *next = NULL;
+		char msg[sizeof(h->last_error)];
 		gint64 now;
 
+		if (ret)
+			describe_failure(h, ret, bad, nbad, msg, sizeof(msg));
 		g_mutex_lock(&h->lock);
 		if (ret)
-			count_failure(h, ret, bad, nbad);
+			count_failure(h, msg, true);
 		else
 			h->backoff_us = 0;
 		unlock_locked(h, b->first, b->n);
@@ -610,6 +671,10 @@ struct hydrate *hydrate_new(const struct hydrate_target *t,
 	struct hydrate *h = g_new0(struct hydrate, 1);
 
 	h->t = *t;
+	/* blockio then fails a read that finds SOURCE's end (spec 1.4) */
+	bio_set_role(t->src_fd, BIO_SOURCE);
+	bio_set_role(t->stream_fd, BIO_SOURCE);
+	bio_set_role(t->write_fd, BIO_SOURCE);
 	g_mutex_init(&h->lock);
 	g_cond_init(&h->cond);
 	g_cond_init(&h->unlocked);

@@ -17,13 +17,15 @@
 
 struct hydrate;
 
+/* hydrate_new tags the three SOURCE fds BIO_SOURCE (blockio.h), so that a
+ * read finding SOURCE's end fails; whoever closes them bio_forget()s them. */
 struct hydrate_target {
 	int src_fd;	/* SOURCE without readahead: reads that end at a hole */
 	int stream_fd;	/* SOURCE with it: background copies, in order */
 	int write_fd;	/* SOURCE with it: writes' copies */
 	int dest_fd;
 	struct md *md;
-	uint64_t image_size;
+	uint64_t image_size;	/* fixed at mount: SOURCE may not shrink below */
 	uint32_t region_size;
 	uint64_t nr_regions;
 };
@@ -31,7 +33,8 @@ struct hydrate_target {
 struct hydrate_stats {
 	uint64_t in_flight;     /* regions being copied now */
 	uint64_t copied_bytes;  /* bytes read from SOURCE by copies */
-	uint64_t copy_errors;   /* failed copies since mount */
+	uint64_t copy_errors;   /* failed copies since mount, write-triggered
+				 * ones included */
 	double rate;            /* bytes/s of background copying, recent */
 	bool enabled;
 	bool copy_on_read;
@@ -57,7 +60,8 @@ void hydrate_unlock(struct hydrate *h, uint64_t first, uint64_t n);
 /*
  * Copy regions [first, first + n) from SOURCE to DEST; the caller holds
  * their locks. Sparse aware: holes and zero blocks become holes in DEST.
- * Does not mark the regions hydrated.
+ * Does not mark the regions hydrated. -EIO if SOURCE is now shorter than
+ * the image covers there (spec 1.4). Failures count in copy_errors.
  */
 int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n);
 /*
