@@ -42,7 +42,7 @@ struct hydrate {
 	GMutex lock;          /* everything below */
 	GCond cond;           /* in_flight or settings changed: the scheduler */
 	GCond unlocked;       /* regions unlocked: lock_waiters */
-	GHashTable *locked;   /* regions locked, as keys */
+	GTree *locked;        /* locked ranges of regions (struct range) */
 	unsigned lock_waiters;
 	GQueue cor;           /* copy-on-read requests, regions */
 	uint64_t cursor;
@@ -74,35 +74,70 @@ struct batch {
 	uint64_t first, n;
 };
 
-static gpointer region_key(uint64_t region)
+/*
+ * Region locks are ranges: a lock of [first, end) is one tree node however
+ * many regions it covers, so a discard of a whole image costs what a 4 KiB
+ * write does (spec 2.10). Locked ranges never overlap (a lock is taken only
+ * when all its regions are free), so they sort by their first region and a
+ * lookup of any region is O(log ranges held).
+ */
+struct range {
+	uint64_t first, end;
+};
+
+static gint range_cmp(gconstpointer a, gconstpointer b, gpointer unused)
 {
-	/* Regions are 64-bit; a boxed key would cost an allocation per lock. */
-	return GSIZE_TO_POINTER((gsize)region + 1);
+	const struct range *x = a, *y = b;
+
+	(void)unused;
+	return x->first < y->first ? -1 : x->first > y->first;
 }
 
-static bool is_locked(struct hydrate *h, uint64_t region)
+/* For g_tree_search: 0 if locked range @key overlaps @query, else the
+ * side (-1: smaller keys) where an overlapping one may be. */
+static gint range_search(gconstpointer key, gconstpointer query)
 {
-	return g_hash_table_contains(h->locked, region_key(region));
+	const struct range *k = key, *q = query;
+
+	if (k->end <= q->first)
+		return 1;
+	if (k->first >= q->end)
+		return -1;
+	return 0;
 }
 
-static bool any_locked(struct hydrate *h, uint64_t first, uint64_t n)
+/* A locked range overlapping [first, first + n), or NULL. Called with
+ * h->lock held. */
+static const struct range *locked_range(struct hydrate *h, uint64_t first,
+					uint64_t n)
 {
-	for (uint64_t r = first; r < first + n; r++)
-		if (is_locked(h, r))
-			return true;
-	return false;
+	struct range q = { first, first + n };
+
+	return n ? g_tree_search(h->locked, range_search, &q) : NULL;
+}
+
+/* Called with h->lock held; the range must be free. */
+static void lock_locked(struct hydrate *h, uint64_t first, uint64_t n)
+{
+	struct range *r;
+
+	if (!n)
+		return;
+	r = g_new(struct range, 1);
+	r->first = first;
+	r->end = first + n;
+	g_tree_insert(h->locked, r, r);
 }
 
 void hydrate_lock(struct hydrate *h, uint64_t first, uint64_t n)
 {
 	g_mutex_lock(&h->lock);
-	while (any_locked(h, first, n)) {
+	while (locked_range(h, first, n)) {
 		h->lock_waiters++;
 		g_cond_wait(&h->unlocked, &h->lock);
 		h->lock_waiters--;
 	}
-	for (uint64_t r = first; r < first + n; r++)
-		g_hash_table_add(h->locked, region_key(r));
+	lock_locked(h, first, n);
 	g_mutex_unlock(&h->lock);
 }
 
@@ -110,8 +145,15 @@ void hydrate_lock(struct hydrate *h, uint64_t first, uint64_t n)
  * threads waiting for a region. */
 static void unlock_locked(struct hydrate *h, uint64_t first, uint64_t n)
 {
-	for (uint64_t r = first; r < first + n; r++)
-		g_hash_table_remove(h->locked, region_key(r));
+	struct range key = { first, first + n };
+	const struct range *r;
+
+	if (!n)
+		return;
+	r = g_tree_lookup(h->locked, &key);
+	/* unlocking what was not locked, or in other pieces, is a bug */
+	g_assert(r && r->end == first + n);
+	g_tree_remove(h->locked, &key);
 	if (h->lock_waiters)
 		g_cond_broadcast(&h->unlocked);
 }
@@ -474,7 +516,7 @@ static int copy_batch(struct hydrate *h, const struct batch *b, char *buf,
 /* Can the scheduler take @r now? Called with h->lock held. */
 static bool takeable(struct hydrate *h, uint64_t r)
 {
-	return r < h->t.nr_regions && !is_locked(h, r) &&
+	return r < h->t.nr_regions && !locked_range(h, r, 1) &&
 	       !md_region_hydrated(h->t.md, r);
 }
 
@@ -491,17 +533,21 @@ static uint64_t pick(struct hydrate *h)
 	}
 	r = h->cursor < nr ? h->cursor : 0;
 	while (scanned < nr) {
-		uint64_t next = md_find_next_unhydrated(h->t.md, r);
+		uint64_t next = md_find_next_unhydrated(h->t.md, r), stop;
+		const struct range *l;
 
 		if (next >= nr) { /* wrap */
 			scanned += nr - r;
 			r = 0;
 			continue;
 		}
-		scanned += next - r + 1;
-		if (!is_locked(h, next))
+		l = locked_range(h, next, 1);
+		if (!l)
 			return next;
-		r = next + 1;
+		/* past the whole range: a discard may hold millions */
+		stop = MIN(l->end, nr);
+		scanned += stop - r;
+		r = stop;
 	}
 	return nr;
 }
@@ -520,7 +566,8 @@ static struct batch *take_batch(struct hydrate *h, gint64 now, bool busy)
 		return NULL;
 	room = busy ? 1 : MIN(h->batch_size, h->threshold - h->in_flight);
 	for (n = 0; n < room && takeable(h, r + n); n++)
-		g_hash_table_add(h->locked, region_key(r + n));
+		;
+	lock_locked(h, r, n);
 	h->cursor = r + n;
 	h->in_flight += n; /* until the worker is done with the batch */
 	if (h->rate_limit) {
@@ -678,7 +725,7 @@ struct hydrate *hydrate_new(const struct hydrate_target *t,
 	g_mutex_init(&h->lock);
 	g_cond_init(&h->cond);
 	g_cond_init(&h->unlocked);
-	h->locked = g_hash_table_new(g_direct_hash, g_direct_equal);
+	h->locked = g_tree_new_full(range_cmp, NULL, g_free, NULL);
 	g_queue_init(&h->cor);
 	h->enabled = !o->no_hydration && !o->ro;
 	h->copy_on_read = o->copy_on_read;
@@ -724,7 +771,7 @@ void hydrate_free(struct hydrate *h)
 		return;
 	hydrate_stop(h);
 	bufs_release(h);
-	g_hash_table_destroy(h->locked);
+	g_tree_destroy(h->locked);
 	g_queue_clear(&h->cor);
 	g_cond_clear(&h->cond);
 	g_cond_clear(&h->unlocked);

@@ -52,8 +52,12 @@ int hydrate_start(struct hydrate *h);
 void hydrate_stop(struct hydrate *h);
 void hydrate_free(struct hydrate *h);
 
-/* Region locks on [first, first + n), taken all at once when all are free
- * (so a holder never waits for more: no lock order to keep). */
+/*
+ * Region locks on [first, first + n), taken all at once when all are free
+ * (so a holder never waits for more: no lock order to keep). A lock costs
+ * O(1) memory whatever @n (spec 2.10). hydrate_unlock names a range exactly
+ * as it was locked, not a part of it.
+ */
 void hydrate_lock(struct hydrate *h, uint64_t first, uint64_t n);
 void hydrate_unlock(struct hydrate *h, uint64_t first, uint64_t n);
 
