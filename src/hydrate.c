@@ -571,15 +571,28 @@ static struct batch *take_batch(struct hydrate *h, gint64 now, bool busy)
 	h->cursor = r + n;
 	h->in_flight += n; /* until the worker is done with the batch */
 	if (h->rate_limit) {
-		uint64_t bytes = n * h->t.region_size;
+		gint64 base = MAX(h->next_dispatch, now);
+		gint64 wait = hydrate_rate_delay_us(n * h->t.region_size,
+						    h->rate_limit);
 
-		h->next_dispatch = MAX(h->next_dispatch, now) +
-			(gint64)(bytes * G_USEC_PER_SEC / h->rate_limit);
+		h->next_dispatch = base + MIN(wait, G_MAXINT64 - base);
 	}
 	b = g_new(struct batch, 1);
 	b->first = r;
 	b->n = n;
 	return b;
+}
+
+/* bytes * 10^6 wraps past 18 TB (a batch of big regions), which made the
+ * next dispatch come at once instead of hours later. */
+int64_t hydrate_rate_delay_us(uint64_t bytes, uint64_t rate)
+{
+	unsigned __int128 us;
+
+	if (!rate)
+		return 0;
+	us = (unsigned __int128)bytes * G_USEC_PER_SEC / rate;
+	return us > G_MAXINT64 ? G_MAXINT64 : (gint64)us;
 }
 
 /* Did users do I/O just now? Then copies step back (spec 3.1a). */

@@ -98,4 +98,8 @@ void hydrate_kick(struct hydrate *h);
 
 void hydrate_get_stats(struct hydrate *h, struct hydrate_stats *st);
 
+/* The rate limit's pause after @bytes at @rate bytes/s, in microseconds,
+ * saturating at G_MAXINT64 (exposed for tests). */
+int64_t hydrate_rate_delay_us(uint64_t bytes, uint64_t rate);
+
 #endif

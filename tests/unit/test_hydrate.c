@@ -413,6 +413,47 @@ START_TEST(background_skips_locked_ranges)
 }
 END_TEST
 
+/* ---- the rate limit (spec 3.7) ---- */
+
+START_TEST(rate_delay_does_not_overflow)
+{
+	/* 17180 regions of 1 GiB at 1 TB/s: bytes * 10^6 wraps 2^64 */
+	ck_assert_int_eq(hydrate_rate_delay_us(17180ULL << 30, 1000000000000ULL),
+			 18446884);
+	/* 2^58 bytes * 10^6 is 0 modulo 2^64 */
+	ck_assert_int_eq(hydrate_rate_delay_us(1ULL << 58, 1ULL << 40),
+			 (int64_t)(1ULL << 18) * 1000000);
+	ck_assert_int_eq(hydrate_rate_delay_us(UINT64_MAX, 1), INT64_MAX);
+	ck_assert_int_eq(hydrate_rate_delay_us(65536, 65536), 1000000);
+	ck_assert_int_eq(hydrate_rate_delay_us(65536, UINT64_MAX), 0);
+	ck_assert_int_eq(hydrate_rate_delay_us(65536, 0), 0);
+}
+END_TEST
+
+static bool first_region_hydrated(void)
+{
+	return md_region_hydrated(md, 0);
+}
+
+static bool regions_0_to_1_hydrated(void)
+{
+	return md_range_hydrated(md, 0, 2);
+}
+
+/* Paced at a region per 2 s, the second batch waits about 2 s. */
+START_TEST(rate_limit_paces_batches)
+{
+	make_source(NR * RS, 0xff);
+	open_engine(false, RS / 2);
+	hydrate_set_batch_size(hy, 1);
+	hydrate_set_enabled(hy, true);
+	ck_assert(wait_for(first_region_hydrated, 5000));
+	g_usleep(400 * 1000);
+	ck_assert_uint_eq(md_nr_hydrated(md), 1);
+	ck_assert(wait_for(regions_0_to_1_hydrated, 5000));
+}
+END_TEST
+
 static Suite *hydrate_suite(void)
 {
 	Suite *s = suite_create("hydrate");
@@ -428,6 +469,8 @@ static Suite *hydrate_suite(void)
 	tcase_add_test(tc, range_lock_contention);
 	tcase_add_test(tc, range_lock_memory);
 	tcase_add_test(tc, background_skips_locked_ranges);
+	tcase_add_test(tc, rate_delay_does_not_overflow);
+	tcase_add_test(tc, rate_limit_paces_batches);
 	suite_add_tcase(s, tc);
 	return s;
 }
