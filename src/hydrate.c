@@ -764,14 +764,16 @@ int hydrate_start(struct hydrate *h)
 	return 0;
 }
 
+/* Idempotent, and also for an engine never started (read-only mounts): the
+ * calls hydrate.h allows until hydrate_free see stopping. */
 void hydrate_stop(struct hydrate *h)
 {
-	if (!h->scheduler)
-		return;
 	g_mutex_lock(&h->lock);
 	h->stopping = true;
 	g_cond_broadcast(&h->cond);
 	g_mutex_unlock(&h->lock);
+	if (!h->scheduler)
+		return;
 	g_thread_join(h->scheduler);
 	h->scheduler = NULL;
 	g_thread_pool_free(h->pool, FALSE, TRUE); /* finish queued batches */
@@ -800,7 +802,7 @@ void hydrate_foreground(struct hydrate *h)
 void hydrate_queue(struct hydrate *h, uint64_t region)
 {
 	g_mutex_lock(&h->lock);
-	if (h->copy_on_read && h->cor.length < COR_QUEUE_MAX) {
+	if (!h->stopping && h->copy_on_read && h->cor.length < COR_QUEUE_MAX) {
 		g_queue_push_tail(&h->cor, GSIZE_TO_POINTER((gsize)region + 1));
 		g_cond_broadcast(&h->cond);
 	}
@@ -855,8 +857,10 @@ void hydrate_on_complete(struct hydrate *h, void (*fn)(void *arg), void *arg)
 void hydrate_kick(struct hydrate *h)
 {
 	g_mutex_lock(&h->lock);
-	h->done_logged = false;
-	g_cond_broadcast(&h->cond);
+	if (!h->stopping) { /* no scheduler left to wake */
+		h->done_logged = false;
+		g_cond_broadcast(&h->cond);
+	}
 	g_mutex_unlock(&h->lock);
 }
 

@@ -48,8 +48,15 @@ struct hydrate *hydrate_new(const struct hydrate_target *t,
 			    const struct clone_options *o);
 /* Start the background workers (after any fork). */
 int hydrate_start(struct hydrate *h);
-/* Stop the workers, waiting for copies in flight. */
+/*
+ * Stop the workers, waiting for copies in flight. Idempotent, and fine on
+ * an engine never started. Between hydrate_stop and hydrate_free, for the
+ * final commit: hydrate_kick and hydrate_queue do nothing, hydrate_get_stats
+ * and the setters work, hydrate_lock/unlock/copy/copy_write work without
+ * workers (nothing else takes locks then).
+ */
 void hydrate_stop(struct hydrate *h);
+/* Stops first if hydrate_stop was not called. */
 void hydrate_free(struct hydrate *h);
 
 /*

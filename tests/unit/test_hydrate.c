@@ -454,6 +454,58 @@ START_TEST(rate_limit_paces_batches)
 }
 END_TEST
 
+/* ---- teardown (clone_close: stop, final commit, free) ---- */
+
+START_TEST(calls_between_stop_and_free)
+{
+	struct hydrate_stats st;
+	uint64_t n;
+
+	make_source(NR * RS, 0xff);
+	open_engine(true, 0);
+	hydrate_set_copy_on_read(hy, true);
+	hydrate_stop(hy);
+	hydrate_stop(hy); /* idempotent */
+	/* what a failed final commit does */
+	hydrate_kick(hy);
+	hydrate_get_stats(hy, &st);
+	hydrate_queue(hy, 3);
+	hydrate_set_enabled(hy, true);
+	/* nothing copies behind our back any more */
+	n = md_nr_hydrated(md);
+	g_usleep(200 * 1000);
+	ck_assert_uint_eq(md_nr_hydrated(md), n);
+	/* a write's copy still works without the workers */
+	hydrate_lock(hy, NR - 1, 1);
+	ck_assert_int_eq(hydrate_copy(hy, NR - 1, 1), 0);
+	hydrate_unlock(hy, NR - 1, 1);
+	hydrate_free(hy);
+	hy = NULL;
+}
+END_TEST
+
+/* An engine never started (read-only mounts) stops and frees too. */
+START_TEST(stop_without_start)
+{
+	struct md_geometry geo = { RS, NR };
+	struct clone_options o;
+	struct hydrate_target t = { .src_fd = -1, .stream_fd = -1, .write_fd = -1,
+				    .dest_fd = -1, .image_size = NR * RS,
+				    .region_size = RS, .nr_regions = NR };
+	char err[256];
+
+	ck_assert_int_eq(md_open(meta, &geo, false, &md, err, sizeof(err)), 0);
+	t.md = md;
+	options_defaults(&o);
+	hy = hydrate_new(&t, &o);
+	hydrate_stop(hy);
+	hydrate_kick(hy);
+	hydrate_stop(hy);
+	hydrate_free(hy);
+	hy = NULL;
+}
+END_TEST
+
 static Suite *hydrate_suite(void)
 {
 	Suite *s = suite_create("hydrate");
@@ -471,6 +523,8 @@ static Suite *hydrate_suite(void)
 	tcase_add_test(tc, background_skips_locked_ranges);
 	tcase_add_test(tc, rate_delay_does_not_overflow);
 	tcase_add_test(tc, rate_limit_paces_batches);
+	tcase_add_test(tc, calls_between_stop_and_free);
+	tcase_add_test(tc, stop_without_start);
 	suite_add_tcase(s, tc);
 	return s;
 }
