@@ -106,7 +106,8 @@ static gint range_search(gconstpointer key, gconstpointer query)
 	return 0;
 }
 
-/* A locked range overlapping [first, first + n), or NULL. Called with
+/* A locked range overlapping [first, first + n), or NULL (g_tree_search
+ * returns values: each range is its own key and value). Called with
  * h->lock held. */
 static const struct range *locked_range(struct hydrate *h, uint64_t first,
 					uint64_t n)
@@ -116,53 +117,61 @@ static const struct range *locked_range(struct hydrate *h, uint64_t first,
 	return n ? g_tree_search(h->locked, range_search, &q) : NULL;
 }
 
-/* Called with h->lock held; the range must be free. */
-static void lock_locked(struct hydrate *h, uint64_t first, uint64_t n)
+static struct range *new_range(uint64_t first, uint64_t n)
+{
+	struct range *r = g_new(struct range, 1);
+
+	r->first = first;
+	r->end = first + n;
+	return r;
+}
+
+/* Writers allocate and free their range outside h->lock, which every
+ * request and copy takes: it is held for the tree operation only. */
+void hydrate_lock(struct hydrate *h, uint64_t first, uint64_t n)
 {
 	struct range *r;
 
 	if (!n)
 		return;
-	r = g_new(struct range, 1);
-	r->first = first;
-	r->end = first + n;
-	g_tree_insert(h->locked, r, r);
-}
-
-void hydrate_lock(struct hydrate *h, uint64_t first, uint64_t n)
-{
+	r = new_range(first, n);
 	g_mutex_lock(&h->lock);
 	while (locked_range(h, first, n)) {
 		h->lock_waiters++;
 		g_cond_wait(&h->unlocked, &h->lock);
 		h->lock_waiters--;
 	}
-	lock_locked(h, first, n);
+	g_tree_insert(h->locked, r, r); /* key and value: see locked_range */
 	g_mutex_unlock(&h->lock);
 }
 
-/* Called with h->lock held. A broadcast is a system call, and wakes only
- * threads waiting for a region. */
-static void unlock_locked(struct hydrate *h, uint64_t first, uint64_t n)
+/* Returns the range taken out of the tree (NULL for n = 0), for the
+ * caller to free. Called with h->lock held. A broadcast is a system call,
+ * and wakes only threads waiting for a region. */
+static struct range *unlock_locked(struct hydrate *h, uint64_t first, uint64_t n)
 {
 	struct range key = { first, first + n };
-	const struct range *r;
+	struct range *r;
 
 	if (!n)
-		return;
+		return NULL;
 	r = g_tree_lookup(h->locked, &key);
 	/* unlocking what was not locked, or in other pieces, is a bug */
 	g_assert(r && r->end == first + n);
-	g_tree_remove(h->locked, &key);
+	g_tree_steal(h->locked, r);
 	if (h->lock_waiters)
 		g_cond_broadcast(&h->unlocked);
+	return r;
 }
 
 void hydrate_unlock(struct hydrate *h, uint64_t first, uint64_t n)
 {
+	struct range *r;
+
 	g_mutex_lock(&h->lock);
-	unlock_locked(h, first, n);
+	r = unlock_locked(h, first, n);
 	g_mutex_unlock(&h->lock);
+	g_free(r);
 }
 
 static bool all_zero(const char *p, size_t len)
@@ -567,7 +576,11 @@ static struct batch *take_batch(struct hydrate *h, gint64 now, bool busy)
 	room = busy ? 1 : MIN(h->batch_size, h->threshold - h->in_flight);
 	for (n = 0; n < room && takeable(h, r + n); n++)
 		;
-	lock_locked(h, r, n);
+	if (n) {
+		struct range *l = new_range(r, n);
+
+		g_tree_insert(h->locked, l, l); /* key and value: see locked_range */
+	}
 	h->cursor = r + n;
 	h->in_flight += n; /* until the worker is done with the batch */
 	if (h->rate_limit) {
@@ -636,7 +649,7 @@ static void worker(gpointer data, gpointer user)
 			count_failure(h, msg, true);
 		else
 			h->backoff_us = 0;
-		unlock_locked(h, b->first, b->n);
+		g_free(unlock_locked(h, b->first, b->n));
 		h->in_flight -= b->n;
 		now = g_get_monotonic_time();
 		if (buf && may_go_on(h, now))
