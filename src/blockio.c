@@ -670,21 +670,31 @@ int bio_clone_range(int dest_fd, int src_fd, uint64_t off, uint64_t len)
 	return ioctl(dest_fd, FICLONERANGE, &r) ? -errno : 0;
 }
 
+int bio_size(int fd, uint64_t *size)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return -errno;
+	if (S_ISBLK(st.st_mode))
+		return ioctl(fd, BLKGETSIZE64, size) ? -errno : 0;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
 int bio_will_read(int fd, uint64_t off, size_t len)
 {
-	off_t size;
+	uint64_t size;
 	int ret;
 
 	if (hooked() && (ret = fault_check(fd, OP_READ, off, len)))
 		return ret;
-	/* what bio_pread would find: SOURCE ending inside (spec 1.4). lseek,
-	 * not fstat, for a block device's size too. */
+	/* what bio_pread would find: SOURCE ending inside (spec 1.4) */
 	if (role_of(fd) != BIO_SOURCE)
 		return 0;
-	size = lseek(fd, 0, SEEK_END);
-	if (size < 0)
-		return -errno;
-	return (uint64_t)size < off + len ? -EIO : 0;
+	if ((ret = bio_size(fd, &size)))
+		return ret;
+	return size < off + len ? -EIO : 0;
 }
 
 void bio_read_ahead(int fd, uint64_t off, uint64_t len)

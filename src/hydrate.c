@@ -221,16 +221,14 @@ static int copy_data(struct hydrate *h, int src, char *buf, uint64_t off, uint64
 /*
  * The image size is fixed at mount (spec 1.4): a SOURCE that has shrunk
  * below @end since is an I/O error, never a hole, so that no copy takes the
- * missing bytes for zeros and marks them. lseek, not fstat: a block
- * device's size too.
+ * missing bytes for zeros and marks them.
  */
 static int source_covers(struct hydrate *h, uint64_t end)
 {
-	off_t size = lseek(h->t.src_fd, 0, SEEK_END);
+	uint64_t size;
+	int ret = bio_size(h->t.src_fd, &size);
 
-	if (size < 0)
-		return -errno;
-	return (uint64_t)size < end ? -EIO : 0;
+	return ret ? ret : size < end ? -EIO : 0;
 }
 
 /*
@@ -328,13 +326,13 @@ static int copy_range(struct hydrate *h, int src, uint64_t first, uint64_t n, ch
 static void describe_failure(struct hydrate *h, int ret, uint64_t bad,
 			     uint64_t nbad, char *msg, size_t len)
 {
-	off_t size = ret == -EIO ? lseek(h->t.src_fd, 0, SEEK_END) : -1;
+	uint64_t size;
 
-	if (size >= 0 && (uint64_t)size < h->t.image_size)
+	if (ret == -EIO && !bio_size(h->t.src_fd, &size) && size < h->t.image_size)
 		snprintf(msg, len, "copy of regions %" G_GUINT64_FORMAT "+%"
 			 G_GUINT64_FORMAT " failed: source is shorter than the "
-			 "image (%jd < %" G_GUINT64_FORMAT " bytes)", bad, nbad,
-			 (intmax_t)size, h->t.image_size);
+			 "image (%" G_GUINT64_FORMAT " < %" G_GUINT64_FORMAT
+			 " bytes)", bad, nbad, size, h->t.image_size);
 	else
 		snprintf(msg, len, "copy of regions %" G_GUINT64_FORMAT "+%"
 			 G_GUINT64_FORMAT " failed: %s", bad, nbad, g_strerror(-ret));

@@ -113,6 +113,11 @@ int bio_zero(int fd, int mode, uint64_t off, uint64_t len);
  */
 int bio_clone_range(int dest_fd, int src_fd, uint64_t off, uint64_t len);
 /*
+ * The size of a file or block device, in bytes. fstat (and BLKGETSIZE64),
+ * not lseek: threads sharing an fd would take its f_pos lock in turn.
+ */
+int bio_size(int fd, uint64_t *size);
+/*
  * For reads done outside blockio (splicing straight from the fd): 0, or the
  * error a read of [off, off + len) would get from fault injection, or -EIO
  * if @fd is tagged BIO_SOURCE and ends before off + len (as bio_pread). The
