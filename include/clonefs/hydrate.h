@@ -80,6 +80,7 @@ int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n);
  * it replaced by @data: SOURCE's bytes and the write's in one DEST write.
  * -EOPNOTSUPP where it does not apply (a region above 256 KiB, or SOURCE
  * and DEST reflink): then hydrate_copy() and write. Does not mark it.
+ * -EIO, counted, as hydrate_copy's, if SOURCE no longer covers the region.
  */
 int hydrate_copy_write(struct hydrate *h, uint64_t region, const void *data,
 		       uint64_t off, size_t len);
@@ -106,7 +107,7 @@ void hydrate_kick(struct hydrate *h);
 void hydrate_get_stats(struct hydrate *h, struct hydrate_stats *st);
 
 /* The rate limit's pause after @bytes at @rate bytes/s, in microseconds,
- * saturating at G_MAXINT64 (exposed for tests). */
+ * saturating at INT64_MAX (exposed for tests). */
 int64_t hydrate_rate_delay_us(uint64_t bytes, uint64_t rate);
 
 #endif
