@@ -539,7 +539,12 @@ static int do_pread(int fd, char *p, size_t len, uint64_t off)
 				continue;
 			return -errno;
 		}
-		if (n == 0) { /* end of file: the rest reads as zeros */
+		if (n == 0) {
+			/* SOURCE shorter than asked for has shrunk under the
+			 * image: that is an I/O error, never zeros (spec 1.4).
+			 * DEST and META past their end read as zeros. */
+			if (role_of(fd) == BIO_SOURCE)
+				return -EIO;
 			memset(p, 0, len);
 			return 0;
 		}
@@ -665,9 +670,31 @@ int bio_clone_range(int dest_fd, int src_fd, uint64_t off, uint64_t len)
 	return ioctl(dest_fd, FICLONERANGE, &r) ? -errno : 0;
 }
 
+int bio_size(int fd, uint64_t *size)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return -errno;
+	if (S_ISBLK(st.st_mode))
+		return ioctl(fd, BLKGETSIZE64, size) ? -errno : 0;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
 int bio_will_read(int fd, uint64_t off, size_t len)
 {
-	return hooked() ? fault_check(fd, OP_READ, off, len) : 0;
+	uint64_t size;
+	int ret;
+
+	if (hooked() && (ret = fault_check(fd, OP_READ, off, len)))
+		return ret;
+	/* what bio_pread would find: SOURCE ending inside (spec 1.4) */
+	if (role_of(fd) != BIO_SOURCE)
+		return 0;
+	if ((ret = bio_size(fd, &size)))
+		return ret;
+	return size < off + len ? -EIO : 0;
 }
 
 void bio_read_ahead(int fd, uint64_t off, uint64_t len)

@@ -42,7 +42,7 @@ struct hydrate {
 	GMutex lock;          /* everything below */
 	GCond cond;           /* in_flight or settings changed: the scheduler */
 	GCond unlocked;       /* regions unlocked: lock_waiters */
-	GHashTable *locked;   /* regions locked, as keys */
+	GTree *locked;        /* locked ranges of regions (struct range) */
 	unsigned lock_waiters;
 	GQueue cor;           /* copy-on-read requests, regions */
 	uint64_t cursor;
@@ -74,53 +74,104 @@ struct batch {
 	uint64_t first, n;
 };
 
-static gpointer region_key(uint64_t region)
+/*
+ * Region locks are ranges: a lock of [first, end) is one tree node however
+ * many regions it covers, so a discard of a whole image costs what a 4 KiB
+ * write does (spec 2.10). Locked ranges never overlap (a lock is taken only
+ * when all its regions are free), so they sort by their first region and a
+ * lookup of any region is O(log ranges held).
+ */
+struct range {
+	uint64_t first, end;
+};
+
+static gint range_cmp(gconstpointer a, gconstpointer b, gpointer unused)
 {
-	/* Regions are 64-bit; a boxed key would cost an allocation per lock. */
-	return GSIZE_TO_POINTER((gsize)region + 1);
+	const struct range *x = a, *y = b;
+
+	(void)unused;
+	return x->first < y->first ? -1 : x->first > y->first;
 }
 
-static bool is_locked(struct hydrate *h, uint64_t region)
+/* For g_tree_search: 0 if locked range @key overlaps @query, else the
+ * side (-1: smaller keys) where an overlapping one may be. */
+static gint range_search(gconstpointer key, gconstpointer query)
 {
-	return g_hash_table_contains(h->locked, region_key(region));
+	const struct range *k = key, *q = query;
+
+	if (k->end <= q->first)
+		return 1;
+	if (k->first >= q->end)
+		return -1;
+	return 0;
 }
 
-static bool any_locked(struct hydrate *h, uint64_t first, uint64_t n)
+/* A locked range overlapping [first, first + n), or NULL (g_tree_search
+ * returns values: each range is its own key and value). Called with
+ * h->lock held. */
+static const struct range *locked_range(struct hydrate *h, uint64_t first,
+					uint64_t n)
 {
-	for (uint64_t r = first; r < first + n; r++)
-		if (is_locked(h, r))
-			return true;
-	return false;
+	struct range q = { first, first + n };
+
+	return n ? g_tree_search(h->locked, range_search, &q) : NULL;
 }
 
+static struct range *new_range(uint64_t first, uint64_t n)
+{
+	struct range *r = g_new(struct range, 1);
+
+	r->first = first;
+	r->end = first + n;
+	return r;
+}
+
+/* Writers allocate and free their range outside h->lock, which every
+ * request and copy takes: it is held for the tree operation only. */
 void hydrate_lock(struct hydrate *h, uint64_t first, uint64_t n)
 {
+	struct range *r;
+
+	if (!n)
+		return;
+	r = new_range(first, n);
 	g_mutex_lock(&h->lock);
-	while (any_locked(h, first, n)) {
+	while (locked_range(h, first, n)) {
 		h->lock_waiters++;
 		g_cond_wait(&h->unlocked, &h->lock);
 		h->lock_waiters--;
 	}
-	for (uint64_t r = first; r < first + n; r++)
-		g_hash_table_add(h->locked, region_key(r));
+	g_tree_insert(h->locked, r, r); /* key and value: see locked_range */
 	g_mutex_unlock(&h->lock);
 }
 
-/* Called with h->lock held. A broadcast is a system call, and wakes only
- * threads waiting for a region. */
-static void unlock_locked(struct hydrate *h, uint64_t first, uint64_t n)
+/* Returns the range taken out of the tree (NULL for n = 0), for the
+ * caller to free. Called with h->lock held. A broadcast is a system call,
+ * and wakes only threads waiting for a region. */
+static struct range *unlock_locked(struct hydrate *h, uint64_t first, uint64_t n)
 {
-	for (uint64_t r = first; r < first + n; r++)
-		g_hash_table_remove(h->locked, region_key(r));
+	struct range key = { first, first + n };
+	struct range *r;
+
+	if (!n)
+		return NULL;
+	r = g_tree_lookup(h->locked, &key);
+	/* unlocking what was not locked, or in other pieces, is a bug */
+	g_assert(r && r->end == first + n);
+	g_tree_steal(h->locked, r);
 	if (h->lock_waiters)
 		g_cond_broadcast(&h->unlocked);
+	return r;
 }
 
 void hydrate_unlock(struct hydrate *h, uint64_t first, uint64_t n)
 {
+	struct range *r;
+
 	g_mutex_lock(&h->lock);
-	unlock_locked(h, first, n);
+	r = unlock_locked(h, first, n);
 	g_mutex_unlock(&h->lock);
+	g_free(r);
 }
 
 static bool all_zero(const char *p, size_t len)
@@ -168,50 +219,76 @@ static int copy_data(struct hydrate *h, int src, char *buf, uint64_t off, uint64
 }
 
 /*
+ * The image size is fixed at mount (spec 1.4): a SOURCE that has shrunk
+ * below @end since is an I/O error, never a hole, so that no copy takes the
+ * missing bytes for zeros and marks them.
+ */
+static int source_covers(struct hydrate *h, uint64_t end)
+{
+	uint64_t size;
+	int ret = bio_size(h->t.src_fd, &size);
+
+	return ret ? ret : size < end ? -EIO : 0;
+}
+
+/*
  * Where SOURCE and DEST share a filesystem that can reflink (btrfs, xfs), a
  * copy is a metadata operation that also keeps holes: try it once, and keep
  * using it while it works. Elsewhere it fails at once (EXDEV, EOPNOTSUPP).
+ * Returns 1 if it copied [off, end), 0 if it did not apply, or -errno.
  */
-static bool try_reflink(struct hydrate *h, uint64_t off, uint64_t end)
+static int try_reflink(struct hydrate *h, uint64_t off, uint64_t end)
 {
 	int ret;
 
 	if (!__atomic_load_n(&h->reflink, __ATOMIC_RELAXED))
-		return false;
+		return 0;
+	/* "To the end of SOURCE" must still mean to the image's end */
+	if ((ret = source_covers(h, end)))
+		return ret;
 	/* length 0: to the end of SOURCE, which a short last region needs */
 	ret = bio_clone_range(h->t.dest_fd, h->t.src_fd, off,
 			      end == h->t.image_size ? 0 : end - off);
 	if (ret) {
+		/* SOURCE shrinking meanwhile says nothing about reflinks */
+		if (source_covers(h, end))
+			return -EIO;
 		if (__atomic_exchange_n(&h->reflink, 0, __ATOMIC_RELAXED) < 0)
 			g_debug("no reflink from source to dest (%s): copying",
 				g_strerror(-ret));
-	} else {
-		__atomic_store_n(&h->reflink, 1, __ATOMIC_RELAXED);
-		__atomic_add_fetch(&h->copied_bytes, end - off, __ATOMIC_RELAXED);
+		return 0;
 	}
-	return ret == 0;
+	__atomic_store_n(&h->reflink, 1, __ATOMIC_RELAXED);
+	/* and if it shrank during the clone, DEST may lack its tail */
+	if ((ret = source_covers(h, end)))
+		return ret;
+	__atomic_add_fetch(&h->copied_bytes, end - off, __ATOMIC_RELAXED);
+	return 1;
 }
 
 /*
  * The first run of SOURCE data in [off, end): [*data, *stop), with *data ==
  * end when there is none (SEEK_DATA/SEEK_HOLE; a device, which has neither,
- * is all data).
+ * is all data). -EIO if SOURCE ends before @end.
  */
-static void data_run(int src, uint64_t off, uint64_t end, uint64_t *data, uint64_t *stop)
+static int data_run(struct hydrate *h, int src, uint64_t off, uint64_t end,
+		    uint64_t *data, uint64_t *stop)
 {
 	off_t d = lseek(src, (off_t)off, SEEK_DATA), e;
 
 	*data = *stop = end;
-	if (d < 0 && errno == ENXIO) /* only a hole up to EOF */
-		return;
+	/* a hole up to EOF, or past EOF: the size tells which */
+	if (d < 0 && errno == ENXIO)
+		return source_covers(h, end);
 	if (d < 0)
 		d = (off_t)off;
 	if ((uint64_t)d >= end)
-		return;
+		return 0;
 	e = lseek(src, d, SEEK_HOLE);
 	*data = (uint64_t)d;
 	if (e >= 0 && (uint64_t)e < end)
 		*stop = (uint64_t)e;
+	return 0;
 }
 
 /*
@@ -227,12 +304,14 @@ static int copy_range(struct hydrate *h, int src, uint64_t first, uint64_t n, ch
 
 	if (end > h->t.image_size)
 		end = h->t.image_size;
-	if (try_reflink(h, off, end))
-		return 0;
+	ret = try_reflink(h, off, end);
+	if (ret)
+		return ret < 0 ? ret : 0;
 	while (off < end && !ret) {
 		uint64_t data, stop;
 
-		data_run(src, off, end, &data, &stop);
+		if ((ret = data_run(h, src, off, end, &data, &stop)))
+			break;
 		if (data > off)
 			ret = dest_hole(h->t.dest_fd, off, data - off);
 		if (!ret && data < end)
@@ -240,6 +319,38 @@ static int copy_range(struct hydrate *h, int src, uint64_t first, uint64_t n, ch
 		off = stop;
 	}
 	return ret;
+}
+
+/* Why the copy of regions @bad+@nbad failed, for status: a SOURCE that
+ * shrank under the mount is named as such (spec 1.4). Takes no lock. */
+static void describe_failure(struct hydrate *h, int ret, uint64_t bad,
+			     uint64_t nbad, char *msg, size_t len)
+{
+	uint64_t size;
+
+	if (ret == -EIO && !bio_size(h->t.src_fd, &size) && size < h->t.image_size)
+		snprintf(msg, len, "copy of regions %" G_GUINT64_FORMAT "+%"
+			 G_GUINT64_FORMAT " failed: source is shorter than the "
+			 "image (%" G_GUINT64_FORMAT " < %" G_GUINT64_FORMAT
+			 " bytes)", bad, nbad, size, h->t.image_size);
+	else
+		snprintf(msg, len, "copy of regions %" G_GUINT64_FORMAT "+%"
+			 G_GUINT64_FORMAT " failed: %s", bad, nbad, g_strerror(-ret));
+}
+
+/* Count a failed copy and say why; @msg from describe_failure. A failed
+ * background copy also backs off the next. Called with h->lock held. */
+static void count_failure(struct hydrate *h, const char *msg, bool background)
+{
+	h->copy_errors++;
+	g_strlcpy(h->last_error, msg, sizeof(h->last_error));
+	if (!background)
+		return;
+	h->backoff_us = h->backoff_us ? MIN(h->backoff_us * 2, BACKOFF_MAX_US)
+				      : BACKOFF_MIN_US;
+	h->backoff_until = g_get_monotonic_time() + h->backoff_us;
+	g_warning("hydration: %s; retrying in %" G_GINT64_FORMAT " ms",
+		  h->last_error, h->backoff_us / 1000);
 }
 
 /* Write-triggered copies count against the threshold while they run. */
@@ -250,9 +361,18 @@ static void foreground_copy_begin(struct hydrate *h, uint64_t n)
 	g_mutex_unlock(&h->lock);
 }
 
-static void foreground_copy_end(struct hydrate *h, uint64_t n)
+/* @ret: the copy's result; a failure counts in status, and the write that
+ * needed the copy fails with it. */
+static void foreground_copy_end(struct hydrate *h, uint64_t first, uint64_t n,
+				int ret)
 {
+	char msg[sizeof(h->last_error)];
+
+	if (ret)
+		describe_failure(h, ret, first, n, msg, sizeof(msg));
 	g_mutex_lock(&h->lock);
+	if (ret)
+		count_failure(h, msg, false);
 	/* Wake the scheduler only if it waits for room: a wake-up per copy
 	 * was a futex call and a context switch per first write. */
 	if (h->enabled && h->in_flight >= h->threshold && h->in_flight - n < h->threshold)
@@ -270,7 +390,7 @@ int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n)
 		return -ENOMEM;
 	foreground_copy_begin(h, n);
 	ret = copy_range(h, h->t.write_fd, first, n, buf);
-	foreground_copy_end(h, n);
+	foreground_copy_end(h, first, n, ret);
 	free(buf);
 	return ret;
 }
@@ -304,7 +424,7 @@ int hydrate_copy_write(struct hydrate *h, uint64_t region, const void *data,
 		memcpy(buf + (off - start), data, len);
 		ret = put_copied(h, buf, start, n);
 	}
-	foreground_copy_end(h, 1);
+	foreground_copy_end(h, region, 1, ret);
 	free(buf);
 	return ret;
 }
@@ -329,8 +449,9 @@ static void read_ahead(struct hydrate *h, uint64_t off)
 
 	if (off >= end)
 		return;
-	data_run(h->t.src_fd, off, end, &data, &stop);
-	if (stop > data && stop < end)
+	/* advice only: a short SOURCE is the copy's to report */
+	if (!data_run(h, h->t.src_fd, off, end, &data, &stop) &&
+	    stop > data && stop < end)
 		bio_read_ahead(h->t.src_fd, data, stop - data);
 }
 
@@ -399,24 +520,10 @@ static int copy_batch(struct hydrate *h, const struct batch *b, char *buf,
 	return ret;
 }
 
-/* Called with h->lock held. */
-static void count_failure(struct hydrate *h, int ret, uint64_t bad, uint64_t nbad)
-{
-	h->copy_errors++;
-	h->backoff_us = h->backoff_us ? MIN(h->backoff_us * 2, BACKOFF_MAX_US)
-				      : BACKOFF_MIN_US;
-	h->backoff_until = g_get_monotonic_time() + h->backoff_us;
-	snprintf(h->last_error, sizeof(h->last_error),
-		 "copy of regions %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
-		 " failed: %s", bad, nbad, g_strerror(-ret));
-	g_warning("hydration: %s; retrying in %" G_GINT64_FORMAT " ms",
-		  h->last_error, h->backoff_us / 1000);
-}
-
 /* Can the scheduler take @r now? Called with h->lock held. */
 static bool takeable(struct hydrate *h, uint64_t r)
 {
-	return r < h->t.nr_regions && !is_locked(h, r) &&
+	return r < h->t.nr_regions && !locked_range(h, r, 1) &&
 	       !md_region_hydrated(h->t.md, r);
 }
 
@@ -433,17 +540,21 @@ static uint64_t pick(struct hydrate *h)
 	}
 	r = h->cursor < nr ? h->cursor : 0;
 	while (scanned < nr) {
-		uint64_t next = md_find_next_unhydrated(h->t.md, r);
+		uint64_t next = md_find_next_unhydrated(h->t.md, r), stop;
+		const struct range *l;
 
 		if (next >= nr) { /* wrap */
 			scanned += nr - r;
 			r = 0;
 			continue;
 		}
-		scanned += next - r + 1;
-		if (!is_locked(h, next))
+		l = locked_range(h, next, 1);
+		if (!l)
 			return next;
-		r = next + 1;
+		/* past the whole range: a discard may hold millions */
+		stop = MIN(l->end, nr);
+		scanned += stop - r;
+		r = stop;
 	}
 	return nr;
 }
@@ -462,19 +573,37 @@ static struct batch *take_batch(struct hydrate *h, gint64 now, bool busy)
 		return NULL;
 	room = busy ? 1 : MIN(h->batch_size, h->threshold - h->in_flight);
 	for (n = 0; n < room && takeable(h, r + n); n++)
-		g_hash_table_add(h->locked, region_key(r + n));
+		;
+	if (n) {
+		struct range *l = new_range(r, n);
+
+		g_tree_insert(h->locked, l, l); /* key and value: see locked_range */
+	}
 	h->cursor = r + n;
 	h->in_flight += n; /* until the worker is done with the batch */
 	if (h->rate_limit) {
-		uint64_t bytes = n * h->t.region_size;
+		gint64 base = MAX(h->next_dispatch, now);
+		gint64 wait = hydrate_rate_delay_us(n * h->t.region_size,
+						    h->rate_limit);
 
-		h->next_dispatch = MAX(h->next_dispatch, now) +
-			(gint64)(bytes * G_USEC_PER_SEC / h->rate_limit);
+		h->next_dispatch = base + MIN(wait, G_MAXINT64 - base);
 	}
 	b = g_new(struct batch, 1);
 	b->first = r;
 	b->n = n;
 	return b;
+}
+
+/* bytes * 10^6 wraps past 18 TB (a batch of big regions), which made the
+ * next dispatch come at once instead of hours later. */
+int64_t hydrate_rate_delay_us(uint64_t bytes, uint64_t rate)
+{
+	unsigned __int128 us;
+
+	if (!rate)
+		return 0;
+	us = (unsigned __int128)bytes * G_USEC_PER_SEC / rate;
+	return us > G_MAXINT64 ? G_MAXINT64 : (gint64)us;
 }
 
 /* Did users do I/O just now? Then copies step back (spec 3.1a). */
@@ -508,14 +637,17 @@ static void worker(gpointer data, gpointer user)
 		uint64_t bad = b->first, nbad = b->n;
 		int ret = buf ? copy_batch(h, b, buf, &bad, &nbad) : -ENOMEM;
 		struct batch *next = NULL;
+		char msg[sizeof(h->last_error)];
 		gint64 now;
 
+		if (ret)
+			describe_failure(h, ret, bad, nbad, msg, sizeof(msg));
 		g_mutex_lock(&h->lock);
 		if (ret)
-			count_failure(h, ret, bad, nbad);
+			count_failure(h, msg, true);
 		else
 			h->backoff_us = 0;
-		unlock_locked(h, b->first, b->n);
+		g_free(unlock_locked(h, b->first, b->n));
 		h->in_flight -= b->n;
 		now = g_get_monotonic_time();
 		if (buf && may_go_on(h, now))
@@ -610,10 +742,14 @@ struct hydrate *hydrate_new(const struct hydrate_target *t,
 	struct hydrate *h = g_new0(struct hydrate, 1);
 
 	h->t = *t;
+	/* blockio then fails a read that finds SOURCE's end (spec 1.4) */
+	bio_set_role(t->src_fd, BIO_SOURCE);
+	bio_set_role(t->stream_fd, BIO_SOURCE);
+	bio_set_role(t->write_fd, BIO_SOURCE);
 	g_mutex_init(&h->lock);
 	g_cond_init(&h->cond);
 	g_cond_init(&h->unlocked);
-	h->locked = g_hash_table_new(g_direct_hash, g_direct_equal);
+	h->locked = g_tree_new_full(range_cmp, NULL, g_free, NULL);
 	g_queue_init(&h->cor);
 	h->enabled = !o->no_hydration && !o->ro;
 	h->copy_on_read = o->copy_on_read;
@@ -639,14 +775,16 @@ int hydrate_start(struct hydrate *h)
 	return 0;
 }
 
+/* Idempotent, and also for an engine never started (read-only mounts): the
+ * calls hydrate.h allows until hydrate_free see stopping. */
 void hydrate_stop(struct hydrate *h)
 {
-	if (!h->scheduler)
-		return;
 	g_mutex_lock(&h->lock);
 	h->stopping = true;
 	g_cond_broadcast(&h->cond);
 	g_mutex_unlock(&h->lock);
+	if (!h->scheduler)
+		return;
 	g_thread_join(h->scheduler);
 	h->scheduler = NULL;
 	g_thread_pool_free(h->pool, FALSE, TRUE); /* finish queued batches */
@@ -659,7 +797,7 @@ void hydrate_free(struct hydrate *h)
 		return;
 	hydrate_stop(h);
 	bufs_release(h);
-	g_hash_table_destroy(h->locked);
+	g_tree_destroy(h->locked);
 	g_queue_clear(&h->cor);
 	g_cond_clear(&h->cond);
 	g_cond_clear(&h->unlocked);
@@ -675,7 +813,7 @@ void hydrate_foreground(struct hydrate *h)
 void hydrate_queue(struct hydrate *h, uint64_t region)
 {
 	g_mutex_lock(&h->lock);
-	if (h->copy_on_read && h->cor.length < COR_QUEUE_MAX) {
+	if (!h->stopping && h->copy_on_read && h->cor.length < COR_QUEUE_MAX) {
 		g_queue_push_tail(&h->cor, GSIZE_TO_POINTER((gsize)region + 1));
 		g_cond_broadcast(&h->cond);
 	}
@@ -730,8 +868,10 @@ void hydrate_on_complete(struct hydrate *h, void (*fn)(void *arg), void *arg)
 void hydrate_kick(struct hydrate *h)
 {
 	g_mutex_lock(&h->lock);
-	h->done_logged = false;
-	g_cond_broadcast(&h->cond);
+	if (!h->stopping) { /* no scheduler left to wake */
+		h->done_logged = false;
+		g_cond_broadcast(&h->cond);
+	}
 	g_mutex_unlock(&h->lock);
 }
 

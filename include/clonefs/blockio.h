@@ -83,7 +83,11 @@ enum bio_role { BIO_SOURCE, BIO_DEST, BIO_META, BIO_NR_ROLES };
 void bio_set_role(int fd, enum bio_role role);
 void bio_forget(int fd);
 
-/* Read exactly @len bytes; bytes past end of file read as zeros. */
+/*
+ * Read exactly @len bytes. Bytes past end of file read as zeros, except on
+ * an fd tagged BIO_SOURCE: SOURCE's size is the image's, so its end inside
+ * a read means it shrank, and the read fails with -EIO (spec 1.4).
+ */
 int bio_pread(int fd, void *buf, size_t len, uint64_t off);
 /* Write exactly @len bytes. */
 int bio_pwrite(int fd, const void *buf, size_t len, uint64_t off);
@@ -109,8 +113,15 @@ int bio_zero(int fd, int mode, uint64_t off, uint64_t len);
  */
 int bio_clone_range(int dest_fd, int src_fd, uint64_t off, uint64_t len);
 /*
+ * The size of a file or block device, in bytes. fstat (and BLKGETSIZE64),
+ * not lseek: threads sharing an fd would take its f_pos lock in turn.
+ */
+int bio_size(int fd, uint64_t *size);
+/*
  * For reads done outside blockio (splicing straight from the fd): 0, or the
- * error a read of [off, off + len) would get from fault injection.
+ * error a read of [off, off + len) would get from fault injection, or -EIO
+ * if @fd is tagged BIO_SOURCE and ends before off + len (as bio_pread). The
+ * check is as of the call: SOURCE shrinking after it is the reader's to see.
  */
 int bio_will_read(int fd, uint64_t off, size_t len);
 /*

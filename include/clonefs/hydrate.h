@@ -17,13 +17,15 @@
 
 struct hydrate;
 
+/* hydrate_new tags the three SOURCE fds BIO_SOURCE (blockio.h), so that a
+ * read finding SOURCE's end fails; whoever closes them bio_forget()s them. */
 struct hydrate_target {
 	int src_fd;	/* SOURCE without readahead: reads that end at a hole */
 	int stream_fd;	/* SOURCE with it: background copies, in order */
 	int write_fd;	/* SOURCE with it: writes' copies */
 	int dest_fd;
 	struct md *md;
-	uint64_t image_size;
+	uint64_t image_size;	/* fixed at mount: SOURCE may not shrink below */
 	uint32_t region_size;
 	uint64_t nr_regions;
 };
@@ -31,7 +33,8 @@ struct hydrate_target {
 struct hydrate_stats {
 	uint64_t in_flight;     /* regions being copied now */
 	uint64_t copied_bytes;  /* bytes read from SOURCE by copies */
-	uint64_t copy_errors;   /* failed copies since mount */
+	uint64_t copy_errors;   /* failed copies since mount, write-triggered
+				 * ones included */
 	double rate;            /* bytes/s of background copying, recent */
 	bool enabled;
 	bool copy_on_read;
@@ -45,19 +48,31 @@ struct hydrate *hydrate_new(const struct hydrate_target *t,
 			    const struct clone_options *o);
 /* Start the background workers (after any fork). */
 int hydrate_start(struct hydrate *h);
-/* Stop the workers, waiting for copies in flight. */
+/*
+ * Stop the workers, waiting for copies in flight. Idempotent, and fine on
+ * an engine never started. Between hydrate_stop and hydrate_free, for the
+ * final commit: hydrate_kick and hydrate_queue do nothing, hydrate_get_stats
+ * and the setters work, hydrate_lock/unlock/copy/copy_write work without
+ * workers (nothing else takes locks then).
+ */
 void hydrate_stop(struct hydrate *h);
+/* Stops first if hydrate_stop was not called. */
 void hydrate_free(struct hydrate *h);
 
-/* Region locks on [first, first + n), taken all at once when all are free
- * (so a holder never waits for more: no lock order to keep). */
+/*
+ * Region locks on [first, first + n), taken all at once when all are free
+ * (so a holder never waits for more: no lock order to keep). A lock costs
+ * O(1) memory whatever @n (spec 2.10). hydrate_unlock names a range exactly
+ * as it was locked, not a part of it.
+ */
 void hydrate_lock(struct hydrate *h, uint64_t first, uint64_t n);
 void hydrate_unlock(struct hydrate *h, uint64_t first, uint64_t n);
 
 /*
  * Copy regions [first, first + n) from SOURCE to DEST; the caller holds
  * their locks. Sparse aware: holes and zero blocks become holes in DEST.
- * Does not mark the regions hydrated.
+ * Does not mark the regions hydrated. -EIO if SOURCE is now shorter than
+ * the image covers there (spec 1.4). Failures count in copy_errors.
  */
 int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n);
 /*
@@ -65,6 +80,7 @@ int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n);
  * it replaced by @data: SOURCE's bytes and the write's in one DEST write.
  * -EOPNOTSUPP where it does not apply (a region above 256 KiB, or SOURCE
  * and DEST reflink): then hydrate_copy() and write. Does not mark it.
+ * -EIO, counted, as hydrate_copy's, if SOURCE no longer covers the region.
  */
 int hydrate_copy_write(struct hydrate *h, uint64_t region, const void *data,
 		       uint64_t off, size_t len);
@@ -89,5 +105,9 @@ void hydrate_on_complete(struct hydrate *h, void (*fn)(void *arg), void *arg);
 void hydrate_kick(struct hydrate *h);
 
 void hydrate_get_stats(struct hydrate *h, struct hydrate_stats *st);
+
+/* The rate limit's pause after @bytes at @rate bytes/s, in microseconds,
+ * saturating at INT64_MAX (exposed for tests). */
+int64_t hydrate_rate_delay_us(uint64_t bytes, uint64_t rate);
 
 #endif
