@@ -124,8 +124,9 @@ def run_case(top, work, src, source, name, prim, mode, shape):
     hydrating = mode.startswith("hydrating")
     if mode.startswith("hydrated"):
         c.mount(QUIET)
-        # status commits first (spec 5.1): all hydrated and durable, so
-        # new buffered opens may pass through (spec 2.9)
+        # status commits first (spec 5.1): all hydrated and durable (new
+        # read-only opens would pass through, spec 2.9; writable ones go
+        # through the daemon)
         deadline_poll(lambda: c.json_status()["hydration_done"], 30, "full hydration")
         region = 5
     elif hydrating:
@@ -152,9 +153,8 @@ def run_case(top, work, src, source, name, prim, mode, shape):
         else:
             keep = py_write(prim, "direct" if mode.endswith("direct") else "buffered",
                             c.image, off, data)
-        c.kill()  # acknowledged: now
     finally:
-        c.kill()
+        c.kill()  # acknowledged (or failed): now, before any close
         if keep:
             if isinstance(keep[1], mmap.mmap):
                 try:
