@@ -9,7 +9,8 @@ sets one fault rule, writes W1 into an unhydrated region through fd1 (a
 partial write: it hydrates, and its bit waits for the next commit), and
 lets the commit hit the fault: through fsync(fd1), by waiting for the
 periodic commit, or by an O_DSYNC write (fd4) into another unhydrated
-region, which commits at once and so must fail. Then:
+region (or, for a DEST flush error, into W0's hydrated one), which
+flushes and commits at once and so must fail. Then:
   - fsync(fd1) fails with EIO, once; fdatasync(fd2) fails with EIO, once;
     the next fsync of each succeeds (the clone can still flush DEST);
   - fd3, opened after the error, does not see it;
@@ -106,17 +107,20 @@ class Scenario:
                            % ename(w1_err))
             if self.trigger == "fsync":
                 first = call(os.fsync, fd1)
-            elif self.trigger == "o_dsync":
-                # a synchronous write commits at once (spec 2.5a): it meets
-                # the fault, so it must fail, and W1 is lost with it
+            elif self.trigger.startswith("o_dsync"):
+                # a synchronous write flushes DEST and commits at once (spec
+                # 2.5a): it meets the fault, so it must fail, and W1 is lost
+                # with it. Into a hydrated region (W0's), only the flush
+                # stands between it and durability.
                 fd4 = os.open(c.image, os.O_RDWR | os.O_DSYNC)
                 fds.append(fd4)
+                w2_off = W0_OFF + BLK if self.trigger == "o_dsync-hydrated" else W2_OFF
                 try:
-                    os.pwrite(fd4, self.rng.randbytes(BLK), W2_OFF)
+                    os.pwrite(fd4, self.rng.randbytes(BLK), w2_off)
                     w2 = 0
                 except OSError as e:
                     w2 = e.errno
-                self.want(w2 == errno.EIO, "O_DSYNC write whose commit fails: %s, want EIO"
+                self.want(w2 == errno.EIO, "O_DSYNC write meeting the fault: %s, want EIO"
                           % ename(w2))
                 first = call(os.fsync, fd1)
                 self.notes.append("then fsync(fd4): %s" % ename(call(os.fsync, fd4)))
@@ -211,6 +215,7 @@ def scenarios(meta_writes):
         yield "dest:flush:eio:once", trigger, False
     for rule in ("meta:write:eio:once", "dest:flush:eio:once"):
         yield rule, "o_dsync", False
+    yield "dest:flush:eio:once", "o_dsync-hydrated", False
     yield "dest:write:eio:once", "write", False
 
 
