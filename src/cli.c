@@ -39,6 +39,7 @@
 
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
+#define EXIT_FELL_BACK 3	/* check: repaired by falling back to an older transaction */
 #define EXIT_TIMEOUT 124
 #define EXIT_INTERRUPTED 130
 
@@ -750,13 +751,23 @@ static int cmd_check(const struct command *cmd, int argc, char **argv)
 		ret = md_check(pos[0], err, sizeof(err));
 	else
 		ret = md_check_repair(pos[0], err, sizeof(err));
-	if (ret) {
+	if (ret < 0) {
 		errmsg("%s: %s\n", pos[0],
 			*err ? err : g_strerror(-ret));
 		ret = EXIT_FAIL;
 		goto out;
 	}
+	/* a repair always says what it did; losing a transaction is not "clean" */
+	if (ret == MD_CHECK_FELL_BACK) {
+		errmsg("%s: repaired: %s\n", pos[0], err);
+		printf("%s: repaired by falling back to an older transaction\n", pos[0]);
+		ret = EXIT_FELL_BACK;
+		goto out;
+	}
+	if (ret == MD_CHECK_REPAIRED)
+		printf("%s: repaired: %s\n", pos[0], err);
 	printf("%s: clean\n", pos[0]);
+	ret = 0;
 out:
 	g_free(pos);
 	return ret;
@@ -820,8 +831,10 @@ static const struct command commands[] = {
 	  cmd_wait },
 	{ "check", "[-n] META",
 	  "Verify every checksum of the metadata file META, its bitmap and its\n"
-	  "space map. If META is clean and marked needs_check after an error,\n"
-	  "clear the mark so it can be mounted again. Run it on an unmounted META.\n\n"
+	  "space map. Repair what can be repaired, saying what was done: clear\n"
+	  "needs_check, rewrite a damaged older superblock, or fall back to the\n"
+	  "previous transaction when the newest one is damaged (exit 3, with the\n"
+	  "number of regions that read SOURCE again). Run it on an unmounted META.\n\n"
 	  "  -n, --no-repair   only verify; never write META\n",
 	  cmd_check },
 	{ "dump", "META",

@@ -8,49 +8,17 @@
  * fsync and the periodic timer commit in two phases: freeze the changes,
  * flush DEST, commit (spec 2.5, 3.2).
  */
-#include "clonefs/clone.h"
+#include "clone_impl.h"
 #include "clonefs/blockio.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
-#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define META_LOCK_WAIT_S 30
-
-struct clone {
-	struct clone_options opt;
-	int src_fd, dest_fd, lock_fd;
-	int copy_src_fd, stream_src_fd, write_src_fd; /* SOURCE again, for copies: see clone_open */
-	uint64_t size;
-	uint32_t region_size;
-	unsigned region_shift;
-	uint64_t nr_regions;
-	struct md *md;
-	struct hydrate *hy;
-	bool discard_passdown;
-	bool src_is_file; /* its size can change under us */
-
-	uid_t image_uid;
-	gid_t image_gid;
-	mode_t image_mode;
-	/* Errors that lost acknowledged data, in the way of Linux's errseq:
-	 * each open file remembers the count it has seen (spec 2.5b). */
-	uint64_t lost_writes;
-
-	GMutex commit_lock; /* one commit at a time */
-	GMutex timer_lock;
-	GCond timer_cond;
-	bool stopping;
-	GThread *committer;
-};
 
 uint64_t clone_size(struct clone *c) { return c->size; }
 bool clone_readonly(struct clone *c) { return c->opt.ro; }
@@ -71,313 +39,11 @@ static uint64_t region_start(struct clone *c, uint64_t region)
 	return region << c->region_shift;
 }
 
-/* ---- opening: validate everything before modifying anything ---- */
-
-static int fail(char *err, size_t errlen, const char *role, const char *path,
-		const char *fmt, ...) G_GNUC_PRINTF(5, 6);
-
-static int fail(char *err, size_t errlen, const char *role, const char *path,
-		const char *fmt, ...)
-{
-	char why[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
-	snprintf(err, errlen, "%s %s: %s", role, path, why);
-	return -EINVAL;
-}
-
-static int file_size(int fd, const struct stat *st, uint64_t *size)
-{
-	if (S_ISBLK(st->st_mode))
-		return ioctl(fd, BLKGETSIZE64, size) ? -errno : 0;
-	*size = (uint64_t)st->st_size;
-	return 0;
-}
-
-static bool same_file(const struct stat *a, const struct stat *b)
-{
-	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
-}
-
-/* Hold META's lock for the daemon's life: a second daemon on the same META
- * waits (a remount right after umount), then gives up. */
-static int lock_meta(int fd)
-{
-	for (int i = 0; i < META_LOCK_WAIT_S * 10; i++) {
-		if (!flock(fd, LOCK_EX | LOCK_NB))
-			return 0;
-		if (errno != EWOULDBLOCK)
-			return -errno;
-		g_usleep(100 * 1000);
-	}
-	return -EBUSY;
-}
-
-/* The image's owner is the mounting user and gives nobody more than SOURCE
- * does: its read bits narrow 0600 (the write bit is the clone's own, as
- * writes never reach SOURCE); uid=, gid= and umask= widen on purpose. */
-static void image_owner(struct clone *c, const struct clone_options *o,
-			const struct stat *src)
-{
-	mode_t rw = o->ro ? 0444 : 0666;
-
-	c->image_uid = o->uid >= 0 ? (uid_t)o->uid : getuid();
-	c->image_gid = o->gid >= 0 ? (gid_t)o->gid : getgid();
-	if (o->umask >= 0)
-		c->image_mode = rw & ~(mode_t)o->umask;
-	else
-		c->image_mode = rw & 0600 & (src->st_mode | 0222);
-}
-
 void clone_image_owner(struct clone *c, uid_t *uid, gid_t *gid, mode_t *mode)
 {
 	*uid = c->image_uid;
 	*gid = c->image_gid;
 	*mode = c->image_mode;
-}
-
-static int stat_path(const char *path, bool nofollow, struct stat *st)
-{
-	if (nofollow ? lstat(path, st) : stat(path, st))
-		return -errno;
-	return 0;
-}
-
-int clone_open(const char *source, const char *dest, const char *meta,
-	       const struct clone_options *o, struct clone **out, char *err,
-	       size_t errlen)
-{
-	struct clone *c = g_new0(struct clone, 1);
-	struct stat sst, dst, mst;
-	bool dest_exists, meta_exists;
-	uint64_t dsize = 0;
-	int nofollow = o->nofollow ? O_NOFOLLOW : 0;
-	int ret;
-	char mderr[256], path[64];
-
-	c->opt = *o;
-	c->src_fd = c->dest_fd = c->lock_fd = c->copy_src_fd = c->stream_src_fd =
-		c->write_src_fd = -1;
-	c->discard_passdown = !o->no_discard_passdown;
-	g_mutex_init(&c->commit_lock);
-	g_mutex_init(&c->timer_lock);
-	g_cond_init(&c->timer_cond);
-
-	if (!options_region_size_valid(o->region_size)) {
-		snprintf(err, errlen, "region size %u: must be a power of two "
-			 "from 4096 to 1073741824 bytes", o->region_size);
-		ret = -EINVAL;
-		goto out;
-	}
-	c->region_size = o->region_size;
-	c->region_shift = (unsigned)__builtin_ctz(o->region_size);
-
-	/* SOURCE: read-only, never written (spec 1.4). */
-	c->src_fd = open(source, O_RDONLY | O_CLOEXEC | nofollow);
-	if (c->src_fd < 0 || fstat(c->src_fd, &sst)) {
-		ret = fail(err, errlen, "source", source, "%s", g_strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(sst.st_mode) && !S_ISBLK(sst.st_mode)) {
-		ret = fail(err, errlen, "source", source,
-			   "not a regular file or block device");
-		goto out;
-	}
-	if ((ret = file_size(c->src_fd, &sst, &c->size))) {
-		ret = fail(err, errlen, "source", source, "%s", g_strerror(-ret));
-		goto out;
-	}
-	if (c->size == 0) {
-		ret = fail(err, errlen, "source", source, "is empty");
-		goto out;
-	}
-	c->nr_regions = (c->size + c->region_size - 1) >> c->region_shift;
-	c->src_is_file = S_ISREG(sst.st_mode);
-	image_owner(c, o, &sst);
-
-	/* DEST and META: distinct from SOURCE and each other (spec 1.2). */
-	ret = stat_path(dest, o->nofollow, &dst);
-	dest_exists = !ret;
-	if (ret && ret != -ENOENT) {
-		ret = fail(err, errlen, "dest", dest, "%s", g_strerror(-ret));
-		goto out;
-	}
-	if (dest_exists) {
-		if (S_ISLNK(dst.st_mode)) {
-			ret = fail(err, errlen, "dest", dest,
-				   "is a symbolic link (nofollow)");
-			goto out;
-		}
-		if (same_file(&dst, &sst)) {
-			ret = fail(err, errlen, "dest", dest,
-				   "is the same file as the source");
-			goto out;
-		}
-		if (!S_ISREG(dst.st_mode) && !S_ISBLK(dst.st_mode)) {
-			ret = fail(err, errlen, "dest", dest,
-				   "not a regular file or block device");
-			goto out;
-		}
-	}
-	if (!dest_exists && o->ro) {
-		ret = fail(err, errlen, "dest", dest, "%s (needed with -o ro)",
-			   g_strerror(ENOENT));
-		goto out;
-	}
-	ret = stat_path(meta, o->nofollow, &mst);
-	meta_exists = !ret;
-	if (ret && ret != -ENOENT) {
-		ret = fail(err, errlen, "meta", meta, "%s", g_strerror(-ret));
-		goto out;
-	}
-	if (meta_exists) {
-		if (S_ISLNK(mst.st_mode)) {
-			ret = fail(err, errlen, "meta", meta,
-				   "is a symbolic link (nofollow)");
-			goto out;
-		}
-		if (same_file(&mst, &sst) || (dest_exists && same_file(&mst, &dst))) {
-			ret = fail(err, errlen, "meta", meta, "is the same file as the %s",
-				   same_file(&mst, &sst) ? "source" : "dest");
-			goto out;
-		}
-	} else if (o->ro) {
-		ret = fail(err, errlen, "meta", meta, "%s (needed with -o ro)",
-			   g_strerror(ENOENT));
-		goto out;
-	}
-	if (dest_exists) {
-		c->dest_fd = open(dest, (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | nofollow);
-		if (c->dest_fd < 0) {
-			ret = fail(err, errlen, "dest", dest, "%s", g_strerror(errno));
-			goto out;
-		}
-		if ((ret = file_size(c->dest_fd, &dst, &dsize))) {
-			ret = fail(err, errlen, "dest", dest, "%s", g_strerror(-ret));
-			goto out;
-		}
-		if (S_ISREG(dst.st_mode) && dsize > c->size) {
-			ret = fail(err, errlen, "dest", dest, "is larger than the "
-				   "source (%" G_GUINT64_FORMAT " > %" G_GUINT64_FORMAT
-				   " bytes)", dsize, c->size);
-			goto out;
-		}
-		if (S_ISBLK(dst.st_mode) && dsize < c->size) {
-			ret = fail(err, errlen, "dest", dest, "device is smaller than "
-				   "the source (%" G_GUINT64_FORMAT " < %" G_GUINT64_FORMAT
-				   " bytes)", dsize, c->size);
-			goto out;
-		}
-	}
-	if (meta_exists) {
-		c->lock_fd = open(meta, O_RDONLY | O_CLOEXEC | nofollow);
-		if (c->lock_fd < 0) {
-			ret = fail(err, errlen, "meta", meta, "%s", g_strerror(errno));
-			goto out;
-		}
-		if ((ret = lock_meta(c->lock_fd))) {
-			ret = fail(err, errlen, "meta", meta, "%s", ret == -EBUSY ?
-				   "in use by another clonefs daemon" : g_strerror(-ret));
-			goto out;
-		}
-	}
-
-	struct md_geometry geo = { c->region_size, c->nr_regions };
-	ret = md_open(meta, &geo, o->ro, &c->md, mderr, sizeof(mderr));
-	if (ret) {
-		fail(err, errlen, "meta", meta, "%s", mderr);
-		goto out;
-	}
-	if (!meta_exists) {
-		c->lock_fd = open(meta, O_RDONLY | O_CLOEXEC | nofollow);
-		if (c->lock_fd < 0 || lock_meta(c->lock_fd)) {
-			ret = fail(err, errlen, "meta", meta, "cannot lock");
-			goto out;
-		}
-	}
-
-	/* Only now modify DEST: create it sparse, or extend it (spec 1.2). */
-	if (!dest_exists) {
-		c->dest_fd = open(dest, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | nofollow,
-				  0600);
-		if (c->dest_fd < 0) {
-			ret = fail(err, errlen, "dest", dest, "%s", g_strerror(errno));
-			goto out;
-		}
-		if (fstat(c->dest_fd, &dst)) {
-			ret = -errno;
-			goto out;
-		}
-	}
-	if (S_ISREG(dst.st_mode) && dsize < c->size && !o->ro &&
-	    ftruncate(c->dest_fd, (off_t)c->size)) {
-		ret = fail(err, errlen, "dest", dest, "cannot extend: %s",
-			   g_strerror(errno));
-		goto out;
-	}
-	/*
-	 * Hydration reads SOURCE through files of its own. Sharing the users'
-	 * file, its reads grew the readahead window of their random 4 KiB
-	 * reads to read_ahead_kb (8 MiB here), queueing them behind big reads:
-	 * p99 latency during hydration 25x idle, now about 2x (scripts/bench).
-	 * Background copies, which go on in order, read with the kernel's
-	 * readahead: a dense 1 GiB copy phase took 0.30-0.37 s, against
-	 * 0.42-0.56 with our own 4 MiB WILLNEED ahead of each batch. Where a
-	 * hole follows, they read without it, which would fill the page cache
-	 * with the hole's zeros (90%-sparse copy, 8 pairs: median 0.243 s,
-	 * against 0.258 with it). Writes' copies read through a file of their
-	 * own, with readahead: a region next to cached ones brings its
-	 * neighbours (context readahead), which later first writes then find
-	 * in memory. 4 KiB O_DIRECT writes at QD32 to a cold clone, 8 s, 9
-	 * pairs: median 66.1k IOPS against 50.1k without readahead.
-	 */
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", c->src_fd);
-	c->copy_src_fd = open(path, O_RDONLY | O_CLOEXEC);
-	c->stream_src_fd = open(path, O_RDONLY | O_CLOEXEC);
-	c->write_src_fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (c->copy_src_fd < 0 || c->stream_src_fd < 0 || c->write_src_fd < 0) {
-		ret = fail(err, errlen, "source", source, "cannot open again: %s",
-			   g_strerror(errno));
-		goto out;
-	}
-	posix_fadvise(c->copy_src_fd, 0, 0, POSIX_FADV_RANDOM);
-	bio_set_role(c->src_fd, BIO_SOURCE);
-	bio_set_role(c->copy_src_fd, BIO_SOURCE);
-	bio_set_role(c->stream_src_fd, BIO_SOURCE);
-	bio_set_role(c->write_src_fd, BIO_SOURCE);
-	bio_set_role(c->dest_fd, BIO_DEST);
-
-	struct hydrate_target t = {
-		.src_fd = c->copy_src_fd, .stream_fd = c->stream_src_fd,
-		.write_fd = c->write_src_fd, .dest_fd = c->dest_fd, .md = c->md,
-		.image_size = c->size, .region_size = c->region_size,
-		.nr_regions = c->nr_regions,
-	};
-	c->hy = hydrate_new(&t, o);
-	*out = c;
-	return 0;
-out:
-	if (ret > 0)
-		ret = -ret;
-	if (c->md)
-		md_close(c->md);
-	if (c->src_fd >= 0)
-		close(c->src_fd);
-	if (c->copy_src_fd >= 0)
-		close(c->copy_src_fd);
-	if (c->stream_src_fd >= 0)
-		close(c->stream_src_fd);
-	if (c->write_src_fd >= 0)
-		close(c->write_src_fd);
-	if (c->dest_fd >= 0)
-		close(c->dest_fd);
-	if (c->lock_fd >= 0)
-		close(c->lock_fd);
-	g_free(c);
-	return ret ? ret : -EINVAL;
 }
 
 /* ---- commit ---- */
@@ -389,19 +55,19 @@ static void lost_writes(struct clone *c)
 	__atomic_add_fetch(&c->lost_writes, 1, __ATOMIC_SEQ_CST);
 }
 
-static int commit(struct clone *c, bool flush_anyway)
+/* One transaction: freeze, flush DEST, commit (spec 2.5, 3.2). With
+ * @flush, DEST is flushed even when no bit changed. */
+static int commit_now(struct clone *c, bool flush)
 {
-	int ret = 0;
+	int ret;
 
-	g_mutex_lock(&c->commit_lock);
-	if (c->opt.ro)
-		goto out;
 	if (!md_changed(c->md) || md_mode(c->md) != MD_MODE_RW) {
-		if (flush_anyway && (ret = bio_flush(c->dest_fd))) {
+		if (flush && (ret = bio_flush(c->dest_fd))) {
 			g_warning("flush of dest failed: %s", g_strerror(-ret));
 			lost_writes(c);
+			return ret;
 		}
-		goto out;
+		return 0;
 	}
 	ret = md_pre_commit(c->md);
 	if (!ret) {
@@ -421,8 +87,47 @@ static int commit(struct clone *c, bool flush_anyway)
 		lost_writes(c);
 		hydrate_kick(c->hy);
 	}
-out:
-	g_mutex_unlock(&c->commit_lock);
+	return ret;
+}
+
+/*
+ * Group commit (dm-clone parks flushes behind one commit): a caller needs
+ * a commit that starts after it arrived, so that it covers every write the
+ * caller saw acknowledged. While one runs, every caller that arrives waits
+ * for the next, and that one serves them all: concurrent fsyncs cost one
+ * DEST flush and one META commit, not one each. A caller that slept past
+ * its commit returns 0; a failure of that commit reaches it through the
+ * error marks (clone_fsync).
+ */
+static int commit(struct clone *c, bool flush)
+{
+	uint64_t want;
+	int ret;
+
+	if (c->opt.ro)
+		return 0;
+	g_mutex_lock(&c->group_lock);
+	want = c->commits_started + 1;
+	c->next_flushes |= flush;
+	while (c->commits_finished < want) {
+		if (c->committing) {
+			g_cond_wait(&c->group_cond, &c->group_lock);
+			continue;
+		}
+		c->committing = true;
+		flush = c->next_flushes;
+		c->next_flushes = false;
+		c->commits_started++;
+		g_mutex_unlock(&c->group_lock);
+		ret = commit_now(c, flush);
+		g_mutex_lock(&c->group_lock);
+		c->committing = false;
+		c->commits_finished = c->commits_started;
+		c->last_result = ret;
+		g_cond_broadcast(&c->group_cond);
+	}
+	ret = c->commits_finished == want ? c->last_result : 0;
+	g_mutex_unlock(&c->group_lock);
 	return ret;
 }
 
@@ -497,38 +202,11 @@ int clone_close(struct clone *c)
 	ret = commit(c, true);
 	hydrate_free(c->hy);
 	md_close(c->md);
-	bio_forget(c->src_fd);
-	bio_forget(c->copy_src_fd);
-	bio_forget(c->stream_src_fd);
-	bio_forget(c->write_src_fd);
-	bio_forget(c->dest_fd);
-	close(c->src_fd);
-	close(c->copy_src_fd);
-	close(c->stream_src_fd);
-	close(c->write_src_fd);
-	close(c->dest_fd);
-	close(c->lock_fd);
-	g_mutex_clear(&c->commit_lock);
-	g_mutex_clear(&c->timer_lock);
-	g_cond_clear(&c->timer_cond);
-	g_free(c);
+	clone_free_files(c);
 	return ret;
 }
 
 /* ---- I/O ---- */
-
-/* A SOURCE that shrank under the mount reads short: an I/O error, never
- * the zeros a short read or splice would give (spec 1.4). */
-static int source_holds(struct clone *c, uint64_t end)
-{
-	struct stat st;
-
-	if (!c->src_is_file)
-		return 0;
-	if (fstat(c->src_fd, &st))
-		return -errno;
-	return (uint64_t)st.st_size < end ? -EIO : 0;
-}
 
 ssize_t clone_map_read(struct clone *c, uint64_t off, size_t len,
 		       clone_extent_fn fn, void *arg)
@@ -559,9 +237,7 @@ ssize_t clone_map_read(struct clone *c, uint64_t off, size_t len,
 				hydrate_queue(c->hy, region_of(c, run_end));
 			run_end = MIN(run_end + c->region_size, end);
 		}
-		ret = hyd ? 0 : source_holds(c, run_end);
-		if (!ret)
-			ret = fn(arg, hyd ? c->dest_fd : c->src_fd, pos, run_end - pos);
+		ret = fn(arg, hyd ? c->dest_fd : c->src_fd, pos, run_end - pos);
 		if (ret)
 			return ret;
 		pos = run_end;

@@ -52,6 +52,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -96,10 +97,25 @@
 #define S_BM_LEVELS	128	/* u32 */
 #define S_SM_LEVELS	132	/* u32 */
 #define S_SM_ROOT	136	/* u64 */
+#define S_BM_ROOT_TXID	144	/* u64, version 2: transaction of the bitmap root */
+#define S_SM_ROOT_TXID	152	/* u64, version 2: transaction of the space-map root */
+#define S_HYDRATED	160	/* u64, version 2: regions hydrated in this state */
 
 #define SB_MAGIC	"CLONEFSM"
-#define SB_VERSION	1u
+#define SB_VERSION	2u	/* written; version 1 is read and upgraded */
 #define SB_NEEDS_CHECK	1u
+#define SB_DEST_TAGGED	2u
+#define SB_KNOWN_FLAGS	(SB_NEEDS_CHECK | SB_DEST_TAGGED)
+
+/*
+ * A version-2 index entry is the child's block number (low 32 bits) and the
+ * low 32 bits of the transaction that wrote the child (high 32 bits), so a
+ * stale copy of the child (a lost write) is caught on read. Version 1
+ * entries are plain 64-bit block numbers.
+ */
+#define ENTRY_MAX_BLOCKS	(1ULL << 32)
+
+#define LOCK_WAIT_MS	30000	/* md_open_fd waits this long for the flock */
 
 enum { TREE_BITMAP, TREE_SPACE };
 
@@ -110,6 +126,7 @@ struct tree {
 	unsigned levels;		/* index levels above the leaves */
 	uint64_t count[MAX_LEVELS + 1];	/* nodes per level; count[levels] == 1 */
 	uint64_t *loc[MAX_LEVELS + 1];	/* committed block of each node, or 0/1 */
+	uint64_t *txid[MAX_LEVELS + 1];	/* the transaction that wrote it (0: sentinel) */
 	uint64_t **leaf;		/* in-core bits of each leaf */
 	uint64_t *words;		/* backing store when !lazy */
 };
@@ -118,6 +135,8 @@ struct sbinfo {
 	int state;			/* SB_EMPTY, SB_FOREIGN, SB_BAD, SB_VALID */
 	char why[96];
 	uint64_t txid, region_count, nr_blocks, bm_root, sm_root;
+	uint64_t bm_root_txid, sm_root_txid, hydrated;
+	uint64_t raw_txid;		/* the header's txid, even when SB_BAD */
 	uint32_t version, flags, region_size, bm_levels, sm_levels;
 	uint8_t uuid[16];
 };
@@ -141,7 +160,11 @@ struct md {
 	uint64_t nr_blocks;
 	uint64_t txid;			/* atomic */
 	uint32_t flags;
+	uint32_t version;		/* of the committed trees: 1 until upgraded */
 	int slot;
+	uint64_t committed_hydrated;	/* regions hydrated in the committed state */
+	uint64_t next_hydrated;		/* ... in the transaction being written */
+	uint16_t *leaf_pop;		/* committed bits of each bitmap leaf */
 
 	struct tree bm, sm;
 
@@ -149,11 +172,13 @@ struct md {
 	uint8_t *dirty;
 	GArray *dirty_list;
 	uint64_t nr_hydrated;		/* atomic */
+	uint32_t new_flags;		/* superblock flags set since pre_commit */
 
 	/* frozen set (commit_lock) */
 	uint64_t **frozen;
 	GArray *frozen_list;
 	unsigned nr_frozen;		/* atomic, for md_changed */
+	uint32_t frozen_flags;		/* atomic, for md_changed */
 
 	/* space (commit_lock) */
 	uint64_t *busy;			/* committed-live or allocated this transaction */
@@ -236,7 +261,7 @@ static const char *tree_name(unsigned tree)
 
 /* Checks a block read from position @nr is the node we expect there. */
 static int blk_check(const uint8_t *b, uint64_t nr, uint32_t kind, unsigned tree,
-		     unsigned level, uint64_t idx, uint64_t max_txid,
+		     unsigned level, uint64_t idx, uint64_t max_txid, uint64_t want_txid,
 		     char *err, size_t len)
 {
 	uint8_t sum[32];
@@ -254,12 +279,18 @@ static int blk_check(const uint8_t *b, uint64_t nr, uint32_t kind, unsigned tree
 		return errf(err, len, -EILSEQ, "block %" PRIu64 " is newer than the superblock"
 			    " (transaction %" PRIu64 " > %" PRIu64 ")", nr,
 			    get64(b + H_TXID), max_txid);
+	/* spec 4.3b: a valid but older copy of this node is a lost write */
+	if (want_txid && get64(b + H_TXID) != want_txid)
+		return errf(err, len, -EILSEQ, "block %" PRIu64 " (%s node %u/%" PRIu64 ") is from"
+			    " transaction %" PRIu64 " but its pointer expects %" PRIu64
+			    ": a lost or misdirected write", nr, tree_name(tree), level, idx,
+			    get64(b + H_TXID), want_txid);
 	return 0;
 }
 
 static int read_node(int fd, uint64_t nr_blocks, uint8_t *b, uint64_t ptr, uint32_t kind,
 		     unsigned tree, unsigned level, uint64_t idx, uint64_t txid,
-		     char *err, size_t len)
+		     uint64_t want_txid, char *err, size_t len)
 {
 	int r;
 
@@ -269,7 +300,7 @@ static int read_node(int fd, uint64_t nr_blocks, uint8_t *b, uint64_t ptr, uint3
 	r = bio_pread(fd, b, BS, ptr * BS);
 	if (r)
 		return errf(err, len, r, "cannot read block %" PRIu64 ": %s", ptr, strerror(-r));
-	return blk_check(b, ptr, kind, tree, level, idx, txid, err, len);
+	return blk_check(b, ptr, kind, tree, level, idx, txid, want_txid, err, len);
 }
 
 /* Seals @b as node (@tree, @level, @idx) of the next transaction, writes it at @nr. */
@@ -319,7 +350,8 @@ static int tree_init(struct tree *t, int kind, uint64_t nbits)
 		t->count[++t->levels] = n;
 	}
 	for (unsigned l = 0; l <= t->levels; l++)
-		if (!(t->loc[l] = g_try_new0(uint64_t, t->count[l])))
+		if (!(t->loc[l] = g_try_new0(uint64_t, t->count[l])) ||
+		    !(t->txid[l] = g_try_new0(uint64_t, t->count[l])))
 			return -ENOMEM;
 	if (!(t->leaf = g_try_new0(uint64_t *, t->nleaves)))
 		return -ENOMEM;
@@ -340,8 +372,10 @@ static void tree_free(struct tree *t)
 				g_free(t->leaf[i]);
 	g_free(t->leaf);
 	g_free(t->words);
-	for (unsigned l = 0; l <= MAX_LEVELS; l++)
+	for (unsigned l = 0; l <= MAX_LEVELS; l++) {
 		g_free(t->loc[l]);
+		g_free(t->txid[l]);
+	}
 }
 
 static uint64_t *tree_root(struct tree *t)
@@ -395,7 +429,9 @@ static uint64_t leaf_valid(const struct tree *t, uint64_t idx)
 
 struct loader {
 	int fd;
+	uint32_t version;
 	uint64_t nr_blocks, txid;
+	uint16_t *leaf_pop;		/* bitmap only: bits per leaf, or NULL */
 	uint8_t *refs;			/* references to each block */
 	uint8_t buf[MAX_LEVELS + 1][BS];
 	uint64_t bits;			/* bits set in the tree */
@@ -417,6 +453,8 @@ static int load_leaf(struct loader *ld, struct tree *t, uint64_t idx, uint64_t p
 		else
 			memset(t->leaf[idx], 0xff, LEAF_WORDS * 8);
 		ld->bits += LEAF_BITS;
+		if (t->lazy && ld->leaf_pop)
+			ld->leaf_pop[idx] = (uint16_t)LEAF_BITS;
 		return 0;
 	}
 	w = t->lazy ? g_try_new(uint64_t, LEAF_WORDS) : t->leaf[idx];
@@ -437,43 +475,85 @@ static int load_leaf(struct loader *ld, struct tree *t, uint64_t idx, uint64_t p
 		ld->bits += (uint64_t)__builtin_popcountll(x);
 	}
 	t->leaf[idx] = w;
+	if (t->lazy && ld->leaf_pop)
+		ld->leaf_pop[idx] = (uint16_t)popcount_leaf(w);
 	return 0;
 }
 
+/*
+ * Decodes index entry @e of a block written in transaction @parent_txid:
+ * the child's block and (version 2) the full transaction id it must carry,
+ * the largest one <= @parent_txid with the stored low 32 bits.
+ */
+static uint64_t entry_decode(const struct loader *ld, uint64_t e, uint64_t parent_txid,
+			     uint64_t *want)
+{
+	uint64_t low, t;
+
+	if (ld->version < 2) {
+		*want = 0;	/* version 1 pointers do not say */
+		return e;
+	}
+	low = e >> 32;
+	t = (parent_txid & ~0xffffffffULL) | low;
+	if (t > parent_txid && t >= (1ULL << 32))
+		t -= 1ULL << 32;
+	*want = t;
+	return e & 0xffffffffULL;
+}
+
 static int load_node(struct loader *ld, struct tree *t, unsigned level, uint64_t idx,
-		     uint64_t ptr)
+		     uint64_t ptr, uint64_t want)
 {
 	uint8_t *b = ld->buf[level];
-	uint64_t first, n;
+	uint64_t first, n, child_want;
 	int r;
 
 	t->loc[level][idx] = ptr;
+	if (ptr <= PTR_ONES && want)
+		return errf(ld->err, ld->errlen, -EILSEQ, "%s node %u/%" PRIu64 " is a sentinel"
+			    " pointer with a transaction id", tree_name(t->kind), level, idx);
+	if (ld->version >= 2 && ptr > PTR_ONES && !want)
+		return errf(ld->err, ld->errlen, -EILSEQ, "%s pointer to block %" PRIu64
+			    " has no transaction id", tree_name(t->kind), ptr);
 	if (ptr == PTR_ZEROS)
 		return 0;	/* locations and bits start zeroed */
 	if (ptr != PTR_ONES) {
 		if (ptr < ld->nr_blocks && ld->refs[ptr] < 255)
 			ld->refs[ptr]++;
 		r = read_node(ld->fd, ld->nr_blocks, b, ptr, level ? KIND_INDEX : KIND_LEAF,
-			      (unsigned)t->kind, level, idx, ld->txid, ld->err, ld->errlen);
+			      (unsigned)t->kind, level, idx, ld->txid, want, ld->err, ld->errlen);
 		if (r)
 			return r;
+		t->txid[level][idx] = get64(b + H_TXID);
 	}
 	if (level == 0)
 		return load_leaf(ld, t, idx, ptr, b);
 	first = idx * FANOUT;
 	n = MIN((uint64_t)FANOUT, t->count[level - 1] - first);
 	for (unsigned i = 0; i < FANOUT; i++) {
-		uint64_t child = ptr == PTR_ONES ? PTR_ONES : get64(b + HDR_SIZE + 8 * i);
+		uint64_t child = PTR_ONES, e = 0;
 
+		child_want = 0;
+		if (ptr != PTR_ONES) {
+			e = get64(b + HDR_SIZE + 8 * i);
+			child = entry_decode(ld, e, t->txid[level][idx], &child_want);
+		}
+		if (child <= PTR_ONES) {
+			if (ld->version >= 2 && e >> 32)
+				return errf(ld->err, ld->errlen, -EILSEQ, "index block %" PRIu64
+					    " has a sentinel pointer with a transaction id", ptr);
+			child_want = 0;
+		}
 		if (i >= n) {
 			if (ptr == PTR_ONES)
 				break;
-			if (child)
+			if (e)
 				return errf(ld->err, ld->errlen, -EILSEQ, "index block %" PRIu64
 					    " has a pointer past its last child", ptr);
 			continue;
 		}
-		r = load_node(ld, t, level - 1, first + i, child);
+		r = load_node(ld, t, level - 1, first + i, child, child_want);
 		if (r)
 			return r;
 	}
@@ -497,6 +577,9 @@ static void sb_parse(const uint8_t *b, int slot, struct sbinfo *s)
 		return;
 	}
 	s->state = SB_BAD;
+	s->raw_txid = get64(b + H_TXID);
+	s->version = get32(b + S_VERSION);
+	s->hydrated = get64(b + S_HYDRATED);	/* a hint only, until validated */
 	if (block_csum(b, sum) || memcmp(sum, b, 32)) {
 		snprintf(s->why, sizeof(s->why), "bad checksum in superblock (block %d)", slot);
 		return;
@@ -505,8 +588,7 @@ static void sb_parse(const uint8_t *b, int slot, struct sbinfo *s)
 		snprintf(s->why, sizeof(s->why), "misplaced superblock in slot %d", slot);
 		return;
 	}
-	s->version = get32(b + S_VERSION);
-	if (s->version != SB_VERSION) {
+	if (s->version != 1 && s->version != SB_VERSION) {
 		snprintf(s->why, sizeof(s->why), "unsupported metadata version %u", s->version);
 		return;
 	}
@@ -520,16 +602,23 @@ static void sb_parse(const uint8_t *b, int slot, struct sbinfo *s)
 	s->bm_levels = get32(b + S_BM_LEVELS);
 	s->sm_levels = get32(b + S_SM_LEVELS);
 	s->sm_root = get64(b + S_SM_ROOT);
+	if (s->version >= 2) {
+		s->bm_root_txid = get64(b + S_BM_ROOT_TXID);
+		s->sm_root_txid = get64(b + S_SM_ROOT_TXID);
+	} else {
+		s->hydrated = 0;
+	}
 	s->state = SB_VALID;
 }
 
-static int write_super(struct md *md, int slot, uint32_t flags)
+/* Writes the current roots into @slot; version 1 trees get a version 1 superblock. */
+static int write_super(struct md *md, int slot, uint32_t flags, uint64_t hydrated)
 {
 	uint8_t *b = md->buf;
 
 	memset(b, 0, BS);
 	memcpy(b + S_MAGIC, SB_MAGIC, 8);
-	put32(b + S_VERSION, SB_VERSION);
+	put32(b + S_VERSION, md->version);
 	put32(b + S_FLAGS, flags);
 	memcpy(b + S_UUID, md->uuid, 16);
 	put32(b + S_REGION_SIZE, md->geo.region_size);
@@ -539,6 +628,11 @@ static int write_super(struct md *md, int slot, uint32_t flags)
 	put32(b + S_BM_LEVELS, md->bm.levels);
 	put32(b + S_SM_LEVELS, md->sm.levels);
 	put64(b + S_SM_ROOT, *tree_root(&md->sm));
+	if (md->version >= 2) {
+		put64(b + S_BM_ROOT_TXID, md->bm.txid[md->bm.levels][0]);
+		put64(b + S_SM_ROOT_TXID, md->sm.txid[md->sm.levels][0]);
+		put64(b + S_HYDRATED, hydrated);
+	}
 	return blk_write(md, (uint64_t)slot, b, KIND_SUPER, 0, 0, (uint64_t)slot);
 }
 
@@ -595,12 +689,19 @@ static int release_block(struct md *md, uint64_t b)
 	return sm_set(md, b, false);
 }
 
-static void set_loc(struct md *md, uint64_t *slot, uint64_t v)
+static void set_undo(struct md *md, uint64_t *slot, uint64_t v)
 {
 	struct undo u = { slot, *slot };
 
 	g_array_append_val(md->undo, u);
 	*slot = v;
+}
+
+/* Node (@level, @idx) of @t now lives at @v, written by this transaction. */
+static void set_node(struct md *md, struct tree *t, unsigned level, uint64_t idx, uint64_t v)
+{
+	set_undo(md, &t->loc[level][idx], v);
+	set_undo(md, &t->txid[level][idx], v > PTR_ONES ? md->txid + 1 : 0);
 }
 
 /* Space-map node (@level, @idx) changes in this transaction: give it a new block. */
@@ -619,7 +720,7 @@ static int sm_move(struct md *md, unsigned level, uint64_t idx)
 		r = release_block(md, *loc);
 	if (r)
 		return r;
-	set_loc(md, loc, b);
+	set_node(md, &md->sm, level, idx, b);
 	return level < md->sm.levels ? sm_move(md, level + 1, idx / FANOUT) : 0;
 }
 
@@ -632,16 +733,20 @@ static void pack_leaf(uint8_t *b, const uint64_t *w)
 		put64(b + HDR_SIZE + 8 * i, w[i]);
 }
 
-/* Packs index node (@level, @idx); returns 0/1 if all children are 0/1, else 2. */
+/*
+ * Packs index node (@level, @idx) in the version 2 layout (each entry says
+ * which transaction wrote the child); returns 0/1 if all children are 0/1,
+ * else 2.
+ */
 static uint64_t pack_index(uint8_t *b, const struct tree *t, unsigned level, uint64_t idx)
 {
 	uint64_t first = idx * FANOUT, n = MIN((uint64_t)FANOUT, t->count[level - 1] - first);
-	const uint64_t *c = &t->loc[level - 1][first];
+	const uint64_t *c = &t->loc[level - 1][first], *tx = &t->txid[level - 1][first];
 	bool zeros = true, ones = true;
 
 	memset(b, 0, BS);
 	for (uint64_t i = 0; i < n; i++) {
-		put64(b + HDR_SIZE + 8 * i, c[i]);
+		put64(b + HDR_SIZE + 8 * i, c[i] | (c[i] > PTR_ONES ? tx[i] << 32 : 0));
 		zeros &= c[i] == PTR_ZEROS;
 		ones &= c[i] == PTR_ONES;
 	}
@@ -670,12 +775,39 @@ static int bm_set_node(struct md *md, unsigned level, uint64_t idx, uint64_t v)
 			return r;
 	}
 	r = release_block(md, *loc);
-	set_loc(md, loc, b);
+	set_node(md, &md->bm, level, idx, b);
 	return r;
 }
 
+/*
+ * The level-@l nodes to rewrite: the parents of @cur (sorted), and when
+ * @upgrade every real node of that level, since version 1 index blocks lack
+ * the children's transaction ids.
+ */
+static void parents_of(const struct tree *t, unsigned l, GArray *cur, GArray *next,
+		       bool upgrade)
+{
+	guint k = 0;
+
+	g_array_set_size(next, 0);
+	for (uint64_t p = 0; upgrade && p < t->count[l]; p++) {
+		bool want = t->loc[l][p] > PTR_ONES;
+
+		while (k < cur->len && g_array_index(cur, uint64_t, k) / FANOUT <= p)
+			want |= g_array_index(cur, uint64_t, k++) / FANOUT == p;
+		if (want)
+			g_array_append_val(next, p);
+	}
+	for (k = 0; !upgrade && k < cur->len; k++) {
+		uint64_t p = g_array_index(cur, uint64_t, k) / FANOUT;
+
+		if (!next->len || g_array_index(next, uint64_t, next->len - 1) != p)
+			g_array_append_val(next, p);
+	}
+}
+
 /* Writes the frozen leaves, then their ancestors level by level. */
-static int write_bitmap(struct md *md)
+static int write_bitmap(struct md *md, bool upgrade)
 {
 	GArray *a = g_array_new(FALSE, FALSE, sizeof(uint64_t)), *b = g_array_new(FALSE, FALSE, sizeof(uint64_t));
 	GArray *cur = md->frozen_list, *next = a;
@@ -683,9 +815,11 @@ static int write_bitmap(struct md *md)
 
 	if (cur->len)
 		qsort(cur->data, cur->len, sizeof(uint64_t), cmp_u64);
+	md->next_hydrated = md->committed_hydrated;
 	for (guint k = 0; k < cur->len && !r; k++) {
 		uint64_t idx = g_array_index(cur, uint64_t, k), *w = md->frozen[idx], v = 2;
 
+		md->next_hydrated += popcount_leaf(w) - md->leaf_pop[idx];
 		if (!memcmp(w, ones_leaf, sizeof(ones_leaf)))
 			v = PTR_ONES;
 		else if (all_zero(w, sizeof(ones_leaf)))
@@ -695,13 +829,7 @@ static int write_bitmap(struct md *md)
 		r = bm_set_node(md, 0, idx, v);
 	}
 	for (unsigned l = 1; l <= md->bm.levels && !r; l++) {
-		g_array_set_size(next, 0);
-		for (guint k = 0; k < cur->len; k++) {
-			uint64_t p = g_array_index(cur, uint64_t, k) / FANOUT;
-
-			if (!next->len || g_array_index(next, uint64_t, next->len - 1) != p)
-				g_array_append_val(next, p);
-		}
+		parents_of(&md->bm, l, cur, next, upgrade);
 		for (guint k = 0; k < next->len && !r; k++) {
 			uint64_t p = g_array_index(next, uint64_t, k);
 
@@ -713,6 +841,19 @@ static int write_bitmap(struct md *md)
 	g_array_free(a, TRUE);
 	g_array_free(b, TRUE);
 	return r;
+}
+
+/* Version 1 -> 2: every real space-map index node is rewritten with child txids. */
+static int sm_upgrade(struct md *md)
+{
+	for (unsigned l = 1; l <= md->sm.levels; l++)
+		for (uint64_t i = 0; i < md->sm.count[l]; i++) {
+			int r = md->sm.loc[l][i] > PTR_ONES ? sm_move(md, l, i) : 0;
+
+			if (r)
+				return r;
+		}
+	return 0;
 }
 
 /* Writes the space-map nodes moved in this transaction (all allocation is done). */
@@ -791,23 +932,41 @@ static void txn_done(struct md *md, int slot)
 	__atomic_store_n(&md->txid, md->txid + 1, __ATOMIC_RELEASE);
 }
 
-/* Writes the frozen set and the moved space-map nodes, then swaps superblocks. */
+/*
+ * Writes the frozen set and the moved space-map nodes, then swaps
+ * superblocks. The first commit on version 1 trees rewrites every index
+ * node in version 2 (the leaves are the same in both).
+ */
 static int commit_locked(struct md *md)
 {
+	uint32_t old_version = md->version, flags = md->flags | md->frozen_flags;
 	int r;
 
-	r = write_bitmap(md);
+	md->version = SB_VERSION;
+	r = write_bitmap(md, old_version < SB_VERSION);
+	if (!r && old_version < SB_VERSION)
+		r = sm_upgrade(md);
 	if (!r)
 		r = write_space_map(md);
 	if (!r)
 		r = bio_flush(md->fd);
 	if (!r)
-		r = write_super(md, 1 - md->slot, md->flags);
+		r = write_super(md, 1 - md->slot, flags, md->next_hydrated);
 	if (!r)
 		r = bio_flush(md->fd);
-	if (r)
+	if (r) {
+		md->version = old_version;
 		return r;
+	}
 	txn_done(md, 1 - md->slot);
+	md->flags = flags;
+	__atomic_store_n(&md->frozen_flags, 0, __ATOMIC_RELAXED);
+	for (guint k = 0; k < md->frozen_list->len; k++) {
+		uint64_t idx = g_array_index(md->frozen_list, uint64_t, k);
+
+		md->leaf_pop[idx] = (uint16_t)popcount_leaf(md->frozen[idx]);
+	}
+	md->committed_hydrated = md->next_hydrated;
 	free_frozen(md);
 	return 0;
 }
@@ -832,7 +991,7 @@ static int restore_leaf(struct md *md, uint64_t idx)
 				__atomic_store_n(&w[i], 0, __ATOMIC_RELEASE);
 	} else {
 		r = read_node(md->fd, md->nr_blocks, b, ptr, KIND_LEAF, TREE_BITMAP, 0, idx,
-			      md->txid, md->errbuf, sizeof(md->errbuf));
+			      md->txid, md->bm.txid[0][idx], md->errbuf, sizeof(md->errbuf));
 		if (r)
 			return r;
 		if (w == ones_leaf)
@@ -866,6 +1025,8 @@ static int restore_bitmap(struct md *md, enum md_mode mode)
 	}
 	g_array_set_size(md->dirty_list, 0);
 	free_frozen(md);
+	md->new_flags = 0;
+	__atomic_store_n(&md->frozen_flags, 0, __ATOMIC_RELAXED);
 	if (r)
 		__atomic_store_n(&md->mode, MD_MODE_FAIL, __ATOMIC_RELEASE);
 	g_mutex_unlock(&md->lock);
@@ -886,7 +1047,8 @@ static int commit_failed(struct md *md, int err)
 		return err;
 	if (err == -ENOSPC)
 		return err;	/* nothing was damaged: no need to check */
-	if (write_super(md, 1 - md->slot, md->flags | SB_NEEDS_CHECK) || bio_flush(md->fd)) {
+	if (write_super(md, 1 - md->slot, md->flags | SB_NEEDS_CHECK, md->committed_hydrated) ||
+	    bio_flush(md->fd)) {
 		__atomic_store_n(&md->mode, MD_MODE_FAIL, __ATOMIC_RELEASE);
 		return err;
 	}
@@ -911,6 +1073,7 @@ static void md_free(struct md *md)
 	g_free(md->frozen);
 	g_free(md->dirty);
 	g_free(md->busy);
+	g_free(md->leaf_pop);
 	g_free(md->buf);
 	for (unsigned l = 0; l <= MAX_LEVELS; l++)
 		g_free(md->sm_moved[l]);
@@ -951,7 +1114,9 @@ static int md_new(const struct md_geometry *geo, uint64_t nr_blocks, struct md *
 	md->dirty = g_try_new0(uint8_t, md->bm.nleaves);
 	md->frozen = g_try_new0(uint64_t *, md->bm.nleaves);
 	md->busy = g_try_new0(uint64_t, (nr_blocks + 63) / 64);
-	if (!md->dirty || !md->frozen || !md->busy)
+	md->leaf_pop = g_try_new0(uint16_t, md->bm.nleaves);
+	md->version = SB_VERSION;
+	if (!md->dirty || !md->frozen || !md->busy || !md->leaf_pop)
 		goto out;
 	for (unsigned l = 0; l <= md->sm.levels; l++)
 		md->sm_moved[l] = g_new0(uint8_t, md->sm.count[l]);
@@ -971,10 +1136,18 @@ static int check_geometry(const struct md_geometry *geo, char *err, size_t len)
 	if (rs < 4096 || rs > (1u << 30) || (rs & (rs - 1)))
 		return errf(err, len, -EINVAL, "region size %u is not a power of two"
 			    " from 4096 to 1 GiB", rs);
-	if (geo->region_count == 0 || !tree_nodes(geo->region_count))
+	if (geo->region_count == 0 || !tree_nodes(geo->region_count) ||
+	    meta_blocks_needed(geo) >= ENTRY_MAX_BLOCKS)
 		return errf(err, len, -EINVAL, "region count %" PRIu64 " is out of range",
 			    geo->region_count);
 	return 0;
+}
+
+static uint64_t regions_for(uint64_t image_size, uint32_t region_size)
+{
+	if (!region_size)
+		return 0;
+	return image_size / region_size + (image_size % region_size != 0);
 }
 
 /* True if the file holds only zeros (holes are skipped). */
@@ -1010,45 +1183,96 @@ out:
 	return r;
 }
 
-static int reopen_rw(const char *path, int *fd)
-{
-	struct stat a, b;
-	int nfd = open(path, O_RDWR | O_CLOEXEC);
+static unsigned lock_wait_ms = LOCK_WAIT_MS;
 
-	if (nfd < 0)
-		return -errno;
-	if (fstat(*fd, &a) || fstat(nfd, &b) || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
-		close(nfd);
-		return -ESTALE;
+/* Exclusive flock(2) on @fd, polling every 100 ms; -EBUSY if still held. */
+static int lock_meta(int fd)
+{
+	for (unsigned waited = 0;; waited += 100) {
+		if (!flock(fd, LOCK_EX | LOCK_NB))
+			return 0;
+		if (errno != EWOULDBLOCK)
+			return -errno;
+		if (waited >= lock_wait_ms)
+			return -EBUSY;
+		g_usleep(100 * 1000);
 	}
-	bio_forget(*fd);
-	close(*fd);
-	*fd = nfd;
-	bio_set_role(nfd, BIO_META);
-	return 0;
 }
 
-static int format(const char *path, int *fd, uint64_t size, const struct md_geometry *geo,
-		  struct md **out, char *err, size_t len)
+static int fsync_dir(const char *path)
 {
-	uint64_t need = meta_blocks_needed(geo), nr = size / BS;
-	struct md *md;
-	int r;
+	char *dir = g_path_get_dirname(path);
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
 
-	r = reopen_rw(path, fd);
-	if (r)
-		return errf(err, len, r, "cannot open for writing: %s", strerror(-r));
-	if (nr < need) {
-		if (ftruncate(*fd, (off_t)(need * BS)))
-			return errf(err, len, -errno, "cannot extend to %" PRIu64 " blocks: %s",
-				    need, strerror(errno));
-		nr = need;
+	g_free(dir);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd))
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+/*
+ * Opens and locks "<path>.new". Not O_TRUNC at open: another daemon may be
+ * formatting it; truncate only once it is ours and still has that name (a
+ * stale second link to a live META is dropped, never truncated).
+ */
+static int open_new(const char *tmp, bool nofollow, int *out)
+{
+	for (int tries = 0; tries < 3; tries++) {
+		int fd = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC | (nofollow ? O_NOFOLLOW : 0), 0600);
+		struct stat a, b;
+		int r;
+
+		if (fd < 0)
+			return -errno;
+		r = lock_meta(fd);
+		if (!r && (fstat(fd, &a) || (nofollow ? lstat(tmp, &b) : stat(tmp, &b))))
+			r = -errno;
+		if (!r && (a.st_dev != b.st_dev || a.st_ino != b.st_ino))
+			r = -EAGAIN;	/* renamed or removed while we waited */
+		if (!r && a.st_nlink > 1)
+			r = unlink(tmp) ? -errno : -EAGAIN;
+		if (!r && ftruncate(fd, 0))
+			r = -errno;
+		if (!r) {
+			*out = fd;
+			return 0;
+		}
+		close(fd);
+		if (r != -EAGAIN)
+			return r;
 	}
-	r = md_new(geo, nr, &md);
+	return -EAGAIN;
+}
+
+/* rename(2) that never replaces @to; where the filesystem cannot, the next best. */
+static int rename_noreplace(const char *from, const char *to)
+{
+	if (!renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE))
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+		return -errno;
+	if (!link(from, to))
+		return unlink(from) ? -errno : 0;
+	if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOSYS)
+		return -errno;
+	return rename(from, to) ? -errno : 0;
+}
+
+/*
+ * Writes a fresh META of @nr blocks into @fd: the space map, a flush, then
+ * superblock 0 and a flush (commit_locked). On success the md owns @fd.
+ */
+static int format_fd(int fd, uint64_t nr, const struct md_geometry *geo, struct md **out)
+{
+	struct md *md;
+	int r = md_new(geo, nr, &md);
+
 	if (r)
-		return errf(err, len, r, "cannot allocate metadata: %s", strerror(-r));
-	md->fd = *fd;
-	*fd = -1;
+		return r;
+	md->fd = fd;
 	/* The kernel's generator, not OpenSSL's: RAND_bytes() brings up
 	 * OpenSSL's DRBG and providers, megabytes of libcrypto kept mapped in
 	 * the daemon for one uuid. */
@@ -1064,19 +1288,138 @@ static int format(const char *path, int *fd, uint64_t size, const struct md_geom
 	if (!r)
 		r = commit_locked(md);
 	if (r) {
+		md->fd = -1;
 		md_free(md);
-		return errf(err, len, r, "cannot format: %s", strerror(-r));
+		return r;
 	}
+	md->slots[0].state = SB_VALID;
+	md->slots[0].txid = md->txid;
+	md->slots[0].version = md->version;
 	*out = md;
 	return 0;
 }
 
 struct opener {
-	const struct md_geometry *geo;	/* NULL: take it from the superblock */
+	const char *path;
+	bool have_geo;			/* a mount: geometry known (else META's) */
+	struct md_geometry geo;
+	uint64_t image_size;		/* bytes; 0: geo.region_count is exact */
+	bool rs_explicit;		/* geo.region_size must match META's */
 	bool readonly;
 	bool tool;			/* never format; open even if needs_check */
 	bool check;			/* md_check: report leaked blocks too */
+	bool lock;			/* flock META first (md_open_fd) */
+	bool nofollow;
+	int slot;			/* -1: the newest valid slot, else this one */
 };
+
+/*
+ * Formats a new META as "<path>.new" and renames it into place (issue 22
+ * item 9): an error or a crash before the rename leaves META as it was,
+ * missing or unformatted, never half written. @replace: META exists (empty
+ * or all zeros) and is renamed over; else a file that appeared meanwhile is
+ * never clobbered.
+ */
+static int format_new(const struct opener *o, uint64_t nr, bool replace, struct md **out,
+		      char *err, size_t len)
+{
+	char *tmp = g_strconcat(o->path, ".new", NULL);
+	struct md *md = NULL;
+	int fd = -1, r;
+
+	r = open_new(tmp, o->nofollow, &fd);
+	if (r) {
+		errf(err, len, r, "cannot create its .new file: %s", strerror(-r));
+		goto out_free;
+	}
+	bio_set_role(fd, BIO_META);
+	if (ftruncate(fd, (off_t)(nr * BS))) {
+		r = errf(err, len, -errno, "cannot size the new file to %" PRIu64 " blocks: %s",
+			 nr, strerror(errno));
+		goto out;
+	}
+	r = format_fd(fd, nr, &o->geo, &md);
+	if (r) {
+		errf(err, len, r, "cannot format: %s", strerror(-r));
+		goto out;
+	}
+	fd = -1;
+	r = replace ? (rename(tmp, o->path) ? -errno : 0) : rename_noreplace(tmp, o->path);
+	if (r == -EEXIST)
+		errf(err, len, r, "was created by someone else while it was being formatted");
+	else if (r)
+		errf(err, len, r, "cannot rename the new file into place: %s", strerror(-r));
+	if (r)
+		goto out;
+	r = fsync_dir(o->path);
+	if (r)	/* META is in place and valid; only its name may not be durable */
+		errf(err, len, r, "cannot sync its directory: %s", strerror(-r));
+	if (!r && !o->lock)
+		flock(md->fd, LOCK_UN);	/* md_open's caller locks META itself */
+out:
+	if (r) {
+		if (md) {
+			bio_forget(md->fd);
+			md_free(md);
+		} else {
+			bio_forget(fd);
+			close(fd);
+		}
+		unlink(tmp);	/* still ours: we hold its lock */
+	} else {
+		*out = md;
+	}
+out_free:
+	g_free(tmp);
+	return r;
+}
+
+/*
+ * A block device cannot be renamed: format in place, the superblock last
+ * after a flush. Unformatted means both superblock slots are all zeros.
+ */
+static int format_in_place(int fd, uint64_t size, const struct md_geometry *geo,
+			   struct md **out, char *err, size_t len)
+{
+	uint64_t need = meta_blocks_needed(geo), nr = size / BS;
+	int r;
+
+	if (nr < need)
+		return errf(err, len, -ENOSPC, "device too small: %" PRIu64 " blocks of 4 KiB,"
+			    " %" PRIu64 " needed", nr, need);
+	r = format_fd(fd, nr, geo, out);
+	if (r)
+		errf(err, len, r, "cannot format: %s", strerror(-r));
+	return r;
+}
+
+/* No valid superblock: format if META is unformatted and we may, else say why. */
+static int open_unformatted(int fd, const struct stat *st, uint64_t size,
+			    const struct sbinfo *s, const struct opener *o,
+			    struct md **out, char *err, size_t len)
+{
+	const struct sbinfo *bad = s[0].state == SB_BAD ? &s[0] : s[1].state == SB_BAD ? &s[1] : NULL;
+	bool blk = S_ISBLK(st->st_mode), zero;
+	int r;
+
+	if (blk)
+		zero = s[0].state == SB_EMPTY && s[1].state == SB_EMPTY;
+	else if ((r = file_is_zero(fd, size, &zero)))
+		return errf(err, len, r, "cannot read: %s", strerror(-r));
+	if (!zero && bad)
+		return errf(err, len, -EILSEQ, "%s", bad->why);
+	if (!zero)
+		return errf(err, len, -EINVAL, "not a clonefs metadata file");
+	if (!o->have_geo || o->tool)
+		return errf(err, len, -ENODATA, "metadata is empty (not formatted)");
+	if (o->readonly)
+		return errf(err, len, -EROFS, "metadata is empty and cannot be formatted read-only");
+	if (blk)
+		return format_in_place(fd, size, &o->geo, out, err, len);
+	if (!S_ISREG(st->st_mode))
+		return errf(err, len, -EINVAL, "is neither a regular file nor a block device");
+	return format_new(o, MAX(size / BS, meta_blocks_needed(&o->geo)), true, out, err, len);
+}
 
 /*
  * Every reachable block must be marked used, else the allocator could hand it
@@ -1105,20 +1448,25 @@ static int load(struct md *md, const struct sbinfo *s, bool check, char *err, si
 	int r;
 
 	ld->fd = md->fd;
+	ld->version = s->version;
 	ld->nr_blocks = md->nr_blocks;
 	ld->txid = s->txid;
 	ld->err = err;
 	ld->errlen = len;
 	ld->refs = g_new0(uint8_t, md->nr_blocks);
 	ld->refs[0] = ld->refs[1] = 1;	/* the superblock slots */
-	r = load_node(ld, &md->sm, md->sm.levels, 0, s->sm_root);
+	r = load_node(ld, &md->sm, md->sm.levels, 0, s->sm_root, s->sm_root_txid);
 	if (r)
 		goto out;
 	md->used = md->committed_used = ld->bits;
 	memcpy(md->busy, md->sm.words, (md->nr_blocks + 63) / 64 * 8);
 	ld->bits = 0;
-	r = load_node(ld, &md->bm, md->bm.levels, 0, s->bm_root);
-	md->nr_hydrated = ld->bits;
+	ld->leaf_pop = md->leaf_pop;
+	r = load_node(ld, &md->bm, md->bm.levels, 0, s->bm_root, s->bm_root_txid);
+	md->nr_hydrated = md->committed_hydrated = ld->bits;
+	if (!r && s->version >= 2 && s->hydrated != ld->bits)
+		r = errf(err, len, -EILSEQ, "superblock says %" PRIu64 " regions are hydrated,"
+			 " the bitmap has %" PRIu64, s->hydrated, ld->bits);
 	if (!r)
 		r = account(md, ld->refs, check, err, len);
 out:
@@ -1127,142 +1475,216 @@ out:
 	return r;
 }
 
-static int open_meta(const char *path, const struct opener *o, struct md **out,
-		     char *err, size_t len)
+/* The geometry in force: META's, checked against what the caller asked for. */
+static int match_geometry(const struct opener *o, const struct md_geometry *geo,
+			  char *err, size_t len)
 {
-	uint8_t *b = g_malloc(BS);
-	struct sbinfo s[2], *best = NULL, *bad;
-	struct md_geometry geo;
-	struct md *md = NULL;
-	bool created = false, zero;
-	struct stat st;
-	int fd, r;
+	struct md_geometry want = o->geo;
 
-	if (o->geo && (r = check_geometry(o->geo, err, len)))
-		goto out_free;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT && o->geo && !o->readonly && !o->tool) {
-		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		created = fd >= 0;
+	if (!o->have_geo)
+		return 0;
+	if (o->image_size && !o->rs_explicit) {
+		/* spec 1.3: a plain remount uses META's region size */
+		want.region_size = geo->region_size;
+		want.region_count = regions_for(o->image_size, geo->region_size);
 	}
-	if (fd < 0) {
-		r = errf(err, len, -errno, "cannot open: %s", strerror(errno));
-		goto out_free;
-	}
-	bio_set_role(fd, BIO_META);
-	if (fstat(fd, &st)) {
-		r = errf(err, len, -errno, "cannot stat: %s", strerror(errno));
-		goto out;
-	}
-	for (int i = 0; i < 2; i++) {
-		r = bio_pread(fd, b, BS, (uint64_t)i * BS);
-		if (r) {
-			errf(err, len, r, "cannot read superblock: %s", strerror(-r));
-			goto out;
-		}
-		sb_parse(b, i, &s[i]);
-		if (s[i].state == SB_VALID && (!best || s[i].txid > best->txid))
-			best = &s[i];
-	}
-	if (!best) {
-		bad = s[0].state == SB_BAD ? &s[0] : s[1].state == SB_BAD ? &s[1] : NULL;
-		r = file_is_zero(fd, (uint64_t)st.st_size, &zero);
-		if (r)
-			errf(err, len, r, "cannot read: %s", strerror(-r));
-		else if (!zero && bad)
-			r = errf(err, len, -EILSEQ, "%s", bad->why);
-		else if (!zero)
-			r = errf(err, len, -EINVAL, "not a clonefs metadata file");
-		else if (!o->geo || o->tool)
-			r = errf(err, len, -EINVAL, "metadata is empty (not formatted)");
-		else if (o->readonly)
-			r = errf(err, len, -EROFS, "metadata is empty and cannot be formatted read-only");
-		else
-			r = format(path, &fd, (uint64_t)st.st_size, o->geo, &md, err, len);
-		if (!r && md)
-			memcpy(md->slots, s, sizeof(s));
-		goto out;
-	}
-	geo.region_size = best->region_size;
-	geo.region_count = best->region_count;
-	r = -EILSEQ;
+	if (want.region_size != geo->region_size)
+		return errf(err, len, -EINVAL, "region size %u does not match metadata (%u)",
+			    want.region_size, geo->region_size);
+	if (want.region_count != geo->region_count)
+		return errf(err, len, -EINVAL, "region count %" PRIu64 " does not match"
+			    " metadata (%" PRIu64 ")", want.region_count, geo->region_count);
+	return 0;
+}
+
+/* Opens the state in slot @slot of @s; on success the md owns @fd. */
+static int open_formatted(int fd, uint64_t size, const struct sbinfo *s, int slot,
+			  const struct opener *o, struct md **out, char *err, size_t len)
+{
+	const struct sbinfo *best = &s[slot];
+	struct md_geometry geo = { best->region_size, best->region_count };
+	struct md *md = NULL;
+	int r;
+
 	if (check_geometry(&geo, NULL, 0) || best->nr_blocks < 3 ||
-	    tree_nodes(best->nr_blocks) == 0) {
-		errf(err, len, r, "superblock has an impossible geometry");
-		goto out;
-	}
-	if ((uint64_t)st.st_size / BS < best->nr_blocks) {
-		errf(err, len, r, "metadata file is truncated (%" PRIu64 " of %" PRIu64 " blocks)",
-		     (uint64_t)st.st_size / BS, best->nr_blocks);
-		goto out;
-	}
-	r = -EINVAL;
-	if (o->geo && o->geo->region_size != geo.region_size) {
-		errf(err, len, r, "region size %u does not match metadata (%u)",
-		     o->geo->region_size, geo.region_size);
-		goto out;
-	}
-	if (o->geo && o->geo->region_count != geo.region_count) {
-		errf(err, len, r, "region count %" PRIu64 " does not match metadata (%" PRIu64 ")",
-		     o->geo->region_count, geo.region_count);
-		goto out;
-	}
-	if ((best->flags & SB_NEEDS_CHECK) && !o->tool) {
-		r = errf(err, len, -EUCLEAN, "needs_check is set: run clonefs check");
-		goto out;
-	}
+	    best->nr_blocks > ENTRY_MAX_BLOCKS || tree_nodes(best->nr_blocks) == 0)
+		return errf(err, len, -EILSEQ, "superblock has an impossible geometry");
+	if (size / BS < best->nr_blocks)
+		return errf(err, len, -EILSEQ, "metadata file is truncated (%" PRIu64 " of %"
+			    PRIu64 " blocks)", size / BS, best->nr_blocks);
+	if ((r = match_geometry(o, &geo, err, len)))
+		return r;
+	if ((best->flags & SB_NEEDS_CHECK) && !o->tool)
+		return errf(err, len, -EUCLEAN, "needs_check is set: run clonefs check");
+	if (best->flags & ~SB_KNOWN_FLAGS)
+		return errf(err, len, -EOPNOTSUPP, "unknown superblock flags %#x",
+			    best->flags & ~SB_KNOWN_FLAGS);
 	r = md_new(&geo, best->nr_blocks, &md);
-	if (r) {
-		errf(err, len, r, "cannot allocate metadata: %s", strerror(-r));
-		goto out;
-	}
-	md->fd = fd;
-	fd = -1;
+	if (r)
+		return errf(err, len, r, "cannot allocate metadata: %s", strerror(-r));
 	if (md->bm.levels != best->bm_levels || md->sm.levels != best->sm_levels) {
 		r = errf(err, len, -EILSEQ, "superblock has wrong tree depths");
 		goto out;
 	}
-	memcpy(md->slots, s, sizeof(s));
+	memcpy(md->slots, s, 2 * sizeof(*s));
 	memcpy(md->uuid, best->uuid, 16);
 	md->txid = best->txid;
 	md->flags = best->flags;
-	md->slot = (int)(best - s);
+	md->version = best->version;
+	md->slot = slot;
+	md->fd = fd;
 	r = load(md, best, o->check, err, len);
-	if (!r && !o->readonly && (r = reopen_rw(path, &md->fd)))
-		errf(err, len, r, "cannot open for writing: %s", strerror(-r));
 out:
-	if (fd >= 0) {
+	if (r) {
+		md->fd = -1;
+		md_free(md);
+	} else {
+		*out = md;
+	}
+	return r;
+}
+
+static int read_slots(int fd, struct sbinfo *s, char *err, size_t len)
+{
+	uint8_t *b = g_malloc(BS);
+	int r = 0;
+
+	for (int i = 0; i < 2 && !r; i++) {
+		r = bio_pread(fd, b, BS, (uint64_t)i * BS);
+		if (r)
+			errf(err, len, r, "cannot read superblock: %s", strerror(-r));
+		else
+			sb_parse(b, i, &s[i]);
+	}
+	g_free(b);
+	return r;
+}
+
+/* Size in bytes of META: a file's length, or a block device's. */
+static int meta_size(int fd, const struct stat *st, uint64_t *size)
+{
+	off_t end;
+
+	if (!S_ISBLK(st->st_mode)) {
+		*size = (uint64_t)st->st_size;
+		return 0;
+	}
+	end = lseek(fd, 0, SEEK_END);
+	if (end < 0)
+		return -errno;
+	*size = (uint64_t)end;
+	return 0;
+}
+
+/* Locks META's fd and makes sure it is still the file its path names. */
+static int lock_and_stat(int fd, const struct opener *o, struct stat *st, char *err, size_t len)
+{
+	struct stat p;
+	int r = o->lock ? lock_meta(fd) : 0;
+
+	if (r == -EBUSY)
+		return errf(err, len, r, "in use by another clonefs daemon");
+	if (r)
+		return errf(err, len, r, "cannot lock: %s", strerror(-r));
+	if (fstat(fd, st))
+		return errf(err, len, -errno, "cannot stat: %s", strerror(errno));
+	/* a daemon that formatted META while we waited renamed a new file over it */
+	if (o->lock && S_ISREG(st->st_mode) && (st->st_nlink == 0 ||
+	    (!stat(o->path, &p) && (p.st_dev != st->st_dev || p.st_ino != st->st_ino))))
+		return errf(err, len, -ESTALE, "was replaced while waiting for its lock");
+	return 0;
+}
+
+/* Opens META from @fd (-1: it does not exist). Takes ownership of @fd. */
+static int open_meta(int fd, const struct opener *o, struct md **out, char *err, size_t len)
+{
+	struct sbinfo s[2];
+	struct md *md = NULL;
+	struct stat st;
+	uint64_t size = 0;
+	int r, slot = o->slot;
+
+	if (o->have_geo && (r = check_geometry(&o->geo, err, len)))
+		goto out;
+	if (fd < 0) {
+		if (!o->have_geo || o->readonly || o->tool)
+			return errf(err, len, -ENOENT, "does not exist");
+		return format_new(o, meta_blocks_needed(&o->geo), false, out, err, len);
+	}
+	bio_set_role(fd, BIO_META);
+	if ((r = lock_and_stat(fd, o, &st, err, len)))
+		goto out;
+	if ((r = meta_size(fd, &st, &size))) {
+		errf(err, len, r, "cannot get its size: %s", strerror(-r));
+		goto out;
+	}
+	if ((r = read_slots(fd, s, err, len)))
+		goto out;
+	if (slot < 0)
+		for (int i = 0; i < 2; i++)
+			if (s[i].state == SB_VALID && (slot < 0 || s[i].txid > s[slot].txid))
+				slot = i;
+	if (slot < 0) {
+		r = open_unformatted(fd, &st, size, s, o, &md, err, len);
+	} else if (s[slot].state != SB_VALID) {
+		r = errf(err, len, -EILSEQ, "%s", s[slot].why);
+	} else {
+		r = open_formatted(fd, size, s, slot, o, &md, err, len);
+	}
+out:
+	if (fd >= 0 && (!md || md->fd != fd)) {
 		bio_forget(fd);
 		close(fd);
 	}
-	if (r) {
-		md_free(md);
-		if (created)
-			unlink(path);
-	} else {
+	if (!r) {
 		md->readonly = o->readonly;
 		*out = md;
 	}
-out_free:
-	g_free(b);
 	return r;
+}
+
+/* For the path-based opens: META opened for reading, or reading and writing. */
+static int open_path(const char *path, bool readonly, bool may_miss, int *fd,
+		     char *err, size_t len)
+{
+	*fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (*fd >= 0 || (may_miss && errno == ENOENT))
+		return 0;
+	return errf(err, len, -errno, "cannot open: %s", strerror(errno));
+}
+
+int md_open_fd(const struct md_open_args *a, struct md **out, char *err, size_t errlen)
+{
+	struct opener o = {
+		.path = a->path, .have_geo = true, .image_size = a->image_size,
+		.rs_explicit = a->region_size_explicit, .readonly = a->readonly,
+		.lock = true, .nofollow = a->nofollow, .slot = -1,
+	};
+
+	o.geo.region_size = a->region_size;
+	o.geo.region_count = regions_for(a->image_size, a->region_size);
+	return open_meta(a->fd, &o, out, err, errlen);
 }
 
 int md_open(const char *path, const struct md_geometry *geo, bool readonly,
 	    struct md **out, char *err, size_t errlen)
 {
-	struct opener o = { .geo = geo, .readonly = readonly };
+	/* no lock: clone.c still takes its own on a second fd */
+	struct opener o = { .path = path, .have_geo = true, .geo = *geo, .rs_explicit = true,
+			    .readonly = readonly, .slot = -1 };
+	int fd, r = open_path(path, readonly, !readonly, &fd, err, errlen);
 
-	return open_meta(path, &o, out, err, errlen);
+	return r ? r : open_meta(fd, &o, out, err, errlen);
 }
 
 int md_open_existing(const char *path, bool readonly, struct md **out,
 		     char *err, size_t errlen)
 {
 	/* tools read META even when needs_check is set; writers may not */
-	struct opener o = { .readonly = readonly, .tool = readonly };
+	struct opener o = { .path = path, .readonly = readonly, .tool = readonly, .slot = -1 };
+	int fd, r = open_path(path, readonly, false, &fd, err, errlen);
 
-	return open_meta(path, &o, out, err, errlen);
+	return r ? r : open_meta(fd, &o, out, err, errlen);
 }
 
 int md_close(struct md *md)
@@ -1432,7 +1854,9 @@ bool md_changed(struct md *md)
 	bool changed;
 
 	g_mutex_lock(&md->lock);
-	changed = md->dirty_list->len || __atomic_load_n(&md->nr_frozen, __ATOMIC_RELAXED);
+	changed = md->dirty_list->len || md->new_flags ||
+		  __atomic_load_n(&md->nr_frozen, __ATOMIC_RELAXED) ||
+		  __atomic_load_n(&md->frozen_flags, __ATOMIC_RELAXED);
 	g_mutex_unlock(&md->lock);
 	return changed;
 }
@@ -1469,6 +1893,8 @@ int md_pre_commit(struct md *md)
 	}
 	g_array_set_size(md->dirty_list, 0);
 	__atomic_store_n(&md->nr_frozen, md->frozen_list->len, __ATOMIC_RELAXED);
+	__atomic_store_n(&md->frozen_flags, md->frozen_flags | md->new_flags, __ATOMIC_RELAXED);
+	md->new_flags = 0;
 	g_mutex_unlock(&md->lock);
 out:
 	g_mutex_unlock(&md->commit_lock);
@@ -1482,7 +1908,7 @@ int md_commit(struct md *md)
 	g_mutex_lock(&md->commit_lock);
 	if (md->readonly || md_mode(md) != MD_MODE_RW)
 		r = md->readonly ? -EROFS : -EIO;
-	else if (md->frozen_list->len && (r = commit_locked(md)))
+	else if ((md->frozen_list->len || md->frozen_flags) && (r = commit_locked(md)))
 		r = commit_failed(md, r);
 	g_mutex_unlock(&md->commit_lock);
 	return r;
@@ -1533,6 +1959,38 @@ void md_space(struct md *md, uint64_t *used_blocks, uint64_t *total_blocks)
 	g_mutex_unlock(&md->commit_lock);
 }
 
+void md_uuid(struct md *md, uint8_t uuid[16])
+{
+	memcpy(uuid, md->uuid, 16);
+}
+
+bool md_dest_tagged(struct md *md)
+{
+	bool set;
+
+	g_mutex_lock(&md->commit_lock);
+	g_mutex_lock(&md->lock);
+	set = (md->flags | md->frozen_flags | md->new_flags) & SB_DEST_TAGGED;
+	g_mutex_unlock(&md->lock);
+	g_mutex_unlock(&md->commit_lock);
+	return set;
+}
+
+int md_set_dest_tagged(struct md *md)
+{
+	if (md->readonly)
+		return -EROFS;
+	if (md_mode(md) != MD_MODE_RW)
+		return -EIO;
+	if (md_dest_tagged(md))
+		return 0;
+	g_mutex_lock(&md->lock);
+	if (md_mode(md) == MD_MODE_RW)
+		md->new_flags |= SB_DEST_TAGGED;
+	g_mutex_unlock(&md->lock);
+	return md_mode(md) == MD_MODE_RW ? 0 : -EIO;
+}
+
 uint64_t md_transaction_id(struct md *md)
 {
 	return __atomic_load_n(&md->txid, __ATOMIC_ACQUIRE);
@@ -1558,6 +2016,11 @@ void md_test_fail_writes(struct md *md, uint64_t after, uint64_t count)
 	g_mutex_unlock(&md->commit_lock);
 }
 
+void md_test_lock_wait(unsigned ms)
+{
+	lock_wait_ms = ms ? ms : LOCK_WAIT_MS;
+}
+
 void md_test_limit_blocks(struct md *md, uint64_t nr_blocks)
 {
 	g_mutex_lock(&md->commit_lock);
@@ -1567,31 +2030,123 @@ void md_test_limit_blocks(struct md *md, uint64_t nr_blocks)
 
 /* ---- offline tools ---- */
 
-static int check_meta(const char *path, bool repair, char *err, size_t len)
+/* "N regions" or "an unknown number of regions" for a lost transaction. */
+static void lost_regions(char *buf, size_t len, bool known, uint64_t n)
 {
-	struct opener o = { .readonly = !repair, .tool = true, .check = true };
-	const struct sbinfo *other;
-	struct md *md;
-	bool bad_slot;
+	if (known)
+		snprintf(buf, len, "%" PRIu64 " regions", n);
+	else
+		snprintf(buf, len, "an unknown number of regions");
+}
+
+/* Newest state clean: rewrite the other slot if it is damaged or needs_check is set. */
+static int repair_slots(struct md *md, bool repair, char *err, size_t len)
+{
+	const struct sbinfo *other = &md->slots[1 - md->slot];
+	bool bad = other->state != SB_VALID && other->state != SB_EMPTY;
+	bool newer = other->state == SB_BAD && other->raw_txid > md->txid;
+	bool nc = md->flags & SB_NEEDS_CHECK;
+	bool known = other->version >= 2 && other->hydrated >= md->committed_hydrated &&
+		     other->hydrated <= md->geo.region_count;
+	char lost[96];
 	int r;
 
-	r = open_meta(path, &o, &md, err, len);	/* checks blocks and accounting */
+	if (bad && !repair)
+		return errf(err, len, -EILSEQ, "superblock slot %d: %s", 1 - md->slot, other->why);
+	if (!repair || (!bad && !nc))
+		return 0;
+	/* the other slot is not in use: rewriting it with this state is safe */
+	r = write_super(md, 1 - md->slot, md->flags & ~SB_NEEDS_CHECK, md->committed_hydrated);
+	if (!r)
+		r = bio_flush(md->fd);
+	if (r)
+		return errf(err, len, r, "cannot write the superblock: %s", strerror(-r));
+	if (newer) {
+		/* a torn or damaged newest superblock: its fields are only a hint */
+		lost_regions(lost, sizeof(lost), known, other->hydrated - md->committed_hydrated);
+		errf(err, len, 0, "superblock slot %d (transaction %" PRIu64 ") is damaged (%s);"
+		     " fell back to transaction %" PRIu64 ": %s hydrated in the lost transaction"
+		     " read SOURCE again%s", 1 - md->slot, other->raw_txid, other->why, md->txid,
+		     lost, known ? " (the count comes from the damaged superblock)" : "");
+		return MD_CHECK_FELL_BACK;
+	}
+	errf(err, len, 0, "%s%s%s", bad ? "rewrote damaged superblock slot " : "",
+	     bad ? (md->slot ? "0" : "1") : "", nc ? (bad ? "; cleared needs_check" :
+	     "cleared needs_check") : "");
+	return MD_CHECK_REPAIRED;
+}
+
+/*
+ * The newest state's trees are damaged (@why): open the older slot, and if
+ * that is clean, write it over the damaged one with a higher transaction id.
+ */
+static int fall_back(const char *path, const struct sbinfo *s, int newest, const char *why,
+		     char *err, size_t len)
+{
+	struct opener o = { .path = path, .tool = true, .check = true, .slot = 1 - newest };
+	const struct sbinfo *lost_sb = &s[newest];
+	char oerr[256], lost[96];
+	struct md *md;
+	int fd, r = open_path(path, false, false, &fd, err, len);
+
 	if (r)
 		return r;
-	other = &md->slots[1 - md->slot];
-	bad_slot = other->state != SB_VALID && other->state != SB_EMPTY;
-	if (bad_slot && !repair)
-		r = errf(err, len, -EILSEQ, "superblock slot %d: %s", 1 - md->slot, other->why);
-	/* the other slot is not in use: rewriting it with this state is safe */
-	if (!r && repair && ((md->flags & SB_NEEDS_CHECK) || bad_slot)) {
-		r = write_super(md, 1 - md->slot, md->flags & ~SB_NEEDS_CHECK);
-		if (!r)
-			r = bio_flush(md->fd);
-		if (r)
-			errf(err, len, r, "cannot write the superblock: %s", strerror(-r));
+	r = open_meta(fd, &o, &md, oerr, sizeof(oerr));
+	if (r)
+		return errf(err, len, -EILSEQ, "%s (and the older transaction %" PRIu64
+			    " is damaged too: %s)", why, s[1 - newest].txid, oerr);
+	md->txid = MAX(s[0].txid, s[1].txid);
+	r = write_super(md, newest, md->flags & ~SB_NEEDS_CHECK, md->committed_hydrated);
+	if (!r)
+		r = bio_flush(md->fd);
+	if (r) {
+		errf(err, len, r, "cannot write the superblock: %s", strerror(-r));
+		goto out;
 	}
+	lost_regions(lost, sizeof(lost), lost_sb->version >= 2 &&
+		     lost_sb->hydrated >= md->committed_hydrated,
+		     lost_sb->hydrated - md->committed_hydrated);
+	errf(err, len, 0, "transaction %" PRIu64 " (superblock slot %d) is damaged: %s;"
+	     " fell back to transaction %" PRIu64 ": %s hydrated in transaction %" PRIu64
+	     " read SOURCE again", lost_sb->txid, newest, why, s[1 - newest].txid, lost,
+	     lost_sb->txid);
+	r = MD_CHECK_FELL_BACK;
+out:
 	md_free(md);
 	return r;
+}
+
+static int check_meta(const char *path, bool repair, char *err, size_t len)
+{
+	struct opener o = { .path = path, .readonly = !repair, .tool = true, .check = true,
+			    .slot = -1 };
+	char why[256] = "";
+	struct sbinfo s[2];
+	struct md *md;
+	int fd, r, newest = -1;
+
+	if (err && len)
+		err[0] = 0;
+	r = open_path(path, !repair, false, &fd, err, len);
+	if (r)
+		return r;
+	r = read_slots(fd, s, err, len);
+	if (r) {
+		close(fd);
+		return r;
+	}
+	r = open_meta(fd, &o, &md, why, sizeof(why));	/* checks blocks and accounting */
+	if (!r) {
+		r = repair_slots(md, repair, err, len);
+		md_free(md);
+		return r;
+	}
+	for (int i = 0; i < 2; i++)
+		if (s[i].state == SB_VALID && (newest < 0 || s[i].txid > s[newest].txid))
+			newest = i;
+	if (!repair || r != -EILSEQ || newest < 0 || s[1 - newest].state != SB_VALID)
+		return errf(err, len, r, "%s", why);
+	return fall_back(path, s, newest, why, err, len);
 }
 
 int md_check(const char *path, char *err, size_t errlen)
@@ -1626,17 +2181,20 @@ int md_dump(const char *path, FILE *out, char *err, size_t errlen)
 		fprintf(out, "%s\n    {\"slot\": %d, \"state\": \"%s\"", i ? "," : "", i,
 			states[s->state]);
 		if (s->state == SB_VALID)
-			fprintf(out, ", \"transaction_id\": %" PRIu64 ", \"needs_check\": %s",
-				s->txid, s->flags & SB_NEEDS_CHECK ? "true" : "false");
+			fprintf(out, ", \"version\": %u, \"transaction_id\": %" PRIu64
+				", \"needs_check\": %s, \"dest_tagged\": %s", s->version, s->txid,
+				s->flags & SB_NEEDS_CHECK ? "true" : "false",
+				s->flags & SB_DEST_TAGGED ? "true" : "false");
 		fprintf(out, "}");
 	}
 	fprintf(out, "\n  ],\n  \"version\": %u,\n  \"uuid\": \"%02x%02x%02x%02x-%02x%02x-%02x%02x"
-		"-%02x%02x-%02x%02x%02x%02x%02x%02x\",\n", SB_VERSION, u[0], u[1], u[2], u[3],
+		"-%02x%02x-%02x%02x%02x%02x%02x%02x\",\n", md->version, u[0], u[1], u[2], u[3],
 		u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
 	fprintf(out, "  \"transaction_id\": %" PRIu64 ",\n  \"needs_check\": %s,\n"
-		"  \"region_size\": %u,\n  \"region_count\": %" PRIu64 ",\n"
+		"  \"dest_tagged\": %s,\n  \"region_size\": %u,\n  \"region_count\": %" PRIu64 ",\n"
 		"  \"hydrated\": %" PRIu64 ",\n  \"hydrated_runs\": [",
-		md->txid, md->flags & SB_NEEDS_CHECK ? "true" : "false", md->geo.region_size,
+		md->txid, md->flags & SB_NEEDS_CHECK ? "true" : "false",
+		md->flags & SB_DEST_TAGGED ? "true" : "false", md->geo.region_size,
 		md->geo.region_count, md->nr_hydrated);
 	for (r0 = md_find_next_hydrated(md, 0); r0 < md->geo.region_count && runs < MAX_RUNS;
 	     r0 = md_find_next_hydrated(md, r1)) {
@@ -1645,11 +2203,13 @@ int md_dump(const char *path, FILE *out, char *err, size_t errlen)
 	}
 	fprintf(out, "],\n  \"runs_truncated\": %s,\n",
 		r0 < md->geo.region_count ? "true" : "false");
-	fprintf(out, "  \"bitmap\": {\"root\": %" PRIu64 ", \"levels\": %u, \"leaves\": %" PRIu64
-		"},\n", *tree_root(&md->bm), md->bm.levels, md->bm.nleaves);
-	fprintf(out, "  \"space_map\": {\"root\": %" PRIu64 ", \"levels\": %u, \"total\": %"
-		PRIu64 ", \"used\": %" PRIu64 ", \"free\": %" PRIu64 "}\n}\n",
-		*tree_root(&md->sm), md->sm.levels, md->nr_blocks, md->committed_used,
+	fprintf(out, "  \"bitmap\": {\"root\": %" PRIu64 ", \"root_transaction\": %" PRIu64
+		", \"levels\": %u, \"leaves\": %" PRIu64 "},\n", *tree_root(&md->bm),
+		md->bm.txid[md->bm.levels][0], md->bm.levels, md->bm.nleaves);
+	fprintf(out, "  \"space_map\": {\"root\": %" PRIu64 ", \"root_transaction\": %" PRIu64
+		", \"levels\": %u, \"total\": %" PRIu64 ", \"used\": %" PRIu64
+		", \"free\": %" PRIu64 "}\n}\n", *tree_root(&md->sm),
+		md->sm.txid[md->sm.levels][0], md->sm.levels, md->nr_blocks, md->committed_used,
 		md->nr_blocks - md->committed_used);
 	md_free(md);
 	return ferror(out) ? errf(err, errlen, -EIO, "cannot write the dump") : 0;

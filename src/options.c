@@ -130,6 +130,7 @@ int options_apply(struct clone_options *o, const char *opt, char *err,
 			return bad(err, errlen, name, val,
 				   "must be a power of two from 4k to 1G");
 		o->region_size = (uint32_t)v;
+		o->region_size_explicit = true;
 		return 0;
 	}
 	if (!strcmp(name, "hydration_threshold")) {

@@ -37,12 +37,36 @@ struct md_geometry {
 	uint64_t region_count; /* regions in the image (last may be partial) */
 };
 
+struct md_open_args {
+	const char *path;          /* META's path: for messages, and where a fresh
+	                              format is renamed to */
+	int fd;                    /* META as opened by the caller (O_RDWR, or
+	                              O_RDONLY when readonly); md owns it from here
+	                              and closes it, also on failure. -1: META does
+	                              not exist and md creates it atomically */
+	uint64_t image_size;       /* bytes; region_count = ceil(image_size / region_size) */
+	uint32_t region_size;      /* for a fresh META, and checked against an existing one */
+	bool region_size_explicit; /* false: an existing META's region size wins (spec 1.3) */
+	bool readonly;
+	bool nofollow;             /* files md creates are opened with O_NOFOLLOW */
+};
+
 /*
- * Open META (creating it 0600 if missing) for the given geometry. A missing,
- * empty or all-zero META is formatted fresh. Otherwise it is validated and
- * must match @geo; on any problem returns a negative errno and writes one
- * line naming the problem (without the path; the caller adds it) into @err.
- * @readonly opens without ever writing (used by -o ro and by tools).
+ * Open META. md first takes an exclusive flock(2) on @a->fd, waiting up to
+ * 30 s (then -EBUSY, "in use by another clonefs daemon"). A missing, empty
+ * or all-zero META (a block device: both superblock slots zero) is formatted
+ * fresh, atomically: built in "<path>.new", flushed and renamed into place
+ * (a block device is formatted in place, its superblock written last).
+ * Otherwise META is validated against the geometry. On any problem returns
+ * the negative errno of the real cause and writes one line naming it
+ * (without the path; the caller adds it) into @err. md_geometry() then gives
+ * the geometry in force.
+ */
+int md_open_fd(const struct md_open_args *a, struct md **out, char *err, size_t errlen);
+
+/*
+ * The older path-based open, for the given geometry (region size always
+ * explicit). Like md_open_fd, but opens @path itself and takes no lock.
  */
 int md_open(const char *path, const struct md_geometry *geo, bool readonly,
 	    struct md **out, char *err, size_t errlen);
@@ -98,6 +122,17 @@ bool md_needs_check(struct md *md);
 void md_space(struct md *md, uint64_t *used_blocks, uint64_t *total_blocks);
 uint64_t md_transaction_id(struct md *md);
 
+/* META's uuid, set when it was formatted. */
+void md_uuid(struct md *md, uint8_t uuid[16]);
+/*
+ * DEST identity (spec 1.5): the caller stores META's uuid on DEST and, once
+ * that is durable, sets dest_tagged. md_set_dest_tagged() is in core: it
+ * makes md_changed() true and the next commit writes it (a commit with only
+ * this change writes just a superblock). -EROFS read-only, -EIO RO/FAIL.
+ */
+bool md_dest_tagged(struct md *md);
+int md_set_dest_tagged(struct md *md);
+
 /*
  * Offline tools. md_check: 0 if clean, else negative errno and the first
  * problem in @err (e.g. "bad checksum at block 17"). md_dump: JSON to @out.
@@ -106,9 +141,19 @@ int md_check(const char *path, char *err, size_t errlen);
 int md_dump(const char *path, FILE *out, char *err, size_t errlen);
 
 /*
- * md_check, and if META is clean and needs_check is set, clear the flag by
- * writing a new superblock ("clonefs check" runs this so the next mount works).
+ * md_check, then repair what can be repaired without guessing ("clonefs
+ * check" runs this so the next mount works). Returns
+ *   0                    clean, nothing written (@err is "")
+ *   MD_CHECK_REPAIRED    nothing lost: a damaged older superblock slot was
+ *                        rewritten and/or needs_check cleared (@err says which)
+ *   MD_CHECK_FELL_BACK   the newest transaction was damaged (its superblock or
+ *                        its trees); META now holds the older one. @err says
+ *                        so, with the number of regions hydrated in the lost
+ *                        transaction that now read SOURCE again
+ *   < 0                  damaged and not repaired (@err: the first problem)
  */
+#define MD_CHECK_REPAIRED	1
+#define MD_CHECK_FELL_BACK	2
 int md_check_repair(const char *path, char *err, size_t errlen);
 
 /* The reason for the last failed commit or abort ("" if none). */
@@ -124,5 +169,7 @@ uint64_t md_blocks_written(struct md *md);
  */
 void md_test_fail_writes(struct md *md, uint64_t after, uint64_t count);
 void md_test_limit_blocks(struct md *md, uint64_t nr_blocks);
+/* How long md_open_fd waits for the lock (0: the default 30 s). */
+void md_test_lock_wait(unsigned ms);
 
 #endif

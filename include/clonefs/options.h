@@ -26,6 +26,7 @@
 
 struct clone_options {
 	uint32_t region_size;
+	bool region_size_explicit; /* given, not the default: META's must match */
 	uint32_t hydration_threshold;  /* regions in flight at most */
 	uint32_t hydration_batch_size; /* contiguous regions per copy */
 	uint64_t hydration_rate;       /* bytes/s, 0 = unlimited */

@@ -17,7 +17,10 @@
  * Then: md_check(), md_dump(), a read-only md_open_existing() and its
  * queries. When md_check() passed, the harness also opens META read-write,
  * marks regions chosen by the input, commits, closes, and requires
- * md_check() to pass again: a clean META must stay clean through a commit.
+ * md_check() to pass again: a clean META must stay clean through a commit
+ * (for a version 1 META, through its upgrade to version 2). Last,
+ * md_check_repair(): when it reports success (repaired, or fell back to
+ * the older transaction), md_check() must pass.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -137,6 +140,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			md_set_range_hydrated(md, r, 1 + (data[i] % 4 < 3 ? 0 :
 				(geo.region_count - r - 1) % 40000));
 		}
+		if (data[0] & 1)
+			md_set_dest_tagged(md);
 		if (!md_pre_commit(md))
 			md_commit(md);
 		md_set_region_hydrated(md, geo.region_count - 1);
@@ -145,6 +150,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fprintf(stderr, "clean META not clean after a commit: %s\n", err);
 			abort();
 		}
+	}
+	if (md_check_repair(path, err, sizeof(err)) >= 0 && md_check(path, err, sizeof(err))) {
+		fprintf(stderr, "META not clean after a successful repair: %s\n", err);
+		abort();
 	}
 	close(fd);
 	return 0;

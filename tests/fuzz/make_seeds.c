@@ -2,8 +2,11 @@
  * make_seeds.c - seed corpus for fuzz_metadata: real META files made with
  * md_open() for a few geometries and bitmaps (empty, a few regions, whole
  * leaves that become "all ones" pointers, several commits so both
- * superblock slots are live), each cut after its last non-zero block (the
- * harness extends it back with zeros to the size the superblock claims).
+ * superblock slots are live, DEST tagged), each cut after its last non-zero
+ * block (the harness extends it back with zeros to the size the superblock
+ * claims). One seed is rewritten as format version 1 wrote it (plain block
+ * numbers in index entries), so the version 1 reader and the upgrade are
+ * fuzzed too.
  *
  *   make_seeds DIR
  */
@@ -13,6 +16,7 @@
 #include "clonefs/metadata.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -23,9 +27,53 @@
 
 #define BS 4096u
 #define LEAF_BITS 32256u
+#define SEED_TAGGED 1	/* md_set_dest_tagged() before the last commit */
+#define SEED_V1 2	/* rewrite as version 1 (needs one bitmap index level) */
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return v;	/* little-endian hosts only, like the unit tests */
+}
+
+static void reseal(uint8_t *b)
+{
+	unsigned int len;
+
+	EVP_Digest(b + 32, BS - 32, b, &len, EVP_sha256(), NULL);
+}
+
+/* docs/format.md section 8: the active slot in version 1, the other one empty. */
+static int make_v1(uint8_t *buf)
+{
+	int slot = get64(buf + BS + 48) > get64(buf + 48);
+	uint8_t *sb = buf + (size_t)slot * BS, *ix;
+	uint64_t root = get64(sb + 120);
+
+	uint32_t bm_levels, sm_levels;
+
+	memcpy(&bm_levels, sb + 128, 4);
+	memcpy(&sm_levels, sb + 132, 4);
+	if (bm_levels != 1 || sm_levels != 0 || root < 2)
+		return 1;	/* bitmap levels 1, space-map levels 0 only */
+	ix = buf + root * BS;
+	for (unsigned i = 0; i < 504; i++) {
+		uint64_t e = get64(ix + 64 + 8 * i) & 0xffffffffu;
+
+		memcpy(ix + 64 + 8 * i, &e, 8);
+	}
+	reseal(ix);
+	sb[72] = 1;
+	memset(sb + 144, 0, 24);
+	reseal(sb);
+	memset(buf + (size_t)!slot * BS, 0, BS);
+	return 0;
+}
 
 static int seed(const char *dir, const char *name, uint32_t region_size,
-		uint64_t count, int commits, uint64_t step, uint64_t run)
+		uint64_t count, int commits, uint64_t step, uint64_t run, int how)
 {
 	char tmp[4096], out[4096], err[256];
 	struct md_geometry geo = { region_size, count };
@@ -45,6 +93,8 @@ static int seed(const char *dir, const char *name, uint32_t region_size,
 	for (int c = 0; c < commits; c++) {
 		for (uint64_t r = (uint64_t)c * 7 % count; step && r < count; r += step)
 			md_set_range_hydrated(md, r, run < count - r ? run : count - r);
+		if ((how & SEED_TAGGED) && c == commits - 1)
+			md_set_dest_tagged(md);
 		if (md_pre_commit(md) || md_commit(md)) {
 			fprintf(stderr, "make_seeds: %s: commit failed\n", name);
 			return 1;
@@ -62,6 +112,10 @@ static int seed(const char *dir, const char *name, uint32_t region_size,
 	if (pread(fd, buf, (size_t)st.st_size, 0) != st.st_size)
 		return 1;
 	close(fd);
+	if ((how & SEED_V1) && make_v1(buf)) {
+		fprintf(stderr, "make_seeds: %s: cannot make version 1\n", name);
+		return 1;
+	}
 	for (off_t b = 0; b < st.st_size / BS; b++)
 		for (unsigned i = 0; i < BS; i++)
 			if (buf[b * BS + i]) {
@@ -88,13 +142,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	mkdir(argv[1], 0755);
-	bad += seed(argv[1], "fresh-256", 65536, 256, 0, 0, 0);
-	bad += seed(argv[1], "some-256", 65536, 256, 3, 17, 1);
-	bad += seed(argv[1], "all-256", 65536, 256, 1, 1, 256);
-	bad += seed(argv[1], "partial-last-1000", 4096, 1000, 2, 333, 3);
-	bad += seed(argv[1], "two-leaves", 4096, LEAF_BITS + 100, 4, 5000, 9);
-	bad += seed(argv[1], "ones-leaf", 4096, 3 * LEAF_BITS, 2, LEAF_BITS, LEAF_BITS);
-	bad += seed(argv[1], "index-levels", 4096, 600ULL * LEAF_BITS, 2, 1000003, 2);
-	bad += seed(argv[1], "big-regions", 1u << 30, 17, 5, 3, 1);
+	bad += seed(argv[1], "fresh-256", 65536, 256, 0, 0, 0, 0);
+	bad += seed(argv[1], "some-256", 65536, 256, 3, 17, 1, 0);
+	bad += seed(argv[1], "all-256", 65536, 256, 1, 1, 256, SEED_TAGGED);
+	bad += seed(argv[1], "partial-last-1000", 4096, 1000, 2, 333, 3, 0);
+	bad += seed(argv[1], "two-leaves", 4096, LEAF_BITS + 100, 4, 5000, 9, SEED_TAGGED);
+	bad += seed(argv[1], "two-leaves-v1", 4096, LEAF_BITS + 100, 4, 5000, 9, SEED_V1);
+	bad += seed(argv[1], "ones-leaf", 4096, 3 * LEAF_BITS, 2, LEAF_BITS, LEAF_BITS, 0);
+	bad += seed(argv[1], "index-levels", 4096, 600ULL * LEAF_BITS, 2, 1000003, 2, 0);
+	bad += seed(argv[1], "big-regions", 1u << 30, 17, 5, 3, 1, 0);
 	return bad ? 1 : 0;
 }

@@ -1,6 +1,8 @@
 #!/bin/bash
 # Bad input: one clear line naming the file, a non-zero exit, nothing
-# modified (spec 1.2, 1.3).
+# modified (spec 1.2, 1.3, 1.5): wrong sizes and geometry, corrupt META, a
+# DEST that is not the one META records hydrated regions of, a META whose
+# format was cut short.
 . "$(dirname "$0")/lib.sh"
 
 make_source "$T/src" 4
@@ -49,6 +51,49 @@ printf 'garbage!' | dd of="$T/meta.bad" bs=1 seek=4196 conv=notrunc status=none
 expect_refusal "$T/meta.bad" "$T/src" "$T/dest" "$T/meta.bad" "$T/m"
 printf 'not clonefs metadata' > "$T/meta.junk"
 expect_refusal "$T/meta.junk" "$T/src" "$T/dest" "$T/meta.junk" "$T/m"
+# DEST and META belong together (spec 1.5): META records region 0 hydrated
+expect_refusal "remove META to start over" "$T/src" "$T/nosuchdest" "$T/meta" "$T/m"
+head -c $((1024 * 1024)) "$T/dest" > "$T/shortdest"
+expect_refusal "shorter than the image" "$T/src" "$T/shortdest" "$T/meta" "$T/m"
+cp "$T/src" "$T/otherdest"
+printf 'x' | dd of="$T/otherdest" bs=1 seek=100 conv=notrunc status=none
+expect_refusal "not the file meta" "$T/src" "$T/otherdest" "$T/meta" "$T/m"
+mv "$T/dest" "$T/dest.away"
+expect_refusal "remove META to start over" "$T/src" "$T/dest" "$T/meta" "$T/m"
+mv "$T/dest.away" "$T/dest"
+mount_clone "$T/src" "$T/dest" "$T/meta" "$T/m" "no_hydration"
+[ "$(dd if="$T/m/image" bs=1 skip=100 count=1 status=none)" = x ] ||
+	die "the right DEST lost its write"
+unmount_clone "$T/m" "$T/meta"
+rm -f "$T/shortdest" "$T/otherdest"
+
+# a remount takes META's region size when none is given (spec 1.3)
+mount_clone "$T/src" "$T/dest4k" "$T/meta4k" "$T/m" "no_hydration,region_size=4k"
+unmount_clone "$T/m" "$T/meta4k"
+mount_clone "$T/src" "$T/dest4k" "$T/meta4k" "$T/m" "no_hydration"
+[ "$(status_field "$T/m" 3)" = 8 ] || die "remount: region size $(status_field "$T/m" 3) sectors, not META's 8"
+unmount_clone "$T/m" "$T/meta4k"
+expect_refusal "region size" "$T/src" "$T/dest4k" "$T/meta4k" "$T/m" -o region_size=64k
+
+# a format cut short by an error at any of its writes or its flush leaves
+# META missing or valid, never bricked (spec 1.3)
+for rule in meta:write:eio:after=0 meta:write:eio:after=1 meta:write:eio:after=2 \
+	    meta:flush:eio meta:flush:eio:after=1; do
+	rm -f "$T/destf" "$T/metaf" "$T/metaf.new"
+	CLONEFS_FAULTS=$rule "$MOUNT_CLONEFS" "$T/src" "$T/destf" "$T/metaf" "$T/m" \
+		-o no_hydration 2>/dev/null && { unmount_clone "$T/m" "$T/metaf"; continue; }
+	mountpoint -q "$T/m" && die "mounted with $rule"
+	state=missing
+	if [ -e "$T/metaf" ]; then
+		"$CLONEFS" check "$T/metaf" > /dev/null || die "META bricked by $rule"
+		state=valid
+	fi
+	mount_clone "$T/src" "$T/destf" "$T/metaf" "$T/m" "no_hydration"
+	cmp -n 4096 "$T/m/image" "$T/src" || die "image wrong after $rule"
+	unmount_clone "$T/m" "$T/metaf"
+	log "format interrupted by $rule: META $state, mounts again"
+done
+
 # usage errors
 expect_refusal "expected SOURCE DEST META MOUNTPOINT" "$T/src" "$T/dest" "$T/meta"
 expect_refusal "dest=DEST,meta=META" "$T/src" "$T/m"

@@ -705,6 +705,52 @@ START_TEST(shrunk_source_reads_fail)
 }
 END_TEST
 
+/* Eight threads each write a region of their own and fsync it, over and
+ * over: the fsyncs that meet share commits (group commit), and every one
+ * acknowledged holds after a reopen. */
+struct syncer_arg {
+	struct clone *c;
+	int id;
+	uint64_t seen;
+};
+
+static gpointer syncer(gpointer p)
+{
+	struct syncer_arg *a = p;
+	char buf[4096];
+
+	for (int i = 0; i < 10; i++) {
+		memset(buf, 'a' + a->id + i, sizeof(buf));
+		if (clone_write(a->c, buf, sizeof(buf), (uint64_t)(a->id * 2 + (i & 1)) * RS + 512) !=
+		    (ssize_t)sizeof(buf) || clone_fsync(a->c, &a->seen))
+			return GINT_TO_POINTER(1);
+	}
+	return NULL;
+}
+
+START_TEST(concurrent_fsyncs_share_commits)
+{
+	struct clone *c = open_clone(false);
+	struct syncer_arg args[8];
+	GThread *t[8];
+
+	for (int i = 0; i < 8; i++) {
+		args[i] = (struct syncer_arg){ c, i, clone_error_mark(c) };
+		t[i] = g_thread_new("s", syncer, &args[i]);
+	}
+	for (int i = 0; i < 8; i++)
+		ck_assert_ptr_null(g_thread_join(t[i]));
+	ck_assert_int_eq(clone_close(c), 0);
+	for (int i = 0; i < 8; i++) {
+		memset(model + (size_t)(i * 2) * RS + 512, 'a' + i + 8, 4096);
+		memset(model + (size_t)(i * 2 + 1) * RS + 512, 'a' + i + 9, 4096);
+	}
+	c = open_clone(false); /* what the fsyncs acknowledged */
+	check_image(c);
+	ck_assert_int_eq(clone_close(c), 0);
+}
+END_TEST
+
 /* The image gives nobody more than SOURCE does, unless asked (spec 1.6). */
 START_TEST(image_owner_and_mode)
 {
@@ -780,6 +826,7 @@ static Suite *clone_suite(void)
 	tcase_add_test(tc, close_with_failing_final_commit);
 	tcase_add_test(tc, image_owner_and_mode);
 	tcase_add_test(tc, shrunk_source_reads_fail);
+	tcase_add_test(tc, concurrent_fsyncs_share_commits);
 	suite_add_tcase(s, tc);
 	return s;
 }

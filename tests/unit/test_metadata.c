@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #endif
 #include "clonefs/metadata.h"
+#include "clonefs/blockio.h"
 
 #include <check.h>
 #include <errno.h>
@@ -434,12 +435,13 @@ static char *make_base(void)
 	return base;
 }
 
+/* Entry @i of an index block: the child's block (low 32 bits; format version 2). */
 static uint64_t index_entry(uint64_t index_block, unsigned i)
 {
 	uint8_t b[BS];
 
 	rw_block(meta, index_block, b, false);
-	return get64(b + 64 + 8 * i);
+	return get64(b + 64 + 8 * i) & 0xffffffffu;
 }
 
 /* Damage block @nr of a fresh copy; open and check must both refuse with @want. */
@@ -497,8 +499,11 @@ START_TEST(corrupt_each_block_kind)
 	md_close(md);
 	ck_assert_int_eq(md_check(meta, err, sizeof(err)), -EILSEQ);
 	ck_assert_ptr_nonnull(strstr(err, "bad checksum in superblock"));
-	/* repair rewrites the bad slot with the state that survived */
-	ck_assert_int_eq(md_check_repair(meta, err, sizeof(err)), 0);
+	/* repair rewrites the bad slot with the state that survived, and says
+	 * it lost a transaction: region 4 reads SOURCE again */
+	ck_assert_int_eq(md_check_repair(meta, err, sizeof(err)), MD_CHECK_FELL_BACK);
+	ck_assert_msg(strstr(err, "fell back to transaction 2: 1 regions hydrated in the lost"
+			     " transaction read SOURCE again"), "%s", err);
 	check_clean();
 	md = open_ok(4096, 100000);
 	ck_assert_uint_eq(md_transaction_id(md), 3);
@@ -646,7 +651,8 @@ START_TEST(write_error_rolls_back_and_needs_check)
 		ck_assert_int_eq(open_err(4096, 100000, false), -EUCLEAN);
 		ck_assert_str_eq(err, "needs_check is set: run clonefs check");
 		check_clean();
-		ck_assert_int_eq(md_check_repair(meta, err, sizeof(err)), 0);
+		ck_assert_int_eq(md_check_repair(meta, err, sizeof(err)), MD_CHECK_REPAIRED);
+		ck_assert_str_eq(err, "cleared needs_check");
 		md = open_ok(4096, 100000);
 		ck_assert(!md_needs_check(md));
 		ck_assert(md_region_hydrated(md, 1));
@@ -911,6 +917,385 @@ START_TEST(concurrent_marks_and_commits)
 }
 END_TEST
 
+/* ---- issue 22: durability contract ---- */
+
+static char *new_path(void)
+{
+	return g_strconcat(meta, ".new", NULL);
+}
+
+/* META is missing or unformatted, and no "<meta>.new" is left behind. */
+static void assert_untouched(bool existed)
+{
+	char *tmp = new_path();
+	struct stat st;
+
+	ck_assert_int_ne(access(tmp, F_OK), 0);
+	if (existed) {
+		ck_assert_int_eq(stat(meta, &st), 0);
+		ck_assert_uint_eq((uint64_t)st.st_size, 0);
+	} else {
+		ck_assert_int_ne(access(meta, F_OK), 0);
+	}
+	g_free(tmp);
+}
+
+/*
+ * Item 9: an interrupted format never bricks META. Fail the n-th write of
+ * the format (every n), and its flush: META stays missing or empty, and the
+ * next open formats it cleanly.
+ */
+START_TEST(format_interrupted_never_bricks)
+{
+	const char *faults[] = { "meta:write:eio:after=%u", "meta:flush:eio:after=%u" };
+	char spec[64], ferr[128];
+
+	for (unsigned f = 0; f < 2; f++) {
+		for (int existed = 0; existed < 2; existed++) {
+			for (unsigned n = 0;; n++) {
+				struct md *md;
+				int r;
+
+				empty_tmpdir();
+				if (existed)
+					close(open(meta, O_CREAT | O_RDWR, 0600));
+				snprintf(spec, sizeof(spec), faults[f], n);
+				ck_assert_int_eq(bio_fault_set(spec, ferr, sizeof(ferr)), 0);
+				err[0] = 0;
+				r = md_open(meta, &(struct md_geometry){ 4096, 100000 }, false, &md,
+					    err, sizeof(err));
+				bio_fault_clear();
+				if (r == 0) {	/* past the format's last write or flush */
+					ck_assert_uint_ge(n, 2);	/* space map + superblock; two flushes */
+					md_close(md);
+					check_clean();
+					break;
+				}
+				ck_assert_msg(r == -EIO, "%s: %d %s", spec, r, err);
+				ck_assert_ptr_nonnull(strstr(err, "cannot format"));
+				assert_untouched(existed);
+				md = open_ok(4096, 100000);
+				ck_assert_uint_eq(md_transaction_id(md), 1);
+				md_close(md);
+				check_clean();
+			}
+		}
+	}
+}
+END_TEST
+
+static int open_fd_args(const char *path, int flags, uint64_t image, uint32_t rs,
+			bool explicit, struct md **md)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	struct md_open_args a = {
+		.path = path, .fd = fd, .image_size = image, .region_size = rs,
+		.region_size_explicit = explicit, .readonly = (flags & O_ACCMODE) == O_RDONLY,
+	};
+
+	err[0] = 0;
+	return md_open_fd(&a, md, err, sizeof(err));
+}
+
+START_TEST(open_fd_api)
+{
+	struct md_geometry geo;
+	struct md *md, *md2;
+	GBytes *before, *after;
+	char *tmp = new_path();
+
+	/* missing: created through "<meta>.new", 0600; the image size sets the count */
+	ck_assert_int_eq(open_fd_args(meta, O_RDWR, 1000 * 4096 + 1, 4096, false, &md), 0);
+	md_geometry(md, &geo);
+	ck_assert_uint_eq(geo.region_size, 4096);
+	ck_assert_uint_eq(geo.region_count, 1001);
+	ck_assert_int_ne(access(tmp, F_OK), 0);
+
+	/* held: a second daemon waits, then gives up */
+	md_test_lock_wait(300);
+	ck_assert_int_eq(open_fd_args(meta, O_RDWR, 1001 * 4096, 4096, false, &md2), -EBUSY);
+	ck_assert_str_eq(err, "in use by another clonefs daemon");
+	md_test_lock_wait(0);
+	ck_assert_int_eq(md_close(md), 0);
+
+	/* spec 1.3: a plain remount takes META's region size */
+	ck_assert_int_eq(open_fd_args(meta, O_RDWR, 1001 * 4096, 65536, false, &md), 0);
+	md_geometry(md, &geo);
+	ck_assert_uint_eq(geo.region_size, 4096);
+	ck_assert_uint_eq(geo.region_count, 1001);
+	md_close(md);
+	/* an explicit other one is refused */
+	ck_assert_int_eq(open_fd_args(meta, O_RDWR, 1001 * 4096, 65536, true, &md), -EINVAL);
+	ck_assert_str_eq(err, "region size 65536 does not match metadata (4096)");
+	ck_assert_int_eq(open_fd_args(meta, O_RDWR, 5000 * 4096, 4096, false, &md), -EINVAL);
+	ck_assert_str_eq(err, "region count 5000 does not match metadata (1001)");
+	ck_assert_int_eq(open_fd_args(meta, O_RDONLY, 1001 * 4096, 4096, true, &md), 0);
+	ck_assert_int_eq(md_set_region_hydrated(md, 1), -EROFS);
+	md_close(md);
+
+	/* fd -1, but a file appeared meanwhile: never clobbered */
+	before = slurp(meta);
+	{
+		struct md_open_args a = { .path = meta, .fd = -1, .image_size = 8192,
+					  .region_size = 4096 };
+
+		ck_assert_int_eq(md_open_fd(&a, &md, err, sizeof(err)), -EEXIST);
+		ck_assert_ptr_nonnull(strstr(err, "was created by someone else"));
+		/* read-only and missing: the real cause */
+		a.readonly = true;
+		g_unlink(meta);
+		ck_assert_int_eq(md_open_fd(&a, &md, err, sizeof(err)), -ENOENT);
+	}
+	g_unlink(meta);
+	ck_assert(g_file_set_contents(meta, g_bytes_get_data(before, NULL),
+				      (gssize)g_bytes_get_size(before), NULL));
+	after = slurp(meta);
+	ck_assert(g_bytes_equal(before, after));
+	ck_assert_int_ne(access(tmp, F_OK), 0);
+	g_bytes_unref(before);
+	g_bytes_unref(after);
+
+	/* nofollow: a symlink planted at "<meta>.new" is not followed */
+	g_unlink(meta);
+	ck_assert_int_eq(symlink("victim", tmp), 0);
+	{
+		struct md_open_args a = { .path = meta, .fd = -1, .image_size = 8192,
+					  .region_size = 4096, .nofollow = true };
+		char *victim = g_build_filename(tmpdir, "victim", NULL);
+
+		ck_assert_int_eq(md_open_fd(&a, &md, err, sizeof(err)), -ELOOP);
+		ck_assert_int_ne(access(victim, F_OK), 0);
+		ck_assert_int_ne(access(meta, F_OK), 0);
+		g_free(victim);
+	}
+	g_free(tmp);
+}
+END_TEST
+
+/* Block @nr of @path, and its header's transaction id. */
+static uint64_t block_txid(uint64_t nr)
+{
+	uint8_t b[BS];
+
+	rw_block(meta, nr, b, false);
+	return get64(b + 48);
+}
+
+/*
+ * Spec 4.3b: put back an older, valid copy of a bitmap node at the place a
+ * later commit reused for the same node (a lost write). Open and check must
+ * name the block; before format version 2 the stale copy was accepted.
+ */
+static void lost_write(uint64_t count)
+{
+	uint8_t (*copies)[BS] = g_malloc(1024 * (size_t)BS);
+	uint64_t *where = g_new0(uint64_t, 1024), leaf = 0, txid = 0;
+	struct md *md = open_ok(4096, count);
+	char want[64];
+	int i, j = -1;
+
+	for (i = 0; i < 1024 && j < 0; i++) {
+		uint64_t root;
+
+		ck_assert_int_eq(md_set_region_hydrated(md, (uint64_t)i), 0);
+		commit_ok(md);
+		root = sb_field(meta, SB_BM_ROOT);
+		leaf = count > LEAF_BITS ? index_entry(root, 0) : root;
+		where[i] = leaf;
+		rw_block(meta, leaf, copies[i], false);
+		for (int k = 0; k < i; k++)
+			if (where[k] == leaf)
+				j = k;
+	}
+	ck_assert_msg(j >= 0, "no block was reused for leaf 0 in %d commits", i);
+	md_close(md);
+	check_clean();
+	txid = block_txid(leaf);
+	rw_block(meta, leaf, copies[j], true);	/* the newer write was lost */
+	ck_assert_uint_lt(block_txid(leaf), txid);
+	snprintf(want, sizeof(want), "block %" PRIu64 " ", leaf);
+	ck_assert_int_eq(open_err(4096, count, false), -EILSEQ);
+	ck_assert_msg(strstr(err, want) && strstr(err, "lost or misdirected write"), "%s", err);
+	ck_assert_int_eq(md_check(meta, err, sizeof(err)), -EILSEQ);
+	ck_assert_msg(strstr(err, want) && strstr(err, "lost or misdirected write"), "%s", err);
+	ck_assert_int_ne(md_dump(meta, stdout, err, sizeof(err)), 0);
+	g_free(copies);
+	g_free(where);
+}
+
+START_TEST(lost_write_detected)
+{
+	lost_write(5000);	/* the leaf is the root: the superblock catches it */
+	empty_tmpdir();
+	lost_write(100000);	/* under an index block */
+}
+END_TEST
+
+/* Rewrites the active superblock and the bitmap index as format version 1 wrote them. */
+static void make_v1(void)
+{
+	uint8_t sb[BS], ix[BS];
+	int slot = active_slot(meta, sb);
+	uint64_t root = get64(sb + SB_BM_ROOT);
+
+	rw_block(meta, root, ix, false);
+	for (unsigned i = 0; i < 504; i++) {
+		uint64_t e = get64(ix + 64 + 8 * i) & 0xffffffffu;
+
+		memcpy(ix + 64 + 8 * i, &e, 8);
+	}
+	reseal(ix);
+	rw_block(meta, root, ix, true);
+	sb[72] = 1;			/* version */
+	memset(sb + 144, 0, 24);	/* root transactions, hydrated count */
+	reseal(sb);
+	rw_block(meta, (uint64_t)slot, sb, true);
+	memset(sb, 0, BS);
+	rw_block(meta, (uint64_t)!slot, sb, true);	/* the other slot: empty */
+}
+
+START_TEST(v1_upgrade_round_trip)
+{
+	char *base = make_base();
+	uint64_t root, e;
+	uint8_t ix[BS];
+	struct md *md;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	make_v1();
+	check_clean();
+	f = open_memstream(&buf, &len);
+	ck_assert_int_eq(md_dump(meta, f, err, sizeof(err)), 0);
+	fclose(f);
+	ck_assert_ptr_nonnull(strstr(buf, "\"version\": 1,"));
+	free(buf);
+
+	/* read as before; the first commit rewrites the trees in version 2 */
+	md = open_ok(4096, 100000);
+	ck_assert_uint_eq(md_nr_hydrated(md), 3);
+	ck_assert(md_region_hydrated(md, 3) && md_region_hydrated(md, 4) &&
+		  md_region_hydrated(md, 70000));
+	ck_assert_int_eq(md_set_region_hydrated(md, 99999), 0);
+	commit_ok(md);
+	md_close(md);
+	check_clean();
+	f = open_memstream(&buf, &len);
+	ck_assert_int_eq(md_dump(meta, f, err, sizeof(err)), 0);
+	fclose(f);
+	ck_assert_ptr_nonnull(strstr(buf, "\"version\": 2,"));
+	free(buf);
+	/* every real entry of the new index carries its child's transaction */
+	root = sb_field(meta, SB_BM_ROOT);
+	rw_block(meta, root, ix, false);
+	for (unsigned i = 0; i < 4; i++) {
+		e = get64(ix + 64 + 8 * i);
+		if ((e & 0xffffffffu) > 1)
+			ck_assert_uint_eq(e >> 32, block_txid(e & 0xffffffffu));
+	}
+	md = open_ok(4096, 100000);
+	ck_assert_uint_eq(md_nr_hydrated(md), 4);
+	ck_assert(md_region_hydrated(md, 99999) && md_region_hydrated(md, 70000));
+	md_close(md);
+	g_free(base);
+}
+END_TEST
+
+START_TEST(dest_tag)
+{
+	uint8_t u1[16], u2[16], zero[16] = { 0 };
+	struct md *md = open_ok(4096, 5000);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	md_uuid(md, u1);
+	ck_assert(memcmp(u1, zero, 16));
+	ck_assert(!md_dest_tagged(md));
+	ck_assert_int_eq(md_set_dest_tagged(md), 0);
+	ck_assert(md_dest_tagged(md));
+	ck_assert(md_changed(md));
+	commit_ok(md);	/* only the superblock changes */
+	ck_assert_uint_eq(md_transaction_id(md), 2);
+	ck_assert(!md_changed(md));
+	md_close(md);
+	check_clean();
+
+	md = open_ok(4096, 5000);
+	md_uuid(md, u2);
+	ck_assert(!memcmp(u1, u2, 16));
+	ck_assert(md_dest_tagged(md));
+	ck_assert_int_eq(md_set_dest_tagged(md), 0);
+	ck_assert(!md_changed(md));
+	md_close(md);
+	f = open_memstream(&buf, &len);
+	ck_assert_int_eq(md_dump(meta, f, err, sizeof(err)), 0);
+	fclose(f);
+	ck_assert_ptr_nonnull(strstr(buf, "\n  \"dest_tagged\": true,"));
+	free(buf);
+
+	/* a failed commit drops the tag with the rest */
+	g_unlink(meta);
+	md = open_ok(4096, 5000);
+	ck_assert_int_eq(md_set_dest_tagged(md), 0);
+	ck_assert_int_eq(md_pre_commit(md), 0);
+	md_test_fail_writes(md, 0, 1);
+	ck_assert_int_eq(md_commit(md), -EIO);
+	ck_assert(!md_dest_tagged(md));
+	ck_assert_int_eq(md_set_dest_tagged(md), -EIO);
+	md_close(md);
+	ck_assert_int_eq(md_open_existing(meta, true, &md, err, sizeof(err)), 0);
+	ck_assert(!md_dest_tagged(md));
+	ck_assert_int_eq(md_set_dest_tagged(md), -EROFS);
+	md_close(md);
+}
+END_TEST
+
+/* Item 5: the newest transaction's tree is damaged: repair falls back and says so. */
+START_TEST(repair_falls_back_and_says_so)
+{
+	char *base = make_base();
+	uint64_t leaf0 = index_entry(sb_field(meta, SB_BM_ROOT), 0);
+	struct md *md;
+	char want[256];
+
+	flip_byte(meta, leaf0, 200);	/* leaf 0 was rewritten by transaction 3 */
+	snprintf(want, sizeof(want), "bad checksum at block %" PRIu64, leaf0);
+	ck_assert_int_eq(md_check(meta, err, sizeof(err)), -EILSEQ);
+	ck_assert_str_eq(err, want);
+	ck_assert_int_eq(open_err(4096, 100000, false), -EILSEQ);
+
+	ck_assert_int_eq(md_check_repair(meta, err, sizeof(err)), MD_CHECK_FELL_BACK);
+	snprintf(want, sizeof(want), "transaction 3 (superblock slot 0) is damaged: bad checksum"
+		 " at block %" PRIu64 "; fell back to transaction 2: 1 regions hydrated in"
+		 " transaction 3 read SOURCE again", leaf0);
+	ck_assert_str_eq(err, want);
+	check_clean();
+	ck_assert_int_eq(md_check_repair(meta, err, sizeof(err)), 0);
+	ck_assert_str_eq(err, "");
+	md = open_ok(4096, 100000);
+	ck_assert_uint_eq(md_transaction_id(md), 4);
+	ck_assert(md_region_hydrated(md, 3) && md_region_hydrated(md, 70000));
+	ck_assert(!md_region_hydrated(md, 4));
+	md_close(md);
+
+	/* both transactions damaged: nothing to fall back to, nothing written */
+	copy_file(base, meta);
+	flip_byte(meta, leaf0, 200);
+	{
+		uint8_t sb[BS];
+		int slot = active_slot(meta, sb);
+
+		rw_block(meta, (uint64_t)!slot, sb, false);
+		flip_byte(meta, index_entry(get64(sb + SB_BM_ROOT), 0), 200);
+	}
+	ck_assert_int_lt(md_check_repair(meta, err, sizeof(err)), 0);
+	ck_assert_ptr_nonnull(strstr(err, "is damaged too"));
+	g_free(base);
+}
+END_TEST
+
 static Suite *metadata_suite(void)
 {
 	Suite *s = suite_create("metadata");
@@ -935,6 +1320,12 @@ static Suite *metadata_suite(void)
 	tcase_add_test(tc, check_finds_leaks);
 	tcase_add_test(tc, dump_json);
 	tcase_add_test(tc, concurrent_marks_and_commits);
+	tcase_add_test(tc, format_interrupted_never_bricks);
+	tcase_add_test(tc, open_fd_api);
+	tcase_add_test(tc, lost_write_detected);
+	tcase_add_test(tc, v1_upgrade_round_trip);
+	tcase_add_test(tc, dest_tag);
+	tcase_add_test(tc, repair_falls_back_and_says_so);
 	suite_add_tcase(s, tc);
 	return s;
 }
