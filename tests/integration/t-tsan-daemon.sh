@@ -9,12 +9,20 @@
 # timeout: 400
 . "$(dirname "$0")/lib.sh"
 
+# the daemon's sources, as Makefile.am lists them
+am_list() { # am_list VAR: the words of "VAR = ..." (with continuation lines)
+	awk -v v="$1" '$1 == v && $2 == "=" { on = 1; sub(/^[^=]*= */, "") }
+		on { more = /\\$/; sub(/\\$/, ""); printf "%s ", $0; if (!more) exit }' \
+		"$TOP/Makefile.am"
+}
+sources=$(am_list core_sources)
+daemon=$(am_list daemon_sources)
+[ -n "$sources" ] && [ -n "$daemon" ] || die "no core_sources/daemon_sources in Makefile.am"
 TSAN_DAEMON=$T/mount.clonefs-tsan
-gcc -std=gnu11 -g -O1 -fsanitize=thread -fno-omit-frame-pointer -D_GNU_SOURCE \
-	-DPACKAGE_VERSION='"tsan"' -I"$TOP/include" $(pkg-config --cflags fuse3 glib-2.0) \
-	"$TOP"/src/{blockio,metadata,hydrate,clone,control,options}.c \
-	"$TOP"/mount/{mount,fuse_ops,passthrough}.c "$TOP/tests/unit/tsan_glib.c" \
-	-o "$TSAN_DAEMON" $(pkg-config --libs fuse3 glib-2.0 libcrypto) ||
+(cd "$TOP" && gcc -std=gnu11 -g -O1 -fsanitize=thread -fno-omit-frame-pointer \
+	-D_GNU_SOURCE -DPACKAGE_VERSION='"tsan"' -Iinclude -Isrc \
+	$(pkg-config --cflags fuse3 glib-2.0) $sources $daemon tests/unit/tsan_glib.c \
+	-o "$TSAN_DAEMON" $(pkg-config --libs fuse3 glib-2.0 libcrypto)) ||
 	die "cannot build the TSan daemon"
 "$TSAN_DAEMON" --version > /dev/null 2>&1 || die "the TSan daemon does not run here"
 
