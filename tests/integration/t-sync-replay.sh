@@ -27,16 +27,20 @@ fi
 
 make_source "$T/src" 4
 failed=0 round=0
-# SYNC:OPEN:CLONE OPTIONS[:hydrated]; two with hydration running beside
-# the writes, two on a fully hydrated image
+# SYNC:OPEN:CLONE OPTIONS[:hydrated[:THREADS]]; two with hydration
+# running beside the writes, two on a fully hydrated image, two with four
+# writers at once (synchronous writes may share a commit: none may be
+# acknowledged by a commit that does not cover it)
 for cfg in o_dsync:buffered:no_hydration,commit_period=3600 \
 	   rwf_dsync:direct:no_hydration,commit_period=3600 \
 	   o_dsync:direct:hydration_rate=2M,commit_period=100ms \
 	   rwf_dsync:buffered:hydration_rate=2M,commit_period=100ms \
 	   o_dsync:buffered:commit_period=3600:hydrated \
-	   rwf_dsync:direct:commit_period=3600:hydrated; do
+	   rwf_dsync:direct:commit_period=3600:hydrated \
+	   o_dsync:buffered:no_hydration,commit_period=3600::4 \
+	   rwf_dsync:direct:hydration_rate=2M,commit_period=100ms::4; do
 	round=$((round + 1))
-	IFS=: read -r sync open opts hydrated <<< "$cfg"
+	IFS=: read -r sync open opts hydrated threads <<< "$cfg"
 	d=$T/r$round
 	mkdir -p "$d"
 	truncate -s 4M "$d/dest"
@@ -49,11 +53,12 @@ for cfg in o_dsync:buffered:no_hydration,commit_period=3600 \
 	cp "$d/meta" "$d/meta0"
 
 	CLONEFS_WRITELOG=$d/wlog mount_clone_fg "$T/src" "$d/dest" "$d/meta" "$d/m" "$opts"
-	$WORKLOAD run "$d/m/image" "$d/acks" --region 65536 --ops "$ops" --seed "$round" \
-		--sync "$sync" $([ "$open" = direct ] && echo --direct) > /dev/null ||
+	$WORKLOAD run "$d/m/image" "$d/acks" --region 65536 --ops "$((ops / ${threads:-1}))" \
+		--seed "$round" --threads "${threads:-1}" --sync "$sync" \
+		$([ "$open" = direct ] && echo --direct) > /dev/null ||
 		die "round $round: workload failed"
 	unmount_clone "$d/m" "$d/meta"
-	opts+=${hydrated:+, fully hydrated}
+	opts+=${hydrated:+, fully hydrated}${threads:+, $threads writers}
 	reap "$DAEMON_PID" || die "round $round: daemon failed"
 
 	rc=0

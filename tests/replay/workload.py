@@ -5,6 +5,7 @@ fault tests).
 
   workload.py run IMAGE ACKS --region R [--seconds S] [--ops N] [--seed S]
               [--span BYTES] [--tolerate-errors] [--sync MODE] [--direct]
+              [--threads N]
   workload.py verify IMAGE ACKS      every acknowledged block reads back
                                       (that write or a later one)
 
@@ -23,14 +24,19 @@ fatal; the blocks since the last good fsync are then simply not acked.
 rwf_sync|rwf_dsync passes it to every pwritev: then every write is a
 synchronous one (spec 2.5a), acknowledged by itself: one ack line after
 each write returns, and no fsync calls but the last. --direct: O_DIRECT.
+--threads N: N writers at once, each in its own 1/N of the image (or of
+--span), each acknowledging its own writes; --ops and --seconds are per
+thread.
 """
 import argparse
 import hashlib
+import itertools
 import mmap
 import os
 import random
 import struct
 import sys
+import threading
 import time
 
 BLK = 4096
@@ -78,18 +84,13 @@ SYNC_OPEN = {"o_sync": os.O_SYNC, "o_dsync": os.O_DSYNC}
 SYNC_RWF = {"rwf_sync": os.RWF_SYNC, "rwf_dsync": os.RWF_DSYNC}
 
 
-def run(a):
-    rng = random.Random(a.seed)
+def writer(a, fd, lo, size, seed, gens, acks, lock, out):
+    """Write stamped runs into [lo, lo + size) and acknowledge them (after
+    each fsync, or each write in a --sync mode); leaves the blocks written
+    since the last ack in out["pending"]."""
+    rng = random.Random(seed)
     sync_each = a.sync != "fsync"
-    fd = os.open(a.image, os.O_RDWR | SYNC_OPEN.get(a.sync, 0) |
-                 (os.O_DIRECT if a.direct else 0))
     buf = mmap.mmap(-1, max(a.region, 8 * BLK) + BLK)  # page-aligned, for O_DIRECT
-    size = os.lseek(fd, 0, os.SEEK_END)
-    size -= size % BLK
-    if a.span:
-        size = min(size, a.span - a.span % max(BLK, a.region))
-    acks = open(a.acks, "a")
-    gen = int(time.time() * 1000) % 1000000 * 1000000  # distinct across runs
     pending = {}
     recent = []
     writes = fsyncs = errors = 0
@@ -99,9 +100,8 @@ def run(a):
     while (a.ops and i < a.ops) or (deadline and time.monotonic() < deadline):
         i += 1
         off, n = pick(rng, size, a.region)
-        if off is None:
-            off = rng.choice(recent) if recent else 0
-        gen += 1
+        off = rng.choice(recent) if off is None and recent else (off or 0) + lo
+        gen = next(gens)
         data = b"".join(stamp(off + j * BLK, gen) for j in range(n))
         buf[:len(data)] = data
         try:
@@ -110,9 +110,11 @@ def run(a):
                 pending[off + j * BLK] = gen
             writes += 1
             if sync_each:  # acknowledged, durable: say so at once
-                ack(acks, time.clock_gettime_ns(time.CLOCK_MONOTONIC), pending)
+                t = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+                with lock:
+                    ack(acks, t, pending)
                 pending.clear()
-        except OSError as e:
+        except OSError:
             if not a.tolerate_errors:
                 raise
             errors += 1
@@ -133,8 +135,46 @@ def run(a):
                 continue
             t = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
             fsyncs += 1
-            ack(acks, t, pending)
+            with lock:
+                ack(acks, t, pending)
             pending.clear()
+    out.update(pending=pending, writes=writes, fsyncs=fsyncs, errors=errors)
+
+
+def run(a):
+    fd = os.open(a.image, os.O_RDWR | SYNC_OPEN.get(a.sync, 0) |
+                 (os.O_DIRECT if a.direct else 0))
+    size = os.lseek(fd, 0, os.SEEK_END)
+    size -= size % BLK
+    if a.span:
+        size = min(size, a.span - a.span % max(BLK, a.region))
+    acks = open(a.acks, "a")
+    # generations: distinct across runs, one counter for all threads
+    gens = itertools.count(int(time.time() * 1000) % 1000000 * 1000000 + 1)
+    lock = threading.Lock()
+    outs = [{} for _ in range(a.threads)]
+    if a.threads == 1:
+        writer(a, fd, 0, size, a.seed, gens, acks, lock, outs[0])
+    else:
+        # each thread its own share of the image, so no block is written
+        # by two threads (whose acks could then come in either order)
+        unit = max(BLK, a.region)
+        share = size // a.threads - size // a.threads % unit
+        threads = [threading.Thread(target=writer, args=(
+            a, fd, k * share, share, a.seed * 1000 + k, gens, acks, lock, outs[k]))
+            for k in range(a.threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if any("writes" not in o for o in outs):
+            sys.exit("workload: a writer thread failed")
+    pending = {}
+    for o in outs:
+        pending.update(o["pending"])
+    writes = sum(o["writes"] for o in outs)
+    fsyncs = sum(o["fsyncs"] for o in outs)
+    errors = sum(o["errors"] for o in outs)
     try:
         os.fsync(fd)
         t = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
@@ -189,6 +229,7 @@ def main():
     r.add_argument("--sync", default="fsync",
                    choices=["fsync"] + sorted(SYNC_OPEN) + sorted(SYNC_RWF))
     r.add_argument("--direct", action="store_true")
+    r.add_argument("--threads", type=int, default=1)
     v = sub.add_parser("verify")
     v.add_argument("image")
     v.add_argument("acks")
