@@ -18,7 +18,10 @@ flushes and commits at once and so must fail. Then:
   - faults cleared, unmounted, META checked (clonefs check when
     needs_check was recorded), remounted: W0 reads back.
 The META write rule is tried at every write of the commit (after=N,
-N = 0, 1, ... until a commit gets through with no fault). A DEST write
+N = 0, 1, ... until a commit gets through with no fault). With four
+O_DSYNC writers at once ("group": their commits may be shared), every
+synchronous write the failing commit was to make durable must fail with
+EIO, and every one that returned 0 must read back after remount. A DEST write
 error during W1's hydration fails W1 itself: nothing acknowledged is
 lost, so no later fsync fails and lost_writes stays 0.
 
@@ -26,10 +29,12 @@ One line per scenario; "lostwrites: N scenarios, M failed" last.
 usage: lostwrites.py TOP WORKDIR
 """
 import errno
+import mmap
 import os
 import random
 import re
 import sys
+import threading
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -78,6 +83,8 @@ class Scenario:
     def run(self):
         """Returns False when the rule never fired (a META write past the
         commit's last)."""
+        if self.trigger == "group":
+            return self.run_group()
         c = self.c
         self.set_faults("")
         period = "commit_period=200ms" if self.trigger == "periodic" else "commit_period=3600"
@@ -192,6 +199,93 @@ class Scenario:
         self.finish()
         return True
 
+    def run_group(self):
+        """Four O_DSYNC writers (two buffered, two O_DIRECT), each into its
+        own unhydrated regions, whose commits may be shared: two writes
+        each, then W1 (buffered, acknowledged, uncommitted) and the fault,
+        then three more each, at once. A commit meeting the fault must
+        fail every write it was to make durable; every write that
+        returned 0 must read back after check and remount."""
+        c = self.c
+        self.set_faults("")
+        c.mount("no_hydration,commit_period=3600", env={"CLONEFS_FAULTS_FILE": self.faults})
+        nthreads, before, after = 4, 2, 3
+        phase1 = threading.Barrier(nthreads + 1)
+        phase2 = threading.Barrier(nthreads + 1)
+        results = []  # (offset, data, errno)
+        lock = threading.Lock()
+
+        def writer(t):
+            flags = os.O_RDWR | os.O_DSYNC | (os.O_DIRECT if t >= 2 else 0)
+            fd = os.open(c.image, flags)
+            buf = mmap.mmap(-1, BLK)
+            rng = random.Random("%s/%d" % (self.name, t))
+            try:
+                for i in range(before + after):
+                    if i == before:
+                        phase1.wait(30)
+                        phase2.wait(30)
+                    off = (10 + t * (before + after) + i) * REGION + rng.randrange(16) * BLK
+                    data = rng.randbytes(BLK)
+                    buf[:] = data
+                    try:
+                        os.pwrite(fd, buf, off)
+                        err = 0
+                    except OSError as e:
+                        err = e.errno
+                    with lock:
+                        results.append((off, data, err))
+            finally:
+                os.close(fd)
+
+        threads = [threading.Thread(target=writer, args=(t,)) for t in range(nthreads)]
+        fds = []
+        try:
+            fd1 = os.open(c.image, os.O_RDWR)
+            fds.append(fd1)
+            fd2 = os.open(c.image, os.O_RDWR | os.O_DIRECT)
+            fds.append(fd2)
+            self.w0 = self.rng.randbytes(BLK)
+            os.pwrite(fd1, self.w0, W0_OFF)
+            if call(os.fsync, fd1):
+                raise Fail("fsync of W0 failed before any fault")
+            for t in threads:
+                t.start()
+            phase1.wait(30)
+            with lock:
+                early = [r for r in results if r[2]]
+            self.want(not early, "O_DSYNC writes failed before any fault: %s"
+                      % ", ".join(ename(r[2]) for r in early))
+            os.pwrite(fd1, self.rng.randbytes(BLK), W1_OFF)
+            self.set_faults(self.rule)
+            phase2.wait(30)
+            for t in threads:
+                t.join(60)
+            failed = [r for r in results if r[2]]
+            acked = [r for r in results if not r[2]]
+            if c.faults_injected() == 0:
+                return False
+            self.want(failed and all(r[2] == errno.EIO for r in failed),
+                      "synchronous writes meeting the fault: %s, want some EIO, no other error"
+                      % (", ".join(sorted({ename(r[2]) for r in failed})) or "all 0"))
+            self.check_reported(fds, call(os.fsync, fd1))
+            self.notes.insert(0, "%d of %d O_DSYNC writes acknowledged" % (len(acked),
+                                                                          len(results)))
+        finally:
+            for fd in fds:
+                os.close(fd)
+            self.set_faults("")
+        self.finish()
+        image = c.read_image(0, SIZE)
+        for off, data, _ in acked:
+            got = image[off:off + BLK]
+            if got != data:
+                self.want(False, "O_DSYNC write at %d acknowledged, lost after check and "
+                          "remount (%s)" % (off, "reads SOURCE" if got == self.source[off:off + BLK]
+                                            else "other data"))
+                break
+        return True
+
     def finish(self):
         c = self.c
         c.unmount()
@@ -215,6 +309,9 @@ def scenarios(meta_writes):
         yield "dest:flush:eio:once", trigger, False
     for rule in ("meta:write:eio:once", "dest:flush:eio:once"):
         yield rule, "o_dsync", False
+    for n in range(meta_writes[0]):
+        yield "meta:write:eio:after=%d:once" % n, "group", False
+    yield "dest:flush:eio:once", "group", False
     yield "dest:flush:eio:once", "o_dsync-hydrated", False
     yield "dest:write:eio:once", "write", False
 
@@ -239,7 +336,7 @@ def main():
             continue
         try:
             fired = s.run()
-        except (Fail, OSError) as e:
+        except (Fail, OSError, threading.BrokenBarrierError) as e:
             s.c.kill()
             s.problems.append(str(e))
             fired = True
