@@ -31,6 +31,12 @@ grep -q "^ExecStart=.*/clonefs wait " "$TOP/systemd/clonefs-wait@.service" 2>/de
 out=$(verify "$S/mnt-vm.mount")
 [ -z "$out" ] || die "mnt-vm.mount: $out"
 
+# the man page shows the example unit as it is
+man=$(sed 's/\\-/-/g' "$TOP/docs/mount.clonefs.8")
+grep -v '^#' "$S/mnt-vm.mount" | while read -r line; do
+	[ -z "$line" ] || grep -qxF -- "$line" <<< "$man" || die "mount.clonefs.8 lacks '$line' of mnt-vm.mount"
+done
+
 # 3. the example fstab lines, through the generator systemd runs at boot
 gen=/lib/systemd/system-generators/systemd-fstab-generator
 if [ -x $gen ]; then
