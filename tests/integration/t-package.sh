@@ -33,7 +33,7 @@ for f in ./sbin/mount.clonefs ./sbin/clonefs ./usr/share/man/man8/clonefs.8.gz \
 	./usr/share/man/man8/mount.clonefs.8.gz ./lib/systemd/system/clonefs-wait@.service \
 	./usr/share/bash-completion/completions/clonefs \
 	./usr/share/bash-completion/completions/mount.clonefs \
-	./usr/share/doc/clonefs/README ./usr/share/doc/clonefs/copyright \
+	./usr/share/doc/clonefs/README.gz ./usr/share/doc/clonefs/copyright \
 	./usr/share/doc/clonefs/examples/mnt-vm.mount; do
 	grep -qxF "$f" <<< "$contents" || die "the package lacks $f"
 done
@@ -55,18 +55,29 @@ if dpkg-query -W -f='${Status}' clonefs 2>/dev/null | grep -q "ok installed"; th
 	pass
 	exit 0
 fi
+# dpkg ARGS..., waiting up to 2 minutes while apt or dpkg holds its lock
+dpkg_do() {
+	local i out
+	for ((i = 0; i < 60; i++)); do
+		out=$(dpkg "$@" 2>&1) && return 0
+		grep -q 'lock' <<< "$out" || break
+		sleep 2
+	done
+	echo "$out"
+	return 1
+}
 helper=/sbin/mount.clonefs
 if [ -e $helper ] || [ -L $helper ]; then
 	mv $helper "$T/helper.before"
 fi
 undo_install() {
-	dpkg --purge clonefs > /dev/null 2>&1
+	dpkg_do --purge clonefs > /dev/null
 	if [ -e "$T/helper.before" ] || [ -L "$T/helper.before" ]; then
 		mv "$T/helper.before" $helper
 	fi
 }
 atexit undo_install
-dpkg -i "$deb" > "$T/dpkg.log" 2>&1 || { cat "$T/dpkg.log"; die "dpkg -i failed"; }
+dpkg_do -i "$deb" || die "dpkg -i failed"
 [ "$(dpkg-query -S $helper 2>/dev/null)" = "clonefs: $helper" ] ||
 	die "$helper is not the package's"
 /sbin/clonefs --version | grep -q "^clonefs" || die "the packaged clonefs does not run"
