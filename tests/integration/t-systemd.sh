@@ -37,6 +37,12 @@ grep -v '^#' "$S/mnt-vm.mount" | while read -r line; do
 	[ -z "$line" ] || grep -qxF -- "$line" <<< "$man" || die "mount.clonefs.8 lacks '$line' of mnt-vm.mount"
 done
 
+# and the fstab lines (a man page line ending in \e goes on on the next)
+joined=$(python3 -c 'import sys; print(sys.stdin.read().replace("\\e\n", ""))' <<< "$man")
+grep -v '^#' "$S/fstab.example" | while read -r line; do
+	grep -qxF -- "$line" <<< "$joined" || die "mount.clonefs.8 lacks the fstab line '$line'"
+done
+
 # 3. the example fstab lines, through the generator systemd runs at boot
 gen=/lib/systemd/system-generators/systemd-fstab-generator
 if [ -x $gen ]; then
