@@ -12,9 +12,9 @@
  * A bit tree keeps its bits in leaves of 32256 bits reached from a root
  * through index blocks of 504 pointers. Each pointer also names the
  * transaction that wrote its child (format version 2, spec 4.3b), so an
- * older valid copy left by a lost write is refused. Pointers 0 and 1 can never be tree
- * blocks (they are the superblocks), so they mean "subtree all zeros" and
- * "subtree all ones": a fresh or fully hydrated 16 TiB image needs no bitmap
+ * older valid copy left by a lost write is refused. Pointers 0 and 1 can
+ * never be tree blocks (they are the superblocks), so they mean "subtree
+ * all zeros" and "subtree all ones": a fresh or fully hydrated 16 TiB image needs no bitmap
  * blocks at all and opens at once.
  *
  * Commits are copy-on-write, as in dm-persistent-data: every changed node goes
