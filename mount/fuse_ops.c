@@ -6,7 +6,6 @@
  * attributes.
  */
 #include "clonefs/fuse_ops.h"
-#include "clonefs/blockio.h"
 #include "clonefs/clone.h"
 #include "clonefs/control.h"
 #include "clonefs/passthrough.h"
@@ -27,9 +26,6 @@
 #define MAX_IO (1u << 20)
 #define MAX_WRITE (128u << 10)
 
-static time_t mount_time;
-static char *readahead_path;	/* the mount's read_ahead_kb in sysfs */
-static unsigned readahead_kb;
 
 /*
  * How each open of the image was answered (its fi->fh), and how many of
@@ -41,8 +37,6 @@ static unsigned readahead_kb;
  */
 enum open_mode { OPEN_DIRECT, OPEN_CACHED, OPEN_PASSTHROUGH, NR_OPEN_MODES };
 
-static GMutex open_lock;
-static unsigned nr_open[NR_OPEN_MODES];
 
 /* An open of the image: its fi->fh. */
 struct open_file {
@@ -54,22 +48,64 @@ static struct open_file *open_file_of(struct fuse_file_info *fi)
 {
 	return (struct open_file *)(uintptr_t)fi->fh;
 }
-static int backing_id = -1;	/* DEST, registered with the kernel */
-static bool backing_refused;
+/* The front end's state: the session's userdata (as passthrough_ll's
+ * lo_data), reached from every request. */
+struct fuse_ops_session {
+	struct clone *c;
+	time_t mount_time;
+	char *readahead_path;	/* the mount's read_ahead_kb in sysfs */
+	unsigned readahead_kb;
+	gsize readahead_raised;
 
-static struct clone *clone_of(fuse_req_t req)
+	GMutex open_lock;	/* the next three */
+	unsigned nr_open[NR_OPEN_MODES];
+	int backing_id;		/* DEST, registered with the kernel, or -1 */
+	bool backing_refused;
+
+	GMutex poll_lock;	/* the next two */
+	GQueue pollers;		/* clonefs wait's poll handles */
+	bool polls_closed;
+};
+
+static struct fuse_ops_session *session_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
 }
 
-static void fill_attr(struct clone *c, fuse_ino_t ino, struct stat *st)
+static struct clone *clone_of(fuse_req_t req)
 {
+	return session_of(req)->c;
+}
+
+struct fuse_ops_session *fuse_ops_new(struct clone *c)
+{
+	struct fuse_ops_session *s = g_new0(struct fuse_ops_session, 1);
+
+	s->c = c;
+	s->backing_id = -1;
+	g_mutex_init(&s->open_lock);
+	g_mutex_init(&s->poll_lock);
+	g_queue_init(&s->pollers);
+	return s;
+}
+
+void fuse_ops_free(struct fuse_ops_session *s)
+{
+	g_mutex_clear(&s->open_lock);
+	g_mutex_clear(&s->poll_lock);
+	g_free(s->readahead_path);
+	g_free(s);
+}
+
+static void fill_attr(struct fuse_ops_session *s, fuse_ino_t ino, struct stat *st)
+{
+	struct clone *c = s->c;
 	mode_t mode;
 
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
 	clone_image_owner(c, &st->st_uid, &st->st_gid, &mode);
-	st->st_atime = st->st_mtime = st->st_ctime = mount_time;
+	st->st_atime = st->st_mtime = st->st_ctime = s->mount_time;
 	if (ino == ROOT_INO) {
 		st->st_mode = S_IFDIR | 0755;
 		st->st_nlink = 2;
@@ -105,8 +141,9 @@ static unsigned max_io(void)
 
 static void cfs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
-	mount_time = time(NULL);
+	struct fuse_ops_session *s = userdata;
+
+	s->mount_time = time(NULL);
 	/* Zero-copy reads from DEST/SOURCE, big requests, and the page cache
 	 * kept across opens (only clonefs changes the image). No writeback
 	 * cache: with it the kernel accepts writes past the end into its cache,
@@ -131,7 +168,7 @@ static void cfs_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = max_io();
 	conn->max_write = MAX_WRITE; /* max_io() is 512 KiB at least */
 	passthrough_offer(conn->max_readahead / (unsigned)getpagesize());
-	readahead_kb = FUSE_THREADS * conn->max_readahead / 1024;
+	s->readahead_kb = FUSE_THREADS * conn->max_readahead / 1024;
 	/* The kernel lets at most max_background async requests (readahead,
 	 * libaio O_DIRECT) reach the daemon at once, 12 by default: fewer
 	 * than the threads, which then idle while the rest wait in the
@@ -148,9 +185,10 @@ static void cfs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->max_readahead / 1024, conn->max_write / 1024);
 }
 
-void fuse_ops_set_readahead(const char *sysfs_path)
+void fuse_ops_set_readahead(struct fuse_ops_session *s, const char *sysfs_path)
 {
-	readahead_path = g_strdup(sysfs_path);
+	g_free(s->readahead_path);
+	s->readahead_path = g_strdup(sysfs_path);
 }
 
 /*
@@ -162,43 +200,43 @@ void fuse_ops_set_readahead(const char *sysfs_path)
  * default, 1.9-2.1 with four requests' worth; 2.8-3.0 (4 requests), 2.9-3.4
  * (8), 3.3-3.6 (16) and 2.9-3.1 (32) in one later series, raw 3.6-3.8.
  */
-static void raise_readahead(void)
+static void raise_readahead(struct fuse_ops_session *s)
 {
 	FILE *f;
 	bool ok;
 
-	if (!readahead_path || !readahead_kb)
+	if (!s->readahead_path || !s->readahead_kb)
 		return;
-	f = fopen(readahead_path, "w");
-	ok = f && fprintf(f, "%u\n", readahead_kb) >= 0;
+	f = fopen(s->readahead_path, "w");
+	ok = f && fprintf(f, "%u\n", s->readahead_kb) >= 0;
 	if (f && fclose(f)) /* sysfs refuses at the write(2), in fclose */
 		ok = false;
 	if (!ok)
-		g_debug("cannot set %s: %s", readahead_path, g_strerror(errno));
+		g_debug("cannot set %s: %s", s->readahead_path, g_strerror(errno));
 	else
-		g_debug("readahead %u KiB", readahead_kb);
-	g_clear_pointer(&readahead_path, g_free);
+		g_debug("readahead %u KiB", s->readahead_kb);
+	g_clear_pointer(&s->readahead_path, g_free);
 }
 
 static void cfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	static gsize readahead_raised;
+	struct fuse_ops_session *s = session_of(req);
 	struct fuse_entry_param e;
 
 	if (parent != ROOT_INO || strcmp(name, CLONEFS_IMAGE_NAME)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (g_once_init_enter(&readahead_raised)) {
-		raise_readahead();
-		g_once_init_leave(&readahead_raised, 1);
+	if (g_once_init_enter(&s->readahead_raised)) {
+		raise_readahead(s);
+		g_once_init_leave(&s->readahead_raised, 1);
 	}
 	memset(&e, 0, sizeof(e));
 	e.ino = IMAGE_INO;
 	e.generation = 1;
 	e.attr_timeout = ATTR_TIMEOUT;
 	e.entry_timeout = ATTR_TIMEOUT;
-	fill_attr(clone_of(req), IMAGE_INO, &e.attr);
+	fill_attr(s, IMAGE_INO, &e.attr);
 	fuse_reply_entry(req, &e);
 }
 
@@ -208,7 +246,7 @@ static void cfs_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct stat st;
 
 	(void)fi;
-	fill_attr(clone_of(req), ino, &st);
+	fill_attr(session_of(req), ino, &st);
 	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
 }
 
@@ -216,11 +254,10 @@ static void cfs_getattr(fuse_req_t req, fuse_ino_t ino,
 static void cfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			int to_set, struct fuse_file_info *fi)
 {
-	struct clone *c = clone_of(req);
 	struct stat st;
 
 	(void)fi;
-	fill_attr(c, ino, &st);
+	fill_attr(session_of(req), ino, &st);
 	if ((to_set & FUSE_SET_ATTR_SIZE) && attr->st_size != st.st_size) {
 		fuse_reply_err(req, EPERM);
 		return;
@@ -262,28 +299,29 @@ static void cfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 /* Passthrough once the image is DEST (every region hydrated): the kernel
  * then reads and writes DEST itself, at the speed of the raw file. */
-static bool can_pass_through(struct clone *c)
+static bool can_pass_through(struct fuse_ops_session *s)
 {
 	int fd, id;
 
-	if (backing_id >= 0)
+	if (s->backing_id >= 0)
 		return true;
-	if (backing_refused || (fd = clone_hydrated_dest(c)) < 0)
+	if (s->backing_refused || (fd = clone_hydrated_dest(s->c)) < 0)
 		return false;
 	id = passthrough_backing_open(fd);
 	if (id < 0) {
 		g_debug("no kernel passthrough: %s", g_strerror(-id));
-		backing_refused = true;
+		s->backing_refused = true;
 		return false;
 	}
 	g_debug("image fully hydrated: new opens pass through to DEST");
-	backing_id = id;
+	s->backing_id = id;
 	return true;
 }
 
 static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct clone *c = clone_of(req);
+	struct fuse_ops_session *s = session_of(req);
+	struct clone *c = s->c;
 	struct open_file *of;
 	enum open_mode mode;
 	bool buffered, writable = (fi->flags & O_ACCMODE) != O_RDONLY;
@@ -321,20 +359,20 @@ static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * while one is passed through the kernel refuses any other kind, so a
 	 * writer must wait until the readers are gone.
 	 */
-	g_mutex_lock(&open_lock);
-	if (nr_open[OPEN_PASSTHROUGH]) {
+	g_mutex_lock(&s->open_lock);
+	if (s->nr_open[OPEN_PASSTHROUGH]) {
 		if (writable) {
-			g_mutex_unlock(&open_lock);
+			g_mutex_unlock(&s->open_lock);
 			fuse_reply_err(req, ETXTBSY);
 			return;
 		}
 		mode = OPEN_PASSTHROUGH;
-	} else if (mode == OPEN_CACHED && !nr_open[OPEN_CACHED] &&
-		   !nr_open[OPEN_DIRECT] && can_pass_through(c)) {
+	} else if (mode == OPEN_CACHED && !s->nr_open[OPEN_CACHED] &&
+		   !s->nr_open[OPEN_DIRECT] && can_pass_through(s)) {
 		mode = OPEN_PASSTHROUGH;
 	}
-	nr_open[mode]++;
-	g_mutex_unlock(&open_lock);
+	s->nr_open[mode]++;
+	g_mutex_unlock(&s->open_lock);
 
 	of = g_new(struct open_file, 1);
 	of->mode = mode;
@@ -344,7 +382,7 @@ static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->keep_cache = mode != OPEN_PASSTHROUGH; /* the kernel insists */
 	fi->noflush = 1; /* close needs no commit (spec 2.5) */
 	if (mode == OPEN_PASSTHROUGH)
-		passthrough_reply_open(req, fi, backing_id);
+		passthrough_reply_open(req, fi, s->backing_id);
 	else if (mode == OPEN_DIRECT)
 		passthrough_reply_open_direct(req, fi);
 	else
@@ -353,12 +391,13 @@ static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void cfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct fuse_ops_session *s = session_of(req);
 	struct open_file *of = open_file_of(fi);
 
 	(void)ino;
-	g_mutex_lock(&open_lock);
-	nr_open[of->mode]--;
-	g_mutex_unlock(&open_lock);
+	g_mutex_lock(&s->open_lock);
+	s->nr_open[of->mode]--;
+	g_mutex_unlock(&s->open_lock);
 	g_free(of);
 	fuse_reply_err(req, 0);
 }
@@ -372,11 +411,7 @@ static int add_extent(void *arg, int fd, uint64_t off, size_t len)
 {
 	struct read_vec *rv = arg;
 	struct fuse_bufvec *v = rv->v;
-	/* libfuse reads (splices) the fd itself: let blockio see the read */
-	int ret = bio_will_read(fd, off, len);
 
-	if (ret)
-		return ret;
 	if (v->count == rv->cap) {
 		rv->cap *= 2;
 		v = realloc(v, sizeof(*v) + rv->cap * sizeof(v->buf[0]));
@@ -519,15 +554,12 @@ static void cfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
  * fuse_ops_unwatch() closes this before the session goes.
  */
 #define MAX_POLLERS 64
-static GMutex poll_lock;
-static GQueue pollers = G_QUEUE_INIT;
-static bool polls_closed;
 
-static void drop_pollers(bool wake)
+static void drop_pollers(struct fuse_ops_session *s, bool wake)
 {
 	struct fuse_pollhandle *ph;
 
-	while ((ph = g_queue_pop_head(&pollers))) {
+	while ((ph = g_queue_pop_head(&s->pollers))) {
 		if (wake)
 			fuse_lowlevel_notify_poll(ph);
 		fuse_pollhandle_destroy(ph);
@@ -536,44 +568,46 @@ static void drop_pollers(bool wake)
 
 static void wake_pollers(void *arg)
 {
-	(void)arg;
-	g_mutex_lock(&poll_lock);
-	drop_pollers(!polls_closed);
-	g_mutex_unlock(&poll_lock);
+	struct fuse_ops_session *s = arg;
+
+	g_mutex_lock(&s->poll_lock);
+	drop_pollers(s, !s->polls_closed);
+	g_mutex_unlock(&s->poll_lock);
 }
 
-void fuse_ops_watch(struct clone *c)
+void fuse_ops_watch(struct fuse_ops_session *s)
 {
-	hydrate_on_complete(clone_hydrate(c), wake_pollers, NULL);
+	clone_on_complete(s->c, wake_pollers, s);
 }
 
-void fuse_ops_unwatch(void)
+void fuse_ops_unwatch(struct fuse_ops_session *s)
 {
-	g_mutex_lock(&poll_lock);
-	polls_closed = true;
-	drop_pollers(false);
-	g_mutex_unlock(&poll_lock);
+	g_mutex_lock(&s->poll_lock);
+	s->polls_closed = true;
+	drop_pollers(s, false);
+	g_mutex_unlock(&s->poll_lock);
 }
 
 static void cfs_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		     struct fuse_pollhandle *ph)
 {
+	struct fuse_ops_session *s = session_of(req);
 	unsigned revents = POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM;
 
 	(void)ino;
 	(void)fi;
 	/* Checked under the lock the wake-up takes: none is lost between. */
-	g_mutex_lock(&poll_lock);
-	if (clone_all_hydrated(clone_of(req))) {
+	g_mutex_lock(&s->poll_lock);
+	if (clone_all_hydrated(s->c)) {
 		revents |= POLLPRI;
 		if (ph)
 			fuse_pollhandle_destroy(ph);
 	} else if (ph) {
-		g_queue_push_tail(&pollers, ph);
-		if (pollers.length > MAX_POLLERS)
-			fuse_pollhandle_destroy(g_queue_pop_head(&pollers));
+		g_queue_push_tail(&s->pollers, ph);
+		if (s->pollers.length > MAX_POLLERS)
+			fuse_pollhandle_destroy(g_queue_pop_head(&s->pollers));
 	}
-	g_mutex_unlock(&poll_lock);
+	g_mutex_unlock(&s->poll_lock);
 	fuse_reply_poll(req, revents);
 }
 

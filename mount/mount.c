@@ -214,6 +214,7 @@ int main(int argc, char **argv)
 	char *mnt = NULL;
 	char *dest = NULL, *meta = NULL, err[512];
 	struct clone *c = NULL;
+	struct fuse_ops_session *fs = NULL;
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *lc;
 	struct stat st;
@@ -270,8 +271,9 @@ int main(int argc, char **argv)
 		}
 		g_string_append(o, cl.fuse_opts->str);
 		fargv[2] = o->str;
+		fs = fuse_ops_new(c);
 		se = fuse_session_new(&args, &clonefs_fuse_ops,
-				      sizeof(clonefs_fuse_ops), c);
+				      sizeof(clonefs_fuse_ops), fs);
 		fuse_opt_free_args(&args);
 		g_string_free(o, TRUE);
 	}
@@ -291,14 +293,14 @@ int main(int argc, char **argv)
 		char *ra = bdi_readahead_file(mnt);
 
 		if (ra)
-			fuse_ops_set_readahead(ra);
+			fuse_ops_set_readahead(fs, ra);
 		g_free(ra);
 	}
 	if (passthrough_install(se))
 		g_warning("no custom I/O: kernel passthrough off");
 	if (fuse_daemonize(foreground))
 		goto out_unmount;
-	fuse_ops_watch(c);
+	fuse_ops_watch(fs);
 	if (clone_start(c)) {
 		g_warning("cannot start background threads");
 		goto out_unmount;
@@ -316,11 +318,13 @@ out_unmount:
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_destroy:
-	fuse_ops_unwatch();
+	fuse_ops_unwatch(fs);
 	fuse_session_destroy(se);
 out_close:
 	if (clone_close(c) && !ret)
 		ret = EXIT_MOUNT_FAILED;
+	if (fs) /* after the clone: its scheduler may still wake pollers */
+		fuse_ops_free(fs);
 out_free:
 	g_free(dest);
 	g_free(meta);

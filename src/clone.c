@@ -22,7 +22,22 @@
 
 uint64_t clone_size(struct clone *c) { return c->size; }
 bool clone_readonly(struct clone *c) { return c->opt.ro; }
-struct hydrate *clone_hydrate(struct clone *c) { return c->hy; }
+
+void clone_tune(struct clone *c, enum clone_knob knob, uint64_t value)
+{
+	switch (knob) {
+	case CLONE_HYDRATION: hydrate_set_enabled(c->hy, value != 0); break;
+	case CLONE_HYDRATION_THRESHOLD: hydrate_set_threshold(c->hy, (uint32_t)value); break;
+	case CLONE_HYDRATION_BATCH_SIZE: hydrate_set_batch_size(c->hy, (uint32_t)value); break;
+	case CLONE_HYDRATION_RATE: hydrate_set_rate(c->hy, value); break;
+	case CLONE_COPY_ON_READ: hydrate_set_copy_on_read(c->hy, value != 0); break;
+	}
+}
+
+void clone_on_complete(struct clone *c, void (*fn)(void *arg), void *arg)
+{
+	hydrate_on_complete(c->hy, fn, arg);
+}
 
 void clone_set_discard_passdown(struct clone *c, bool on)
 {
@@ -208,8 +223,11 @@ int clone_close(struct clone *c)
 
 /* ---- I/O ---- */
 
-ssize_t clone_map_read(struct clone *c, uint64_t off, size_t len,
-		       clone_extent_fn fn, void *arg)
+/* The walk of clone_map_read; @checked: @fn reads through blockio, which
+ * checks each read itself, else this asks blockio first (the caller will
+ * read the extents outside it, splicing). */
+static ssize_t map_read(struct clone *c, uint64_t off, size_t len,
+			clone_extent_fn fn, void *arg, bool checked)
 {
 	uint64_t end, pos;
 	bool cor = false;
@@ -227,7 +245,7 @@ ssize_t clone_map_read(struct clone *c, uint64_t off, size_t len,
 		uint64_t r = region_of(c, pos);
 		bool hyd = md_region_hydrated(c->md, r);
 		uint64_t run_end = MIN(region_start(c, r + 1), end);
-		int ret;
+		int fd, ret;
 
 		if (cor && !hyd)
 			hydrate_queue(c->hy, r);
@@ -237,12 +255,19 @@ ssize_t clone_map_read(struct clone *c, uint64_t off, size_t len,
 				hydrate_queue(c->hy, region_of(c, run_end));
 			run_end = MIN(run_end + c->region_size, end);
 		}
-		ret = fn(arg, hyd ? c->dest_fd : c->src_fd, pos, run_end - pos);
-		if (ret)
+		fd = hyd ? c->dest_fd : c->src_fd;
+		ret = checked ? 0 : bio_will_read(fd, pos, run_end - pos);
+		if (ret || (ret = fn(arg, fd, pos, run_end - pos)))
 			return ret;
 		pos = run_end;
 	}
 	return (ssize_t)(end - off);
+}
+
+ssize_t clone_map_read(struct clone *c, uint64_t off, size_t len,
+		       clone_extent_fn fn, void *arg)
+{
+	return map_read(c, off, len, fn, arg, false);
 }
 
 struct read_ctx {
@@ -261,7 +286,7 @@ ssize_t clone_read(struct clone *c, void *buf, size_t len, uint64_t off)
 {
 	struct read_ctx rc = { buf, off };
 
-	return clone_map_read(c, off, len, read_extent, &rc);
+	return map_read(c, off, len, read_extent, &rc, true);
 }
 
 static int dest_zero(struct clone *c, uint64_t off, uint64_t len, bool punch);

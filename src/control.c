@@ -92,7 +92,6 @@ out:
 int control_message(struct clone *c, const char *text, char *err,
 		    size_t errlen)
 {
-	struct hydrate *h = clone_hydrate(c);
 	struct control_msg m;
 	int ret = control_parse(text, &m, err, errlen);
 
@@ -103,12 +102,12 @@ int control_message(struct clone *c, const char *text, char *err,
 		return -EROFS;
 	}
 	switch (m.verb) {
-	case MSG_ENABLE_HYDRATION: hydrate_set_enabled(h, true); break;
-	case MSG_DISABLE_HYDRATION: hydrate_set_enabled(h, false); break;
-	case MSG_HYDRATION_THRESHOLD: hydrate_set_threshold(h, (uint32_t)m.value); break;
-	case MSG_HYDRATION_BATCH_SIZE: hydrate_set_batch_size(h, (uint32_t)m.value); break;
-	case MSG_HYDRATION_RATE: hydrate_set_rate(h, m.value); break;
-	case MSG_COPY_ON_READ: hydrate_set_copy_on_read(h, m.value != 0); break;
+	case MSG_ENABLE_HYDRATION: clone_tune(c, CLONE_HYDRATION, 1); break;
+	case MSG_DISABLE_HYDRATION: clone_tune(c, CLONE_HYDRATION, 0); break;
+	case MSG_HYDRATION_THRESHOLD: clone_tune(c, CLONE_HYDRATION_THRESHOLD, m.value); break;
+	case MSG_HYDRATION_BATCH_SIZE: clone_tune(c, CLONE_HYDRATION_BATCH_SIZE, m.value); break;
+	case MSG_HYDRATION_RATE: clone_tune(c, CLONE_HYDRATION_RATE, m.value); break;
+	case MSG_COPY_ON_READ: clone_tune(c, CLONE_COPY_ON_READ, m.value); break;
 	}
 	g_message("message: %s", text);
 	return 0;

@@ -10,9 +10,11 @@
  *   the space map          1 bit per META block (1 = in use)
  *
  * A bit tree keeps its bits in leaves of 32256 bits reached from a root
- * through index blocks of 504 pointers. Pointers 0 and 1 can never be tree
- * blocks (they are the superblocks), so they mean "subtree all zeros" and
- * "subtree all ones": a fresh or fully hydrated 16 TiB image needs no bitmap
+ * through index blocks of 504 pointers. Each pointer also names the
+ * transaction that wrote its child (format version 2, spec 4.3b), so an
+ * older valid copy left by a lost write is refused. Pointers 0 and 1 can
+ * never be tree blocks (they are the superblocks), so they mean "subtree
+ * all zeros" and "subtree all ones": a fresh or fully hydrated 16 TiB image needs no bitmap
  * blocks at all and opens at once.
  *
  * Commits are copy-on-write, as in dm-persistent-data: every changed node goes
@@ -36,8 +38,13 @@
  * pointers and words are accessed atomically and leaves are never freed
  * while META is open.
  *
- * Errors: -EINVAL bad geometry or not our file, -EILSEQ corrupt metadata,
- * -EUCLEAN needs_check is set, -ENOSPC META full, -EIO RO/FAIL mode.
+ * A new META is written as "<path>.new" and renamed into place, so it
+ * appears whole or not at all (a block device: superblock last).
+ *
+ * Errors: -EINVAL bad geometry or not our file, -ENODATA not formatted,
+ * -EILSEQ corrupt metadata, -EUCLEAN needs_check is set, -EBUSY locked by
+ * another daemon, -EEXIST created by someone else while we formatted,
+ * -ENOSPC META full, -EIO RO/FAIL mode.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE	/* SEEK_DATA, SEEK_HOLE */

@@ -39,8 +39,10 @@ bool clone_readonly(struct clone *c);
 
 /*
  * Where the bytes of [off, off + len) live: calls @fn for each run that
- * lives in one file (DEST if hydrated, SOURCE if not). @len is clipped at
- * the image end; returns the clipped length or a negative errno.
+ * lives in one file (DEST if hydrated, SOURCE if not), which @fn may then
+ * read itself (splice); a run blockio says cannot be read (an injected
+ * fault, a SOURCE that shrank) fails the whole call first. @len is clipped
+ * at the image end; returns the clipped length or a negative errno.
  */
 typedef int (*clone_extent_fn)(void *arg, int fd, uint64_t off, size_t len);
 ssize_t clone_map_read(struct clone *c, uint64_t off, size_t len,
@@ -82,7 +84,18 @@ bool clone_all_hydrated(struct clone *c);
 int clone_hydrated_dest(struct clone *c);
 void clone_get_status(struct clone *c, struct clone_status *st);
 
-struct hydrate *clone_hydrate(struct clone *c);
+/* What a running clone lets one change (control messages, spec 5.2). */
+enum clone_knob {
+	CLONE_HYDRATION,            /* background hydration on (1) or off (0) */
+	CLONE_HYDRATION_THRESHOLD,  /* regions in flight at most */
+	CLONE_HYDRATION_BATCH_SIZE, /* contiguous regions per copy */
+	CLONE_HYDRATION_RATE,       /* bytes/s, 0 = unlimited */
+	CLONE_COPY_ON_READ,         /* 1 or 0 */
+};
+void clone_tune(struct clone *c, enum clone_knob knob, uint64_t value);
+/* Call @fn(@arg) once every region is hydrated (within a second of the
+ * last bit; again after a rollback un-hydrates some). Before clone_start. */
+void clone_on_complete(struct clone *c, void (*fn)(void *arg), void *arg);
 void clone_set_discard_passdown(struct clone *c, bool on);
 
 #endif

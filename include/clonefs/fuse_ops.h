@@ -16,16 +16,20 @@
  * (2 CPUs; cold 4 KiB O_DIRECT reads 10% slower in median, 5 runs). */
 #define FUSE_THREADS 16
 
-/* The session's userdata is the struct clone. */
+/* The session's userdata is a struct fuse_ops_session. */
 extern const struct fuse_lowlevel_ops clonefs_fuse_ops;
 
 struct clone;
+struct fuse_ops_session;
+/* The front end's state for the clone @c; free it after the session. */
+struct fuse_ops_session *fuse_ops_new(struct clone *c);
+void fuse_ops_free(struct fuse_ops_session *s);
 /* poll(2) on the image reports POLLPRI once every region is hydrated:
  * watch before the clone starts, unwatch before the session is destroyed. */
-void fuse_ops_watch(struct clone *c);
-void fuse_ops_unwatch(void);
+void fuse_ops_watch(struct fuse_ops_session *s);
+void fuse_ops_unwatch(struct fuse_ops_session *s);
 
 /* The mount's read_ahead_kb file in sysfs, raised once the mount is up. */
-void fuse_ops_set_readahead(const char *sysfs_path);
+void fuse_ops_set_readahead(struct fuse_ops_session *s, const char *sysfs_path);
 
 #endif

@@ -12,7 +12,10 @@
 #ifndef CLONEFS_PASSTHROUGH_H
 #define CLONEFS_PASSTHROUGH_H
 
-#include "clonefs/fuse_ops.h"
+#ifndef FUSE_USE_VERSION
+#define FUSE_USE_VERSION 312
+#endif
+#include <fuse_lowlevel.h>
 
 /* Route the session's /dev/fuse traffic through the hooks; after mount. */
 int passthrough_install(struct fuse_session *se);

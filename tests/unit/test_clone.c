@@ -341,9 +341,9 @@ START_TEST(completion_reported_after_copies)
 {
 	struct clone *c = open_clone(false);
 
-	hydrate_on_complete(clone_hydrate(c), on_complete, c);
+	clone_on_complete(c, on_complete, c);
 	ck_assert_int_eq(completions, 0);
-	hydrate_set_enabled(clone_hydrate(c), true);
+	clone_tune(c, CLONE_HYDRATION, 1);
 	await_completion(c);
 	ck_assert_int_eq(clone_close(c), 0);
 }
@@ -354,7 +354,7 @@ START_TEST(completion_reported_after_writes_alone)
 	struct clone *c = open_clone(false);
 	char *d = g_malloc(image_size);
 
-	hydrate_on_complete(clone_hydrate(c), on_complete, c);
+	clone_on_complete(c, on_complete, c);
 	model_write(c, 0, image_size, 'w');
 	await_completion(c);
 	ck_assert_uint_le(copied(c), image_size % RS); /* a short last region copies */
@@ -466,7 +466,7 @@ START_TEST(disable_stops_workers)
 	do
 		clone_get_status(c, &st);
 	while (!st.nr_hydrated && g_get_monotonic_time() < deadline);
-	hydrate_set_enabled(clone_hydrate(c), false);
+	clone_tune(c, CLONE_HYDRATION, 0);
 	while (clone_get_status(c, &st), st.hy.in_flight &&
 	       g_get_monotonic_time() < deadline)
 		g_usleep(1000);
@@ -481,7 +481,7 @@ START_TEST(disable_stops_workers)
 		clone_get_status(c, &st);
 		ck_assert_uint_eq(st.nr_hydrated, n);
 	}
-	hydrate_set_enabled(clone_hydrate(c), true);
+	clone_tune(c, CLONE_HYDRATION, 1);
 	while (!all_hydrated(c) && g_get_monotonic_time() < deadline)
 		g_usleep(10000);
 	check_image(c);
