@@ -154,13 +154,19 @@ uint64_t clone_error_mark(struct clone *c)
 int clone_fsync(struct clone *c, uint64_t *seen)
 {
 	int ret = commit(c, true);
-	uint64_t now = clone_error_mark(c);
+	uint64_t now, was;
 
 	if (!seen)
 		return ret;
-	if (!ret && *seen != now)
-		ret = -EIO; /* an error since this file last synced */
-	*seen = now;
+	now = clone_error_mark(c);
+	was = __atomic_load_n(seen, __ATOMIC_SEQ_CST);
+	/* Several syncs of one open file may race here: the one that moves
+	 * its mark forward reports the error, once; a mark never goes back. */
+	while (was < now) {
+		if (__atomic_compare_exchange_n(seen, &was, now, false,
+						__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+			return ret ? ret : -EIO;
+	}
 	return ret;
 }
 

@@ -184,12 +184,7 @@ message "$MNT" enable_hydration
 copy_errors_at_least() { [ "$(json_field "$MNT" copy_errors)" -ge "$1" ]; }
 poll 30 copy_errors_at_least 2 || die "no copy errors counted"
 expect 5 write $bad direct                     # partial write: the copy fails
-if grep -q bio_will_read "$TOP/mount/fuse_ops.c"; then
-	expect 5 read $bad direct
-else
-	expect ok read $bad direct
-	log "note: reads splice from SOURCE outside blockio, so read faults do not reach them"
-fi
+expect 5 read $bad direct                      # spliced reads ask blockio first
 hydrated_all "$MNT" && die "hydration finished through a failing region"
 set_faults
 poll 90 hydrated_all "$MNT" || die "hydration did not finish after the fault cleared"
