@@ -9,6 +9,7 @@
  * only runs in tests.
  */
 #include "clonefs/blockio.h"
+#include "clonefs/errf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -134,9 +135,7 @@ static int parse_u64(const char *s, uint64_t *out)
 
 static int rule_error(char *err, size_t errlen, const char *rule, const char *why)
 {
-	if (err && errlen)
-		snprintf(err, errlen, "fault rule '%s': %s", rule, why);
-	return -EINVAL;
+	return errf(err, errlen, -EINVAL, "fault rule '%s': %s", rule, why);
 }
 
 /* Parse one "ROLE:OP:ERROR[:MOD]..." (modified in place) into @r. */

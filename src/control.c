@@ -2,6 +2,7 @@
  * control.c - the dm-clone status line, its JSON twin, and messages.
  */
 #include "clonefs/control.h"
+#include "clonefs/errf.h"
 
 #include <errno.h>
 #include <glib.h>
@@ -21,69 +22,61 @@ static const struct {
 	{ "copy_on_read", MSG_COPY_ON_READ, true },
 };
 
+/* The value of @verb from @word into @msg; NULL, or why it is refused. */
+static const char *parse_value(enum control_verb verb, const char *word,
+			       struct control_msg *msg)
+{
+	bool on;
+
+	msg->value = 0;
+	switch (verb) {
+	case MSG_HYDRATION_THRESHOLD:
+	case MSG_HYDRATION_BATCH_SIZE:
+		return options_parse_uint(word, 1, 1u << 20, &msg->value) ?
+		       OPTIONS_COUNT_RULE : NULL;
+	case MSG_HYDRATION_RATE:
+		return options_parse_size(word, &msg->value) ?
+		       OPTIONS_RATE_RULE : NULL;
+	case MSG_COPY_ON_READ:
+		if (options_parse_bool(word, &on))
+			return OPTIONS_BOOL_RULE;
+		msg->value = on;
+		return NULL;
+	default:
+		return NULL;
+	}
+}
+
 int control_parse(const char *text, struct control_msg *msg, char *err,
 		  size_t errlen)
 {
 	char **w = g_strsplit_set(text, " \t\n", -1);
 	char *words[3] = { NULL, NULL, NULL };
-	int n = 0, ret = -EINVAL;
+	const char *why;
+	int n = 0, ret;
 
-	for (char **p = w; *p; p++) {
-		if (!**p)
-			continue;
-		if (n == 3)
-			break;
-		words[n++] = *p;
-	}
+	for (char **p = w; *p && n < 3; p++)
+		if (**p)
+			words[n++] = *p;
 	if (n == 0) {
-		snprintf(err, errlen, "empty message");
+		ret = errf(err, errlen, -EINVAL, "empty message");
 		goto out;
 	}
 	for (size_t i = 0; i < G_N_ELEMENTS(verbs); i++) {
-		bool on;
-
 		if (strcmp(words[0], verbs[i].word))
 			continue;
 		if (n != (verbs[i].has_value ? 2 : 1)) {
-			snprintf(err, errlen, "%s takes %s", words[0],
-				 verbs[i].has_value ? "one value" : "no value");
+			ret = errf(err, errlen, -EINVAL, "%s takes %s", words[0],
+				   verbs[i].has_value ? "one value" : "no value");
 			goto out;
 		}
 		msg->verb = verbs[i].verb;
-		msg->value = 0;
-		switch (msg->verb) {
-		case MSG_HYDRATION_THRESHOLD:
-		case MSG_HYDRATION_BATCH_SIZE:
-			if (options_parse_uint(words[1], 1, 1u << 20, &msg->value)) {
-				snprintf(err, errlen, "bad value '%s' for %s: must "
-					 "be a number from 1 to 1048576",
-					 words[1], words[0]);
-				goto out;
-			}
-			break;
-		case MSG_HYDRATION_RATE:
-			if (options_parse_size(words[1], &msg->value)) {
-				snprintf(err, errlen, "bad value '%s' for %s: must "
-					 "be bytes per second (0 = unlimited)",
-					 words[1], words[0]);
-				goto out;
-			}
-			break;
-		case MSG_COPY_ON_READ:
-			if (options_parse_bool(words[1], &on)) {
-				snprintf(err, errlen, "bad value '%s' for %s: "
-					 "expected on or off", words[1], words[0]);
-				goto out;
-			}
-			msg->value = on;
-			break;
-		default:
-			break;
-		}
-		ret = 0;
+		why = parse_value(msg->verb, words[1], msg);
+		ret = why ? errf(err, errlen, -EINVAL, "bad value '%s' for %s: %s",
+				 words[1], words[0], why) : 0;
 		goto out;
 	}
-	snprintf(err, errlen, "unknown message '%s'", words[0]);
+	ret = errf(err, errlen, -EINVAL, "unknown message '%s'", words[0]);
 out:
 	g_strfreev(w);
 	return ret;
@@ -97,10 +90,8 @@ int control_message(struct clone *c, const char *text, char *err,
 
 	if (ret)
 		return ret;
-	if (clone_readonly(c)) {
-		snprintf(err, errlen, "the clone is mounted read-only");
-		return -EROFS;
-	}
+	if (clone_readonly(c))
+		return errf(err, errlen, -EROFS, "the clone is mounted read-only");
 	switch (m.verb) {
 	case MSG_ENABLE_HYDRATION: clone_tune(c, CLONE_HYDRATION, 1); break;
 	case MSG_DISABLE_HYDRATION: clone_tune(c, CLONE_HYDRATION, 0); break;
