@@ -10,7 +10,6 @@
  */
 #include "bio_hooks.h"
 #include "clonefs/errf.h"
-#include "clonefs/options.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -98,9 +97,15 @@ static int word_index(const char *w, const char *const *names, int n)
 	return -1;
 }
 
+/* Plain decimal digits, nothing else. */
 static int parse_u64(const char *s, uint64_t *out)
 {
-	return options_parse_uint(s, 0, UINT64_MAX, out);
+	guint64 v;
+
+	if (!g_ascii_string_to_unsigned(s, 10, 0, G_MAXUINT64, &v, NULL))
+		return -EINVAL;
+	*out = v;
+	return 0;
 }
 
 static int rule_error(char *err, size_t errlen, const char *rule, const char *why)
