@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
+#include <json-glib/json-glib.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -332,11 +333,7 @@ out:
 
 /* --- wait ------------------------------------------------------------------ */
 
-/*
- * The few fields of the daemon's JSON that wait needs. The JSON is flat, with
- * keys written by control_format_json(), so finding "\"key\": " is enough;
- * strings in it are escaped, so a key can't be matched inside a value.
- */
+/* The few members of the daemon's JSON status (control.h) that wait needs. */
 struct progress {
 	uint64_t hydrated, total;       /* regions */
 	uint64_t bytes, bytes_total;
@@ -346,78 +343,78 @@ struct progress {
 	char mode[8], metadata_mode[8]; /* "rw", "ro"; metadata also "fail" */
 };
 
-static const char *json_find(const char *json, const char *key)
+/* Member @key of @o if it holds a value of @type, else NULL. */
+static JsonNode *json_value(JsonObject *o, const char *key, GType type)
 {
-	char *pat = g_strdup_printf("\"%s\": ", key);
-	const char *p = strstr(json, pat);
+	JsonNode *n = json_object_get_member(o, key);
 
-	if (p)
-		p += strlen(pat);
-	g_free(pat);
-	return p;
+	return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == type ?
+	       n : NULL;
 }
 
-static bool json_u64(const char *json, const char *key, uint64_t *out)
+static bool json_u64(JsonObject *o, const char *key, uint64_t *out)
 {
-	const char *p = json_find(json, key);
-	char *end;
+	JsonNode *n = json_value(o, key, G_TYPE_INT64);
 
-	if (!p || *p < '0' || *p > '9')
+	if (!n || json_node_get_int(n) < 0)
 		return false;
-	errno = 0;
-	*out = strtoull(p, &end, 10);
-	return !errno && end != p;
-}
-
-static bool json_double(const char *json, const char *key, double *out)
-{
-	const char *p = json_find(json, key);
-	char *end;
-
-	if (!p)
-		return false;
-	*out = strtod(p, &end);
-	return end != p;
-}
-
-static bool json_bool(const char *json, const char *key, bool *out)
-{
-	const char *p = json_find(json, key);
-
-	if (p && !strncmp(p, "true", 4))
-		*out = true;
-	else if (p && !strncmp(p, "false", 5))
-		*out = false;
-	else
-		return false;
+	*out = (uint64_t)json_node_get_int(n);
 	return true;
 }
 
-static bool json_word(const char *json, const char *key, char *buf, size_t len)
+static bool json_bool(JsonObject *o, const char *key, bool *out)
 {
-	const char *p = json_find(json, key), *q;
+	JsonNode *n = json_value(o, key, G_TYPE_BOOLEAN);
 
-	if (!p || *p != '"' || !(q = strchr(p + 1, '"')) ||
-	    (size_t)(q - p - 1) >= len)
-		return false;
-	memcpy(buf, p + 1, q - p - 1);
-	buf[q - p - 1] = '\0';
-	return true;
+	if (n)
+		*out = json_node_get_boolean(n);
+	return n;
 }
 
+static bool json_word(JsonObject *o, const char *key, char *buf, size_t len)
+{
+	JsonNode *n = json_value(o, key, G_TYPE_STRING);
+
+	return n && g_strlcpy(buf, json_node_get_string(n), len) < len;
+}
+
+/* The rate is an integer; a float would do as well. */
+static bool json_rate(JsonObject *o, const char *key, double *out)
+{
+	JsonNode *n = json_value(o, key, G_TYPE_INT64);
+
+	if (!n)
+		n = json_value(o, key, G_TYPE_DOUBLE);
+	if (n)
+		*out = json_node_get_double(n);
+	return n;
+}
+
+/* False if @json is not an object with every member wait needs. */
 static bool parse_progress(const char *json, struct progress *p)
 {
+	JsonParser *parser = json_parser_new();
+	JsonObject *o;
+	bool ok = false;
+
 	memset(p, 0, sizeof(*p));
-	return json_u64(json, "hydrated_regions", &p->hydrated) &&
-	       json_u64(json, "total_regions", &p->total) &&
-	       json_u64(json, "bytes_hydrated", &p->bytes) &&
-	       json_u64(json, "bytes_total", &p->bytes_total) &&
-	       json_double(json, "hydration_rate", &p->rate) &&
-	       json_u64(json, "copy_errors", &p->copy_errors) &&
-	       json_bool(json, "hydration_enabled", &p->enabled) &&
-	       json_word(json, "mode", p->mode, sizeof(p->mode)) &&
-	       json_word(json, "metadata_mode", p->metadata_mode,
-			 sizeof(p->metadata_mode));
+	if (!json_parser_load_from_data(parser, json, -1, NULL) ||
+	    !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser)))
+		goto out;
+	o = json_node_get_object(json_parser_get_root(parser));
+	ok = json_u64(o, CONTROL_KEY_HYDRATED_REGIONS, &p->hydrated) &&
+	     json_u64(o, CONTROL_KEY_TOTAL_REGIONS, &p->total) &&
+	     json_u64(o, CONTROL_KEY_BYTES_HYDRATED, &p->bytes) &&
+	     json_u64(o, CONTROL_KEY_BYTES_TOTAL, &p->bytes_total) &&
+	     json_rate(o, CONTROL_KEY_HYDRATION_RATE, &p->rate) &&
+	     json_u64(o, CONTROL_KEY_COPY_ERRORS, &p->copy_errors) &&
+	     json_bool(o, CONTROL_KEY_HYDRATION_ENABLED, &p->enabled) &&
+	     json_word(o, CONTROL_KEY_MODE, p->mode, sizeof(p->mode)) &&
+	     json_word(o, CONTROL_KEY_METADATA_MODE, p->metadata_mode,
+		       sizeof(p->metadata_mode));
+out:
+	g_object_unref(parser);
+	return ok;
 }
 
 /* Progress rate over a sliding window of samples of bytes_hydrated. */

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <glib.h>
+#include <json-glib/json-glib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -116,25 +117,6 @@ static int features(const struct clone_status *st, const char *f[2])
 	return n;
 }
 
-/* JSON string contents: valid UTF-8, with quotes, backslashes and control
- * characters escaped (g_strescape writes octal escapes, which JSON lacks). */
-static char *json_escape(const char *s)
-{
-	char *valid = g_utf8_make_valid(s, -1);
-	GString *o = g_string_new(NULL);
-
-	for (const unsigned char *p = (const unsigned char *)valid; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			g_string_append_printf(o, "\\%c", *p);
-		else if (*p < 0x20)
-			g_string_append_printf(o, "\\u%04x", *p);
-		else
-			g_string_append_c(o, (char)*p);
-	}
-	g_free(valid);
-	return g_string_free(o, FALSE);
-}
-
 static const char *mode_word(const struct clone_status *st)
 {
 	return st->ro || st->mode != MD_MODE_RW ? "ro" : "rw";
@@ -162,44 +144,82 @@ char *control_format_line(const struct clone_status *st)
 	return g_string_free(s, FALSE);
 }
 
-char *control_format_json(const struct clone_status *st)
+static void add_int(JsonBuilder *b, const char *key, uint64_t v)
 {
-	GString *s = g_string_new("{");
+	json_builder_set_member_name(b, key);
+	json_builder_add_int_value(b, (gint64)v); /* sizes fit: they are off_t */
+}
+
+static void add_bool(JsonBuilder *b, const char *key, bool v)
+{
+	json_builder_set_member_name(b, key);
+	json_builder_add_boolean_value(b, v);
+}
+
+static void add_string(JsonBuilder *b, const char *key, const char *v)
+{
+	json_builder_set_member_name(b, key);
+	json_builder_add_string_value(b, v);
+}
+
+/* The members the status line has too, in its order. */
+static void add_line_fields(JsonBuilder *b, const struct clone_status *st)
+{
 	const char *f[2];
 	int nf = features(st, f);
-	char *err = json_escape(st->hy.last_error);
 
-	g_string_append_printf(s,
-		"\"metadata_block_size\": %u, \"metadata_used\": %" G_GUINT64_FORMAT
-		", \"metadata_total\": %" G_GUINT64_FORMAT ", \"region_size\": %u"
-		", \"hydrated_regions\": %" G_GUINT64_FORMAT ", \"total_regions\": %"
-		G_GUINT64_FORMAT ", \"hydrating_regions\": %" G_GUINT64_FORMAT
-		", \"features\": [",
-		MD_BLOCK_SIZE / 512, st->meta_used, st->meta_total,
-		st->region_size / 512, st->nr_hydrated, st->nr_regions,
-		st->hy.in_flight);
+	add_int(b, CONTROL_KEY_METADATA_BLOCK_SIZE, MD_BLOCK_SIZE / 512);
+	add_int(b, CONTROL_KEY_METADATA_USED, st->meta_used);
+	add_int(b, CONTROL_KEY_METADATA_TOTAL, st->meta_total);
+	add_int(b, CONTROL_KEY_REGION_SIZE, st->region_size / 512);
+	add_int(b, CONTROL_KEY_HYDRATED_REGIONS, st->nr_hydrated);
+	add_int(b, CONTROL_KEY_TOTAL_REGIONS, st->nr_regions);
+	add_int(b, CONTROL_KEY_HYDRATING_REGIONS, st->hy.in_flight);
+	json_builder_set_member_name(b, CONTROL_KEY_FEATURES);
+	json_builder_begin_array(b);
 	for (int i = 0; i < nf; i++)
-		g_string_append_printf(s, "%s\"%s\"", i ? ", " : "", f[i]);
-	g_string_append_printf(s,
-		"], \"hydration_threshold\": %u, \"hydration_batch_size\": %u"
-		", \"mode\": \"%s\", \"metadata_mode\": \"%s\""
-		", \"region_size_bytes\": %u, \"bytes_hydrated\": %" G_GUINT64_FORMAT
-		", \"bytes_total\": %" G_GUINT64_FORMAT ", \"hydration_done\": %s"
-		", \"hydration_enabled\": %s, \"hydration_rate\": %.0f"
-		", \"hydration_rate_limit\": %" G_GUINT64_FORMAT
-		", \"copy_on_read\": %s, \"bytes_copied\": %" G_GUINT64_FORMAT
-		", \"copy_errors\": %" G_GUINT64_FORMAT
-		", \"lost_writes\": %" G_GUINT64_FORMAT
-		", \"last_error\": \"%s\"}",
-		st->hy.threshold, st->hy.batch_size, mode_word(st),
-		st->mode == MD_MODE_FAIL ? "fail" : mode_word(st),
-		st->region_size, st->bytes_hydrated, st->image_size,
-		st->nr_hydrated == st->nr_regions ? "true" : "false",
-		st->hy.enabled ? "true" : "false", st->hy.rate,
-		st->hy.rate_limit, st->hy.copy_on_read ? "true" : "false",
-		st->hy.copied_bytes, st->hy.copy_errors, st->lost_writes, err);
-	g_free(err);
-	return g_string_free(s, FALSE);
+		json_builder_add_string_value(b, f[i]);
+	json_builder_end_array(b);
+	add_int(b, CONTROL_KEY_HYDRATION_THRESHOLD, st->hy.threshold);
+	add_int(b, CONTROL_KEY_HYDRATION_BATCH_SIZE, st->hy.batch_size);
+	add_string(b, CONTROL_KEY_MODE, mode_word(st));
+}
+
+char *control_format_json(const struct clone_status *st)
+{
+	JsonBuilder *b = json_builder_new();
+	JsonGenerator *gen = json_generator_new();
+	JsonNode *root;
+	/* the daemon's strerror() follows its locale: JSON needs UTF-8 */
+	char *last_error = g_utf8_make_valid(st->hy.last_error, -1), *out;
+
+	json_builder_begin_object(b);
+	add_line_fields(b, st);
+	add_string(b, CONTROL_KEY_METADATA_MODE,
+		   st->mode == MD_MODE_FAIL ? "fail" : mode_word(st));
+	add_int(b, CONTROL_KEY_REGION_SIZE_BYTES, st->region_size);
+	add_int(b, CONTROL_KEY_BYTES_HYDRATED, st->bytes_hydrated);
+	add_int(b, CONTROL_KEY_BYTES_TOTAL, st->image_size);
+	add_bool(b, CONTROL_KEY_HYDRATION_DONE, st->nr_hydrated == st->nr_regions);
+	add_bool(b, CONTROL_KEY_HYDRATION_ENABLED, st->hy.enabled);
+	add_int(b, CONTROL_KEY_HYDRATION_RATE,
+		st->hy.rate > 0 ? (uint64_t)(st->hy.rate + 0.5) : 0);
+	add_int(b, CONTROL_KEY_HYDRATION_RATE_LIMIT, st->hy.rate_limit);
+	add_bool(b, CONTROL_KEY_COPY_ON_READ, st->hy.copy_on_read);
+	add_int(b, CONTROL_KEY_BYTES_COPIED, st->hy.copied_bytes);
+	add_int(b, CONTROL_KEY_COPY_ERRORS, st->hy.copy_errors);
+	add_int(b, CONTROL_KEY_LOST_WRITES, st->lost_writes);
+	add_string(b, CONTROL_KEY_LAST_ERROR, last_error);
+	json_builder_end_object(b);
+
+	root = json_builder_get_root(b);
+	json_generator_set_root(gen, root);
+	out = json_generator_to_data(gen, NULL);
+	json_node_unref(root);
+	g_object_unref(gen);
+	g_object_unref(b);
+	g_free(last_error);
+	return out;
 }
 
 char *control_status_line(struct clone *c, bool commit)
