@@ -89,12 +89,15 @@ bool bio_hooks_slow(unsigned h)
 static const char *const role_names[] = { "source", "dest", "meta" };
 static const char *const op_names[] = { "read", "write", "flush" };
 
-static int word_index(const char *w, const char *const *names, int n)
+/* The bit of @w among @names, or all @n bits for "any"; 0 if neither. */
+static unsigned word_mask(const char *w, const char *const *names, int n)
 {
+	if (!strcmp(w, "any"))
+		return (1u << n) - 1;
 	for (int i = 0; i < n; i++)
 		if (!strcmp(w, names[i]))
-			return i;
-	return -1;
+			return 1u << i;
+	return 0;
 }
 
 /* Plain decimal digits, nothing else. */
@@ -108,86 +111,68 @@ static int parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
-static int rule_error(char *err, size_t errlen, const char *rule, const char *why)
+/* Apply one modifier "NAME[=VALUE]" (modified in place) to @r; NULL, or
+ * why it is refused. */
+static const char *parse_modifier(char *m, struct rule *r)
 {
-	return errf(err, errlen, -EINVAL, "fault rule '%s': %s", rule, why);
+	char *v = strchr(m, '='), *plus, *end;
+
+	if (v)
+		*v++ = '\0';
+	if (!strcmp(m, "once") && !v) {
+		r->count = 1;
+	} else if (!strcmp(m, "after") && v) {
+		if (parse_u64(v, &r->after))
+			return "after= needs a number";
+	} else if (!strcmp(m, "count") && v) {
+		if (parse_u64(v, &r->count))
+			return "count= needs a number";
+	} else if (!strcmp(m, "prob") && v) {
+		errno = 0;
+		r->prob = strtod(v, &end);
+		if (errno || end == v || *end || !(r->prob >= 0.0 && r->prob <= 1.0))
+			return "prob= needs a number from 0 to 1";
+	} else if (!strcmp(m, "at") && v) {
+		plus = strchr(v, '+');
+		if (plus)
+			*plus++ = '\0';
+		if (!plus || parse_u64(v, &r->at_off) || parse_u64(plus, &r->at_len) ||
+		    r->at_len == 0 || r->at_off + r->at_len < r->at_off)
+			return "at= needs OFFSET+LENGTH";
+	} else {
+		return "unknown modifier (after=, count=, once, prob=, at=)";
+	}
+	return NULL;
 }
 
 /* Parse one "ROLE:OP:ERROR[:MOD]..." (modified in place) into @r. */
 static int parse_rule(char *text, struct rule *r, char *err, size_t errlen)
 {
-	char *orig = g_strdup(text), *save = NULL, *f[3];
-	int ret = 0, i;
+	static const struct { const char *word; int err; } errors[] = {
+		{ "eio", EIO }, { "enospc", ENOSPC }, { "erofs", EROFS },
+	};
+	char *orig = g_strdup(text), *save = NULL, *f[3], *m;
+	const char *why = NULL;
+	int ret;
 
 	memset(r, 0, sizeof(*r));
 	r->count = UINT64_MAX;
 	r->prob = 1.0;
-	for (i = 0; i < 3; i++) {
-		f[i] = strtok_r(i ? NULL : text, ":", &save);
-		if (!f[i]) {
-			ret = rule_error(err, errlen, orig, "expected ROLE:OP:ERROR");
-			goto out;
-		}
-	}
-	if (!strcmp(f[0], "any"))
-		r->roles = (1u << BIO_NR_ROLES) - 1;
-	else if ((i = word_index(f[0], role_names, BIO_NR_ROLES)) >= 0)
-		r->roles = 1u << i;
-	else {
-		ret = rule_error(err, errlen, orig, "role must be source, dest, meta or any");
-		goto out;
-	}
-	if (!strcmp(f[1], "any"))
-		r->ops = (1u << BIO_NR_OPS) - 1;
-	else if ((i = word_index(f[1], op_names, BIO_NR_OPS)) >= 0)
-		r->ops = 1u << i;
-	else {
-		ret = rule_error(err, errlen, orig, "operation must be read, write, flush or any");
-		goto out;
-	}
-	if (!strcmp(f[2], "eio"))
-		r->err = EIO;
-	else if (!strcmp(f[2], "enospc"))
-		r->err = ENOSPC;
-	else if (!strcmp(f[2], "erofs"))
-		r->err = EROFS;
-	else {
-		ret = rule_error(err, errlen, orig, "error must be eio, enospc or erofs");
-		goto out;
-	}
-	for (char *m; (m = strtok_r(NULL, ":", &save));) {
-		char *v = strchr(m, '='), *plus, *end;
-
-		if (v)
-			*v++ = '\0';
-		if (!strcmp(m, "once") && !v) {
-			r->count = 1;
-		} else if (!strcmp(m, "after") && v) {
-			if (parse_u64(v, &r->after))
-				ret = rule_error(err, errlen, orig, "after= needs a number");
-		} else if (!strcmp(m, "count") && v) {
-			if (parse_u64(v, &r->count))
-				ret = rule_error(err, errlen, orig, "count= needs a number");
-		} else if (!strcmp(m, "prob") && v) {
-			errno = 0;
-			r->prob = strtod(v, &end);
-			if (errno || end == v || *end || !(r->prob >= 0.0 && r->prob <= 1.0))
-				ret = rule_error(err, errlen, orig, "prob= needs a number from 0 to 1");
-		} else if (!strcmp(m, "at") && v) {
-			plus = strchr(v, '+');
-			if (plus)
-				*plus++ = '\0';
-			if (!plus || parse_u64(v, &r->at_off) || parse_u64(plus, &r->at_len) ||
-			    r->at_len == 0 || r->at_off + r->at_len < r->at_off)
-				ret = rule_error(err, errlen, orig, "at= needs OFFSET+LENGTH");
-		} else {
-			ret = rule_error(err, errlen, orig, "unknown modifier (after=, count=, "
-					 "once, prob=, at=)");
-		}
-		if (ret)
-			goto out;
-	}
-out:
+	for (int i = 0; i < 3 && !why; i++)
+		if (!(f[i] = strtok_r(i ? NULL : text, ":", &save)))
+			why = "expected ROLE:OP:ERROR";
+	if (!why && !(r->roles = word_mask(f[0], role_names, BIO_NR_ROLES)))
+		why = "role must be source, dest, meta or any";
+	if (!why && !(r->ops = word_mask(f[1], op_names, BIO_NR_OPS)))
+		why = "operation must be read, write, flush or any";
+	for (size_t i = 0; !why && i < G_N_ELEMENTS(errors); i++)
+		if (!strcmp(f[2], errors[i].word))
+			r->err = errors[i].err;
+	if (!why && !r->err)
+		why = "error must be eio, enospc or erofs";
+	while (!why && (m = strtok_r(NULL, ":", &save)))
+		why = parse_modifier(m, r);
+	ret = why ? errf(err, errlen, -EINVAL, "fault rule '%s': %s", orig, why) : 0;
 	g_free(orig);
 	return ret;
 }
@@ -207,7 +192,7 @@ static int parse_spec(const char *spec, struct rule *rules, char *err, size_t er
 		struct rule r;
 
 		if (n == MAX_RULES) {
-			ret = rule_error(err, errlen, tok, "too many rules");
+			ret = errf(err, errlen, -EINVAL, "fault rule '%s': too many rules", tok);
 			break;
 		}
 		if ((ret = parse_rule(tok, &r, err, errlen)))
