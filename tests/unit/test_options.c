@@ -188,31 +188,33 @@ START_TEST(options_apply_flags)
 }
 END_TEST
 
-START_TEST(options_apply_values)
+/* The defaults with @opt applied, which must succeed. */
+static struct clone_options applied(const char *opt)
 {
 	struct clone_options o;
 
 	options_defaults(&o);
-	apply(&o, "region_size=1M", 0);
-	ck_assert_uint_eq(o.region_size, 1u << 20);
-	apply(&o, "region_size=4096", 0);
-	ck_assert_uint_eq(o.region_size, 4096);
-	apply(&o, "region_size=1G", 0);
-	ck_assert_uint_eq(o.region_size, 1u << 30);
-	apply(&o, "hydration_threshold=8", 0);
-	ck_assert_uint_eq(o.hydration_threshold, 8);
-	apply(&o, "hydration_batch_size=1048576", 0);
-	ck_assert_uint_eq(o.hydration_batch_size, 1048576);
-	apply(&o, "hydration_rate=100M", 0);
-	ck_assert_uint_eq(o.hydration_rate, 100ULL << 20);
-	apply(&o, "hydration_rate=0", 0);
-	ck_assert_uint_eq(o.hydration_rate, 0);
-	apply(&o, "commit_period=5", 0);
-	ck_assert_uint_eq(o.commit_period_ms, 5000);
-	apply(&o, "commit_period=250ms", 0);
-	ck_assert_uint_eq(o.commit_period_ms, 250);
-	apply(&o, "commit_period=3600", 0);
-	ck_assert_uint_eq(o.commit_period_ms, 3600000);
+	apply(&o, opt, 0);
+	return o;
+}
+
+START_TEST(options_apply_values)
+{
+	ck_assert_uint_eq(applied("region_size=1M").region_size, 1u << 20);
+	ck_assert_uint_eq(applied("region_size=4096").region_size, 4096);
+	ck_assert_uint_eq(applied("region_size=1G").region_size, 1u << 30);
+	ck_assert(applied("region_size=64k").region_size_explicit);
+	ck_assert_uint_eq(applied("hydration_threshold=8").hydration_threshold, 8);
+	ck_assert_uint_eq(applied("hydration_batch_size=1048576").hydration_batch_size,
+			  1048576);
+	ck_assert_uint_eq(applied("hydration_rate=100M").hydration_rate, 100ULL << 20);
+	ck_assert_uint_eq(applied("hydration_rate=0").hydration_rate, 0);
+	ck_assert_uint_eq(applied("commit_period=5").commit_period_ms, 5000);
+	ck_assert_uint_eq(applied("commit_period=250ms").commit_period_ms, 250);
+	ck_assert_uint_eq(applied("commit_period=3600").commit_period_ms, 3600000);
+	ck_assert_int_eq(applied("uid=1000").uid, 1000);
+	ck_assert_int_eq(applied("gid=0").gid, 0);
+	ck_assert_int_eq(applied("umask=027").umask, 027);
 }
 END_TEST
 
