@@ -68,7 +68,7 @@ static bool json_word(JsonObject *o, const char *key, char *buf, size_t len)
 	return n && g_strlcpy(buf, json_node_get_string(n), len) < len;
 }
 
-/* The rate is an integer; a float would do as well. */
+/* A number: an integer, as control.c writes it, or a float. */
 static bool json_rate(JsonObject *o, const char *key, double *out)
 {
 	JsonNode *n = json_value(o, key, G_TYPE_INT64);
