@@ -207,95 +207,91 @@ static char *bdi_readahead_file(const char *mnt)
 	return path;
 }
 
-int main(int argc, char **argv)
-{
-	struct cmdline cl = { .fuse_opts = g_string_new(NULL) };
+/* What to mount where, from either form of the command line. */
+struct paths {
 	const char *source;
-	char *mnt = NULL;
-	char *dest = NULL, *meta = NULL, err[512];
-	struct clone *c = NULL;
-	struct fuse_ops_session *fs = NULL;
-	struct fuse_session *se = NULL;
-	struct fuse_loop_config *lc;
-	struct stat st;
-	int ret = EXIT_MOUNT_FAILED;
+	char *dest, *meta;
+	char *mnt; /* absolute: the daemon leaves the working directory */
+};
 
-	options_defaults(&cl.opt);
-	if (parse(&cl, argc, argv)) {
-		ret = EXIT_USAGE;
-		goto out_free;
-	}
-	if (cl.npos == 4) {
-		source = cl.pos[0];
-		dest = g_strdup(cl.pos[1]);
-		meta = g_strdup(cl.pos[2]);
-		mnt = realpath(cl.pos[3], NULL);
-	} else if (cl.npos == 2 && cl.dest && cl.meta) {
-		source = cl.pos[0];
-		dest = g_strdup(cl.dest);
-		meta = g_strdup(cl.meta);
-		mnt = realpath(cl.pos[1], NULL);
+/* SOURCE, DEST, META and MOUNTPOINT of @cl into @p; EXIT_USAGE if the
+ * command line has neither form. */
+static int take_paths(const struct cmdline *cl, struct paths *p)
+{
+	if (cl->npos == 4) {
+		p->source = cl->pos[0];
+		p->dest = g_strdup(cl->pos[1]);
+		p->meta = g_strdup(cl->pos[2]);
+		p->mnt = realpath(cl->pos[3], NULL);
+	} else if (cl->npos == 2 && cl->dest && cl->meta) {
+		p->source = cl->pos[0];
+		p->dest = g_strdup(cl->dest);
+		p->meta = g_strdup(cl->meta);
+		p->mnt = realpath(cl->pos[1], NULL);
 	} else {
 		fprintf(stderr, "mount.clonefs: %s (see mount.clonefs --help)\n",
-			cl.npos == 2 ? "the two-argument form needs -o dest=DEST,meta=META"
-				     : "expected SOURCE DEST META MOUNTPOINT");
-		ret = EXIT_USAGE;
-		goto out_free;
+			cl->npos == 2 ? "the two-argument form needs -o dest=DEST,meta=META"
+				      : "expected SOURCE DEST META MOUNTPOINT");
+		return EXIT_USAGE;
 	}
-	openlog("clonefs", LOG_PID, LOG_DAEMON);
-	g_log_set_writer_func(log_writer, NULL, NULL);
+	return 0;
+}
 
-	/* The daemon leaves the working directory: keep the absolute path. */
-	if (!mnt || stat(mnt, &st) || !S_ISDIR(st.st_mode)) {
-		const char *arg = cl.pos[cl.npos - 1];
+/* 0 if the mount point is a directory; else -1, said on stderr. */
+static int check_mountpoint(const struct cmdline *cl, const struct paths *p)
+{
+	const char *arg = cl->pos[cl->npos - 1];
+	struct stat st;
 
-		fprintf(stderr, "mount.clonefs: mountpoint %s: %s\n", arg,
-			access(arg, F_OK) ? g_strerror(errno) : "not a directory");
-		goto out_free;
-	}
-	if (clone_open(source, dest, meta, &cl.opt, &c, err, sizeof(err))) {
-		fprintf(stderr, "mount.clonefs: %s\n", err);
-		goto out_free;
-	}
+	if (p->mnt && !stat(p->mnt, &st) && S_ISDIR(st.st_mode))
+		return 0;
+	fprintf(stderr, "mount.clonefs: mountpoint %s: %s\n", arg,
+		access(arg, F_OK) ? g_strerror(errno) : "not a directory");
+	return -1;
+}
 
-	/* fsname shows SOURCE in /proc/mounts; subtype makes it fuse.clonefs. */
-	{
-		GString *o = g_string_new("subtype=clonefs,fsname=");
-		char *fargv[] = { argv[0], "-o", NULL, "-d", NULL };
-		struct fuse_args args = FUSE_ARGS_INIT(cl.fuse_debug ? 4 : 3, fargv);
+/* A FUSE session serving @fs, with the -o options meant for FUSE; fsname
+ * shows SOURCE in /proc/mounts, subtype makes it fuse.clonefs. NULL if
+ * FUSE refuses the options. */
+static struct fuse_session *new_session(const char *argv0, const struct cmdline *cl,
+					const char *source, struct fuse_ops_session *fs)
+{
+	GString *o = g_string_new("subtype=clonefs,fsname=");
+	char *fargv[] = { (char *)argv0, "-o", NULL, "-d", NULL };
+	struct fuse_args args = FUSE_ARGS_INIT(cl->fuse_debug ? 4 : 3, fargv);
+	struct fuse_session *se;
 
-		for (const char *p = source; *p; p++) { /* fuse_opt escapes */
-			if (*p == ',' || *p == '\\')
-				g_string_append_c(o, '\\');
-			g_string_append_c(o, *p);
-		}
-		g_string_append(o, cl.fuse_opts->str);
-		fargv[2] = o->str;
-		fs = fuse_ops_new(c);
-		se = fuse_session_new(&args, &clonefs_fuse_ops,
-				      sizeof(clonefs_fuse_ops), fs);
-		fuse_opt_free_args(&args);
-		g_string_free(o, TRUE);
+	for (const char *p = source; *p; p++) { /* fuse_opt escapes */
+		if (*p == ',' || *p == '\\')
+			g_string_append_c(o, '\\');
+		g_string_append_c(o, *p);
 	}
-	if (!se) {
-		fprintf(stderr, "mount.clonefs: bad FUSE options:%s\n",
-			cl.fuse_opts->str);
-		ret = EXIT_USAGE;
-		goto out_close;
-	}
+	g_string_append(o, cl->fuse_opts->str);
+	fargv[2] = o->str;
+	se = fuse_session_new(&args, &clonefs_fuse_ops, sizeof(clonefs_fuse_ops), fs);
+	fuse_opt_free_args(&args);
+	g_string_free(o, TRUE);
+	return se;
+}
+
+/* Mount @se, become the daemon and serve until unmounted: 0, or
+ * EXIT_MOUNT_FAILED. Signal handlers and the mount are undone on return. */
+static int serve(struct fuse_session *se, struct fuse_ops_session *fs,
+		 struct clone *c, const struct paths *p)
+{
+	struct fuse_loop_config *lc;
+	char *ra;
+	int ret = EXIT_MOUNT_FAILED;
+
 	if (fuse_set_signal_handlers(se))
-		goto out_destroy;
-	if (fuse_session_mount(se, mnt)) {
-		fprintf(stderr, "mount.clonefs: cannot mount on %s\n", mnt);
+		return ret;
+	if (fuse_session_mount(se, p->mnt)) {
+		fprintf(stderr, "mount.clonefs: cannot mount on %s\n", p->mnt);
 		goto out_signals;
 	}
-	{
-		char *ra = bdi_readahead_file(mnt);
-
-		if (ra)
-			fuse_ops_set_readahead(fs, ra);
-		g_free(ra);
-	}
+	if ((ra = bdi_readahead_file(p->mnt)))
+		fuse_ops_set_readahead(fs, ra);
+	g_free(ra);
 	if (passthrough_install(se))
 		g_warning("no custom I/O: kernel passthrough off");
 	if (fuse_daemonize(foreground))
@@ -305,19 +301,58 @@ int main(int argc, char **argv)
 		g_warning("cannot start background threads");
 		goto out_unmount;
 	}
-	g_message("mounted %s on %s (dest %s, meta %s)", source, mnt, dest, meta);
+	g_message("mounted %s on %s (dest %s, meta %s)", p->source, p->mnt,
+		  p->dest, p->meta);
 
 	lc = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(lc, 1);
 	fuse_loop_cfg_set_max_threads(lc, FUSE_THREADS);
 	ret = fuse_session_loop_mt(se, lc) ? EXIT_MOUNT_FAILED : 0;
 	fuse_loop_cfg_destroy(lc);
-	g_message("unmounting %s", mnt);
+	g_message("unmounting %s", p->mnt);
 out_unmount:
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
-out_destroy:
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	struct cmdline cl = { .fuse_opts = g_string_new(NULL) };
+	struct paths p = { 0 };
+	char err[512];
+	struct clone *c = NULL;
+	struct fuse_ops_session *fs = NULL;
+	struct fuse_session *se;
+	int ret = EXIT_MOUNT_FAILED;
+
+	options_defaults(&cl.opt);
+	if (parse(&cl, argc, argv)) {
+		ret = EXIT_USAGE;
+		goto out_free;
+	}
+	if (take_paths(&cl, &p)) {
+		ret = EXIT_USAGE;
+		goto out_free;
+	}
+	openlog("clonefs", LOG_PID, LOG_DAEMON);
+	g_log_set_writer_func(log_writer, NULL, NULL);
+	if (check_mountpoint(&cl, &p))
+		goto out_free;
+	if (clone_open(p.source, p.dest, p.meta, &cl.opt, &c, err, sizeof(err))) {
+		fprintf(stderr, "mount.clonefs: %s\n", err);
+		goto out_free;
+	}
+	fs = fuse_ops_new(c);
+	se = new_session(argv[0], &cl, p.source, fs);
+	if (!se) {
+		fprintf(stderr, "mount.clonefs: bad FUSE options:%s\n",
+			cl.fuse_opts->str);
+		ret = EXIT_USAGE;
+		goto out_close;
+	}
+	ret = serve(se, fs, c, &p);
 	fuse_ops_unwatch(fs);
 	fuse_session_destroy(se);
 out_close:
@@ -326,9 +361,9 @@ out_close:
 	if (fs) /* after the clone: its scheduler may still wake pollers */
 		fuse_ops_free(fs);
 out_free:
-	g_free(dest);
-	g_free(meta);
-	free(mnt);
+	g_free(p.dest);
+	g_free(p.meta);
+	free(p.mnt);
 	g_free(cl.dest);
 	g_free(cl.meta);
 	g_string_free(cl.fuse_opts, TRUE);

@@ -1,95 +1,25 @@
 /*
  * blockio.c - whole-buffer pread/pwrite/fdatasync with EINTR and short
- * transfer handling, plus the two test hooks every I/O passes: fault
- * injection and the write log. See blockio.h for both formats.
- *
- * The hooks are configured once, from the environment, at the first call.
- * While neither is on, each call costs one load and one branch: `hooks` is
- * exactly H_READY. Everything behind that branch takes locks freely; it
- * only runs in tests.
+ * transfer handling, and the fd roles. Every call passes the test hooks
+ * (fault injection, the write log: bio_hooks.c) first; while neither is on,
+ * that costs one load and one branch.
  */
 #include "clonefs/blockio.h"
+#include "bio_hooks.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <glib.h>
 #include <linux/fs.h>
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
-#define H_READY 1u  /* the environment has been read */
-#define H_FAULTS 2u /* rules installed, or a rules file is watched */
-#define H_LOG 4u    /* writes are recorded */
+#define ROLE_FDS 65536 /* fds at or above this are never tagged */
 
-#define ROLE_FDS 65536 /* fds at or above this are never hooked */
-#define MAX_RULES 64
-#define LOG_FAULTS 20
-#define LOG_EVERY 100
-
-enum bio_op { OP_READ, OP_WRITE, OP_FLUSH, NR_OPS };
-
-static unsigned hooks;
-static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
 static int8_t roles[ROLE_FDS]; /* role + 1; 0: not tagged */
 
-/* ---- fault rules ---- */
-
-struct rule {
-	unsigned roles, ops; /* bit masks */
-	int err;
-	uint64_t after, count;
-	double prob;
-	uint64_t at_off, at_len; /* at_len 0: anywhere */
-	uint64_t seen, fired;
-};
-
-static struct {
-	pthread_mutex_t lock;
-	struct rule rules[MAX_RULES];
-	int nr;
-	uint64_t rng;
-	uint64_t injected;
-	char *file;          /* CLONEFS_FAULTS_FILE, or NULL */
-	struct stat file_st; /* what was last loaded from it */
-	bool file_seen;
-} faults = { .lock = PTHREAD_MUTEX_INITIALIZER, .rng = 1 };
-
-/* ---- the write log ---- */
-
-#define WLOG_MAGIC 0x31524c57u
-#define WLOG_HDR 48
-enum { REC_WRITE = 1, REC_FLUSH, REC_ZERO, REC_PUNCH, REC_MARK };
-
-static struct {
-	pthread_mutex_t lock;
-	int fd;
-	uint64_t seq;
-} wlog = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
-
-static void hooks_init(void);
-
-/* The one branch: false while no hook is on. */
-static inline bool hooked(void)
-{
-	unsigned h = __atomic_load_n(&hooks, __ATOMIC_ACQUIRE);
-
-	if (__builtin_expect(h == H_READY, 1))
-		return false;
-	if (!(h & H_READY)) {
-		pthread_once(&hooks_once, hooks_init);
-		h = __atomic_load_n(&hooks, __ATOMIC_ACQUIRE);
-	}
-	return h != H_READY;
-}
-
-static int role_of(int fd)
+int bio_role_of(int fd)
 {
 	if (fd < 0 || fd >= ROLE_FDS)
 		return -1;
@@ -108,427 +38,6 @@ void bio_forget(int fd)
 		__atomic_store_n(&roles[fd], 0, __ATOMIC_RELAXED);
 }
 
-/* ---- parsing rules ---- */
-
-static const char *const role_names[] = { "source", "dest", "meta" };
-static const char *const op_names[] = { "read", "write", "flush" };
-
-static int word_index(const char *w, const char *const *names, int n)
-{
-	for (int i = 0; i < n; i++)
-		if (!strcmp(w, names[i]))
-			return i;
-	return -1;
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	*out = strtoull(s, &end, 10);
-	return errno || *end ? -EINVAL : 0;
-}
-
-static int rule_error(char *err, size_t errlen, const char *rule, const char *why)
-{
-	if (err && errlen)
-		snprintf(err, errlen, "fault rule '%s': %s", rule, why);
-	return -EINVAL;
-}
-
-/* Parse one "ROLE:OP:ERROR[:MOD]..." (modified in place) into @r. */
-static int parse_rule(char *text, struct rule *r, char *err, size_t errlen)
-{
-	char *orig = g_strdup(text), *save = NULL, *f[3];
-	int ret = 0, i;
-
-	memset(r, 0, sizeof(*r));
-	r->count = UINT64_MAX;
-	r->prob = 1.0;
-	for (i = 0; i < 3; i++) {
-		f[i] = strtok_r(i ? NULL : text, ":", &save);
-		if (!f[i]) {
-			ret = rule_error(err, errlen, orig, "expected ROLE:OP:ERROR");
-			goto out;
-		}
-	}
-	if (!strcmp(f[0], "any"))
-		r->roles = (1u << BIO_NR_ROLES) - 1;
-	else if ((i = word_index(f[0], role_names, BIO_NR_ROLES)) >= 0)
-		r->roles = 1u << i;
-	else {
-		ret = rule_error(err, errlen, orig, "role must be source, dest, meta or any");
-		goto out;
-	}
-	if (!strcmp(f[1], "any"))
-		r->ops = (1u << NR_OPS) - 1;
-	else if ((i = word_index(f[1], op_names, NR_OPS)) >= 0)
-		r->ops = 1u << i;
-	else {
-		ret = rule_error(err, errlen, orig, "operation must be read, write, flush or any");
-		goto out;
-	}
-	if (!strcmp(f[2], "eio"))
-		r->err = EIO;
-	else if (!strcmp(f[2], "enospc"))
-		r->err = ENOSPC;
-	else if (!strcmp(f[2], "erofs"))
-		r->err = EROFS;
-	else {
-		ret = rule_error(err, errlen, orig, "error must be eio, enospc or erofs");
-		goto out;
-	}
-	for (char *m; (m = strtok_r(NULL, ":", &save));) {
-		char *v = strchr(m, '='), *plus, *end;
-
-		if (v)
-			*v++ = '\0';
-		if (!strcmp(m, "once") && !v) {
-			r->count = 1;
-		} else if (!strcmp(m, "after") && v) {
-			if (parse_u64(v, &r->after))
-				ret = rule_error(err, errlen, orig, "after= needs a number");
-		} else if (!strcmp(m, "count") && v) {
-			if (parse_u64(v, &r->count))
-				ret = rule_error(err, errlen, orig, "count= needs a number");
-		} else if (!strcmp(m, "prob") && v) {
-			errno = 0;
-			r->prob = strtod(v, &end);
-			if (errno || end == v || *end || !(r->prob >= 0.0 && r->prob <= 1.0))
-				ret = rule_error(err, errlen, orig, "prob= needs a number from 0 to 1");
-		} else if (!strcmp(m, "at") && v) {
-			plus = strchr(v, '+');
-			if (plus)
-				*plus++ = '\0';
-			if (!plus || parse_u64(v, &r->at_off) || parse_u64(plus, &r->at_len) ||
-			    r->at_len == 0 || r->at_off + r->at_len < r->at_off)
-				ret = rule_error(err, errlen, orig, "at= needs OFFSET+LENGTH");
-		} else {
-			ret = rule_error(err, errlen, orig, "unknown modifier (after=, count=, "
-					 "once, prob=, at=)");
-		}
-		if (ret)
-			goto out;
-	}
-out:
-	g_free(orig);
-	return ret;
-}
-
-/* Parse a whole spec into @rules; returns the count or -EINVAL. */
-static int parse_spec(const char *spec, struct rule *rules, char *err, size_t errlen)
-{
-	char *copy = g_strdup(spec ? spec : ""), *save = NULL, *tok;
-	int n = 0, ret = 0;
-
-	/* '#' comments run to the end of the line */
-	for (char *p = copy; (p = strchr(p, '#'));)
-		while (*p && *p != '\n')
-			*p++ = ' ';
-	for (tok = strtok_r(copy, ",; \t\r\n", &save); tok;
-	     tok = strtok_r(NULL, ",; \t\r\n", &save)) {
-		struct rule r;
-
-		if (n == MAX_RULES) {
-			ret = rule_error(err, errlen, tok, "too many rules");
-			break;
-		}
-		if ((ret = parse_rule(tok, &r, err, errlen)))
-			break;
-		rules[n++] = r;
-	}
-	g_free(copy);
-	return ret ? ret : n;
-}
-
-int bio_fault_parse(const char *spec, char *err, size_t errlen)
-{
-	struct rule *rules = g_new(struct rule, MAX_RULES);
-	int n = parse_spec(spec, rules, err, errlen);
-
-	g_free(rules);
-	return n < 0 ? n : 0;
-}
-
-/* With faults.lock held. */
-static void install(const struct rule *rules, int n)
-{
-	memcpy(faults.rules, rules, (size_t)n * sizeof(*rules));
-	faults.nr = n;
-	if (n || faults.file)
-		__atomic_or_fetch(&hooks, H_FAULTS, __ATOMIC_RELEASE);
-	else
-		__atomic_and_fetch(&hooks, ~H_FAULTS, __ATOMIC_RELEASE);
-}
-
-int bio_fault_set(const char *spec, char *err, size_t errlen)
-{
-	struct rule *rules = g_new(struct rule, MAX_RULES);
-	int n;
-
-	pthread_once(&hooks_once, hooks_init);
-	n = parse_spec(spec, rules, err, errlen);
-	if (n >= 0) {
-		pthread_mutex_lock(&faults.lock);
-		install(rules, n);
-		pthread_mutex_unlock(&faults.lock);
-	}
-	g_free(rules);
-	return n < 0 ? n : 0;
-}
-
-void bio_fault_clear(void)
-{
-	bio_fault_set(NULL, NULL, 0);
-}
-
-uint64_t bio_fault_count(void)
-{
-	uint64_t n;
-
-	pthread_mutex_lock(&faults.lock);
-	n = faults.injected;
-	pthread_mutex_unlock(&faults.lock);
-	return n;
-}
-
-/* Re-read CLONEFS_FAULTS_FILE if it changed (faults.lock held). */
-static void reload_file(void)
-{
-	struct stat st;
-	bool exists = !stat(faults.file, &st);
-	struct rule *rules;
-	char *text = NULL, err[256];
-	int n;
-
-	if (exists == faults.file_seen &&
-	    (!exists || (st.st_ino == faults.file_st.st_ino &&
-			 st.st_dev == faults.file_st.st_dev &&
-			 st.st_size == faults.file_st.st_size &&
-			 st.st_mtim.tv_sec == faults.file_st.st_mtim.tv_sec &&
-			 st.st_mtim.tv_nsec == faults.file_st.st_mtim.tv_nsec)))
-		return;
-	faults.file_seen = exists;
-	if (exists)
-		faults.file_st = st;
-	rules = g_new(struct rule, MAX_RULES);
-	if (exists && !g_file_get_contents(faults.file, &text, NULL, NULL))
-		text = NULL;
-	n = parse_spec(text, rules, err, sizeof(err));
-	if (n < 0) {
-		g_warning("blockio: %s: %s; no faults injected", faults.file, err);
-		n = 0;
-	}
-	install(rules, n);
-	g_message("blockio: %s: %d fault rule%s in force", faults.file, n,
-		  n == 1 ? "" : "s");
-	g_free(rules);
-	g_free(text);
-}
-
-static double next_random(void)
-{
-	/* xorshift64*, good enough to spread faults; faults.lock held */
-	uint64_t x = faults.rng;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	faults.rng = x;
-	return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) / (double)(1ULL << 53);
-}
-
-/* 0, or the negative errno to inject for @op on @fd over [off, off + len). */
-static int fault_check(int fd, enum bio_op op, uint64_t off, uint64_t len)
-{
-	int role = role_of(fd), err = 0, which = 0;
-	uint64_t nth = 0, total = 0;
-
-	if (role < 0 || !(__atomic_load_n(&hooks, __ATOMIC_ACQUIRE) & H_FAULTS))
-		return 0;
-	pthread_mutex_lock(&faults.lock);
-	if (faults.file)
-		reload_file();
-	for (int i = 0; i < faults.nr && !err; i++) {
-		struct rule *r = &faults.rules[i];
-
-		if (!(r->roles & 1u << role) || !(r->ops & 1u << op))
-			continue;
-		if (r->at_len && op != OP_FLUSH &&
-		    !(off < r->at_off + r->at_len && r->at_off < off + len))
-			continue;
-		nth = ++r->seen;
-		if (nth <= r->after || r->fired >= r->count)
-			continue;
-		if (r->prob < 1.0 && next_random() >= r->prob)
-			continue;
-		r->fired++;
-		total = ++faults.injected;
-		err = r->err;
-		which = i + 1;
-	}
-	pthread_mutex_unlock(&faults.lock);
-	/* every fault of the first LOG_FAULTS, then one line per LOG_EVERY */
-	if (err && (total <= LOG_FAULTS || total % LOG_EVERY == 0))
-		g_message("blockio: fault injected #%" G_GUINT64_FORMAT ": %s on %s %s at %"
-			  G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT " (rule %d, match %"
-			  G_GUINT64_FORMAT ")", total, g_strerror(err), role_names[role],
-			  op_names[op], off, len, which, nth);
-	return -err;
-}
-
-/* ---- recording ---- */
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static bool log_on(void)
-{
-	return __atomic_load_n(&hooks, __ATOMIC_ACQUIRE) & H_LOG;
-}
-
-/* Write all of @iov to the log (wlog.lock held); false on failure. */
-static bool log_writev(struct iovec *iov, int n)
-{
-	while (n > 0) {
-		ssize_t done = writev(wlog.fd, iov, n);
-
-		if (done < 0 && errno == EINTR)
-			continue;
-		if (done <= 0)
-			return false;
-		while (n > 0 && (size_t)done >= iov->iov_len) {
-			done -= (ssize_t)iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n > 0) {
-			iov->iov_base = (char *)iov->iov_base + done;
-			iov->iov_len -= (size_t)done;
-		}
-	}
-	return true;
-}
-
-static void log_record(int type, int role, uint64_t a, uint64_t b,
-		       const void *data, size_t len)
-{
-	uint8_t h[WLOG_HDR] = { 0 };
-	struct iovec iov[2] = { { h, sizeof(h) }, { (void *)data, len } };
-	struct timespec ts;
-
-	pthread_mutex_lock(&wlog.lock);
-	if (wlog.fd < 0)
-		goto out;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	put32(h, WLOG_MAGIC);
-	h[4] = (uint8_t)type;
-	h[5] = (uint8_t)role;
-	put32(h + 8, (uint32_t)getpid());
-	put64(h + 16, wlog.seq++);
-	put64(h + 24, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
-	put64(h + 32, a);
-	put64(h + 40, b);
-	if (!log_writev(iov, len ? 2 : 1)) {
-		/* A log with a hole would mislead the replay: stop, loudly. */
-		g_critical("blockio: cannot append to the write log: %s; recording "
-			   "stopped", g_strerror(errno));
-		close(wlog.fd);
-		wlog.fd = -1;
-		__atomic_and_fetch(&hooks, ~H_LOG, __ATOMIC_RELEASE);
-	}
-out:
-	pthread_mutex_unlock(&wlog.lock);
-}
-
-/* The log's size now: every record before it has completed. */
-static uint64_t log_position(void)
-{
-	struct stat st;
-	uint64_t pos = 0;
-
-	pthread_mutex_lock(&wlog.lock);
-	if (wlog.fd >= 0 && !fstat(wlog.fd, &st))
-		pos = (uint64_t)st.st_size;
-	pthread_mutex_unlock(&wlog.lock);
-	return pos;
-}
-
-void bio_log_mark(const char *text)
-{
-	if (hooked() && log_on())
-		log_record(REC_MARK, 255, 0, strlen(text), text, strlen(text));
-}
-
-bool bio_logging(void)
-{
-	return hooked() && log_on();
-}
-
-static void open_log(const char *path)
-{
-	static const uint8_t head[16] = { 'C', 'F', 'S', 'W', 'L', 'O', 'G', '1',
-					  1, 0, 0, 0, WLOG_HDR, 0, 0, 0 };
-	struct stat st;
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-
-	if (fd < 0 || fstat(fd, &st) ||
-	    (st.st_size == 0 && write(fd, head, sizeof(head)) != sizeof(head))) {
-		fprintf(stderr, "clonefs: CLONEFS_WRITELOG %s: %s\n", path,
-			g_strerror(errno));
-		_exit(2);
-	}
-	wlog.fd = fd;
-}
-
-static void hooks_init(void)
-{
-	const char *spec = getenv("CLONEFS_FAULTS");
-	const char *file = getenv("CLONEFS_FAULTS_FILE");
-	const char *seed = getenv("CLONEFS_FAULT_SEED");
-	const char *logpath = getenv("CLONEFS_WRITELOG");
-	unsigned h = H_READY;
-	char err[256];
-
-	if (seed && *seed)
-		faults.rng = g_str_hash(seed) * 0x9E3779B97F4A7C15ULL ^ strtoull(seed, NULL, 0);
-	if (!faults.rng)
-		faults.rng = 1;
-	if (file && *file) {
-		faults.file = g_strdup(file);
-		h |= H_FAULTS;
-	} else if (spec && *spec) {
-		int n = parse_spec(spec, faults.rules, err, sizeof(err));
-
-		if (n < 0) {
-			fprintf(stderr, "clonefs: CLONEFS_FAULTS: %s\n", err);
-			_exit(2);
-		}
-		faults.nr = n;
-		if (n)
-			h |= H_FAULTS;
-	}
-	if (logpath && *logpath) {
-		open_log(logpath);
-		h |= H_LOG;
-	}
-	__atomic_store_n(&hooks, h, __ATOMIC_RELEASE);
-}
-
-/* ---- the I/O ---- */
-
 static int do_pread(int fd, char *p, size_t len, uint64_t off)
 {
 	while (len > 0) {
@@ -543,7 +52,7 @@ static int do_pread(int fd, char *p, size_t len, uint64_t off)
 			/* SOURCE shorter than asked for has shrunk under the
 			 * image: that is an I/O error, never zeros (spec 1.4).
 			 * DEST and META past their end read as zeros. */
-			if (role_of(fd) == BIO_SOURCE)
+			if (bio_role_of(fd) == BIO_SOURCE)
 				return -EIO;
 			memset(p, 0, len);
 			return 0;
@@ -576,8 +85,8 @@ static int do_pwrite(int fd, const char *p, size_t len, uint64_t off, size_t *do
 
 int bio_pread(int fd, void *buf, size_t len, uint64_t off)
 {
-	if (hooked()) {
-		int ret = fault_check(fd, OP_READ, off, len);
+	if (bio_hooked()) {
+		int ret = bio_hook_fault(fd, BIO_OP_READ, off, len);
 
 		if (ret)
 			return ret;
@@ -590,13 +99,13 @@ int bio_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 	size_t done;
 	int ret, role;
 
-	if (!hooked())
+	if (!bio_hooked())
 		return do_pwrite(fd, buf, len, off, &done);
-	if ((ret = fault_check(fd, OP_WRITE, off, len)))
+	if ((ret = bio_hook_fault(fd, BIO_OP_WRITE, off, len)))
 		return ret;
 	ret = do_pwrite(fd, buf, len, off, &done);
-	if (done && log_on() && (role = role_of(fd)) >= 0)
-		log_record(REC_WRITE, role, off, done, buf, done);
+	if (done && bio_hook_logging() && (role = bio_role_of(fd)) >= 0)
+		bio_hook_log(BIO_REC_WRITE, role, off, done, buf, done);
 	return ret;
 }
 
@@ -605,18 +114,18 @@ int bio_flush(int fd)
 	uint64_t covers = 0;
 	int ret, role = -1;
 
-	if (hooked()) {
-		if ((ret = fault_check(fd, OP_FLUSH, 0, 0)))
+	if (bio_hooked()) {
+		if ((ret = bio_hook_fault(fd, BIO_OP_FLUSH, 0, 0)))
 			return ret;
-		if (log_on() && (role = role_of(fd)) >= 0)
-			covers = log_position();
+		if (bio_hook_logging() && (role = bio_role_of(fd)) >= 0)
+			covers = bio_hook_log_position();
 	}
 	while (fdatasync(fd) < 0) {
 		if (errno != EINTR)
 			return -errno;
 	}
-	if (role >= 0 && log_on())
-		log_record(REC_FLUSH, role, covers, 0, NULL, 0);
+	if (role >= 0 && bio_hook_logging())
+		bio_hook_log(BIO_REC_FLUSH, role, covers, 0, NULL, 0);
 	return 0;
 }
 
@@ -624,13 +133,13 @@ int bio_fallocate(int fd, int mode, uint64_t off, uint64_t len)
 {
 	int ret, role;
 
-	if (hooked() && (ret = fault_check(fd, OP_WRITE, off, len)))
+	if (bio_hooked() && (ret = bio_hook_fault(fd, BIO_OP_WRITE, off, len)))
 		return ret;
 	if (fallocate(fd, mode, (off_t)off, (off_t)len))
 		return -errno;
-	if (hooked() && log_on() && (role = role_of(fd)) >= 0 &&
+	if (bio_hooked() && bio_hook_logging() && (role = bio_role_of(fd)) >= 0 &&
 	    (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)))
-		log_record(mode & FALLOC_FL_PUNCH_HOLE ? REC_PUNCH : REC_ZERO, role,
+		bio_hook_log(mode & FALLOC_FL_PUNCH_HOLE ? BIO_REC_PUNCH : BIO_REC_ZERO, role,
 			   off, len, NULL, 0);
 	return 0;
 }
@@ -661,10 +170,10 @@ int bio_clone_range(int dest_fd, int src_fd, uint64_t off, uint64_t len)
 	};
 	int ret;
 
-	if (hooked()) {
-		if (log_on())
+	if (bio_hooked()) {
+		if (bio_hook_logging())
 			return -EOPNOTSUPP;
-		if ((ret = fault_check(dest_fd, OP_WRITE, off, len)))
+		if ((ret = bio_hook_fault(dest_fd, BIO_OP_WRITE, off, len)))
 			return ret;
 	}
 	return ioctl(dest_fd, FICLONERANGE, &r) ? -errno : 0;
@@ -687,10 +196,10 @@ int bio_will_read(int fd, uint64_t off, size_t len)
 	uint64_t size;
 	int ret;
 
-	if (hooked() && (ret = fault_check(fd, OP_READ, off, len)))
+	if (bio_hooked() && (ret = bio_hook_fault(fd, BIO_OP_READ, off, len)))
 		return ret;
 	/* what bio_pread would find: SOURCE ending inside (spec 1.4) */
-	if (role_of(fd) != BIO_SOURCE)
+	if (bio_role_of(fd) != BIO_SOURCE)
 		return 0;
 	if ((ret = bio_size(fd, &size)))
 		return ret;

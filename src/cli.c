@@ -17,67 +17,50 @@
  */
 #include "clonefs/control.h"
 #include "clonefs/metadata.h"
+#include "cli.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <glib.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
-#include <time.h>
 #include <unistd.h>
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
 #endif
 
-#define EXIT_FAIL 1
-#define EXIT_USAGE 2
-#define EXIT_FELL_BACK 3	/* check: repaired by falling back to an older transaction */
-#define EXIT_TIMEOUT 124
-#define EXIT_INTERRUPTED 130
-
-struct command {
-	const char *name;
-	const char *synopsis;
-	const char *help;
-	int (*run)(const struct command *cmd, int argc, char **argv);
-};
-
-/* An option of a subcommand: a flag (@flag) or one with a value (@value). */
-struct optdef {
-	const char *name;  /* "--json" */
-	const char *alias; /* "-n", or NULL */
-	bool *flag;
-	const char **value;
-};
-
 /* The stream of a progress bar line not yet ended (clonefs wait), or NULL. */
 static FILE *open_line;
 
-/* "clonefs: " and a message on stderr, on a line of its own. */
-static void G_GNUC_PRINTF(1, 2) errmsg(const char *fmt, ...)
+void cli_line_open(FILE *f)
 {
-	va_list ap;
+	open_line = f;
+}
 
+void cli_line_end(void)
+{
 	if (open_line) {
 		fputc('\n', open_line);
 		open_line = NULL;
 	}
+}
+
+void errmsg(const char *fmt, ...)
+{
+	va_list ap;
+
+	cli_line_end();
 	fputs("clonefs: ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 }
 
-static int G_GNUC_PRINTF(2, 3)
-usage_error(const struct command *cmd, const char *fmt, ...)
+int usage_error(const struct command *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -93,13 +76,8 @@ usage_error(const struct command *cmd, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-/*
- * Sort argv into @opts and positional arguments (@pos, @npos). Options may
- * come anywhere; "--opt=V" and "--opt V" both work; "--" ends options.
- * -h/--help prints the command's help and exits. Returns 0 or EXIT_USAGE.
- */
-static int parse_args(const struct command *cmd, int argc, char **argv,
-		      const struct optdef *opts, char **pos, int *npos)
+int parse_args(const struct command *cmd, int argc, char **argv,
+	       const struct optdef *opts, char **pos, int *npos)
 {
 	bool only_pos = false;
 
@@ -147,8 +125,7 @@ static int parse_args(const struct command *cmd, int argc, char **argv,
 	return 0;
 }
 
-/* Seconds as a decimal ("60", "0.5"); >= @min. */
-static int parse_seconds(const char *s, double min, double *out)
+int parse_seconds(const char *s, double min, double *out)
 {
 	char *end;
 	double v;
@@ -181,9 +158,7 @@ static void report_mount_error(const char *arg, int err)
 	}
 }
 
-/* MOUNTPOINT/image, or ARG itself when it is not a directory (the image).
- * NULL, with the reason printed, if ARG cannot be looked at. */
-static char *image_path(const char *arg)
+char *image_path(const char *arg)
 {
 	struct stat st;
 
@@ -226,9 +201,7 @@ static int read_xattr(const char *path, const char *name, char **out)
 	return -ERANGE;
 }
 
-/* The status attribute @name of ARG (a mountpoint or the image), or NULL
- * with the reason printed. */
-static char *get_status(const char *arg, const char *name)
+char *get_status(const char *arg, const char *name)
 {
 	char *path = image_path(arg), *val = NULL;
 	int ret;
@@ -326,405 +299,6 @@ out:
 	g_free(status);
 	g_free(path);
 	g_free(text);
-	g_free(pos);
-	return ret;
-}
-
-/* --- wait ------------------------------------------------------------------ */
-
-/*
- * The few fields of the daemon's JSON that wait needs. The JSON is flat, with
- * keys written by control_format_json(), so finding "\"key\": " is enough;
- * strings in it are escaped, so a key can't be matched inside a value.
- */
-struct progress {
-	uint64_t hydrated, total;       /* regions */
-	uint64_t bytes, bytes_total;
-	double rate;                    /* daemon's recent copy rate, bytes/s */
-	uint64_t copy_errors;
-	bool enabled;
-	char mode[8], metadata_mode[8]; /* "rw", "ro"; metadata also "fail" */
-};
-
-static const char *json_find(const char *json, const char *key)
-{
-	char *pat = g_strdup_printf("\"%s\": ", key);
-	const char *p = strstr(json, pat);
-
-	if (p)
-		p += strlen(pat);
-	g_free(pat);
-	return p;
-}
-
-static bool json_u64(const char *json, const char *key, uint64_t *out)
-{
-	const char *p = json_find(json, key);
-	char *end;
-
-	if (!p || *p < '0' || *p > '9')
-		return false;
-	errno = 0;
-	*out = strtoull(p, &end, 10);
-	return !errno && end != p;
-}
-
-static bool json_double(const char *json, const char *key, double *out)
-{
-	const char *p = json_find(json, key);
-	char *end;
-
-	if (!p)
-		return false;
-	*out = strtod(p, &end);
-	return end != p;
-}
-
-static bool json_bool(const char *json, const char *key, bool *out)
-{
-	const char *p = json_find(json, key);
-
-	if (p && !strncmp(p, "true", 4))
-		*out = true;
-	else if (p && !strncmp(p, "false", 5))
-		*out = false;
-	else
-		return false;
-	return true;
-}
-
-static bool json_word(const char *json, const char *key, char *buf, size_t len)
-{
-	const char *p = json_find(json, key), *q;
-
-	if (!p || *p != '"' || !(q = strchr(p + 1, '"')) ||
-	    (size_t)(q - p - 1) >= len)
-		return false;
-	memcpy(buf, p + 1, q - p - 1);
-	buf[q - p - 1] = '\0';
-	return true;
-}
-
-static bool parse_progress(const char *json, struct progress *p)
-{
-	memset(p, 0, sizeof(*p));
-	return json_u64(json, "hydrated_regions", &p->hydrated) &&
-	       json_u64(json, "total_regions", &p->total) &&
-	       json_u64(json, "bytes_hydrated", &p->bytes) &&
-	       json_u64(json, "bytes_total", &p->bytes_total) &&
-	       json_double(json, "hydration_rate", &p->rate) &&
-	       json_u64(json, "copy_errors", &p->copy_errors) &&
-	       json_bool(json, "hydration_enabled", &p->enabled) &&
-	       json_word(json, "mode", p->mode, sizeof(p->mode)) &&
-	       json_word(json, "metadata_mode", p->metadata_mode,
-			 sizeof(p->metadata_mode));
-}
-
-/* Progress rate over a sliding window of samples of bytes_hydrated. */
-#define RATE_WINDOW_US (10 * G_USEC_PER_SEC)
-#define RATE_SAMPLES 64
-
-struct rate_window {
-	int64_t t[RATE_SAMPLES];
-	uint64_t b[RATE_SAMPLES];
-	int n;
-};
-
-/* Add a sample; return bytes/s over the window, or @fallback while the
- * window spans less than a second. */
-static double rate_update(struct rate_window *w, int64_t now, uint64_t bytes,
-			  double fallback)
-{
-	int drop = 0;
-	double dt;
-
-	if (w->n && bytes < w->b[w->n - 1])
-		w->n = 0; /* went backwards (rolled back): start over */
-	if (w->n == RATE_SAMPLES)
-		drop = 1;
-	while (drop < w->n - 1 && now - w->t[drop] > RATE_WINDOW_US)
-		drop++;
-	if (drop) {
-		memmove(w->t, w->t + drop, (w->n - drop) * sizeof(w->t[0]));
-		memmove(w->b, w->b + drop, (w->n - drop) * sizeof(w->b[0]));
-		w->n -= drop;
-	}
-	w->t[w->n] = now;
-	w->b[w->n] = bytes;
-	w->n++;
-	dt = (double)(now - w->t[0]) / G_USEC_PER_SEC;
-	if (dt < 1.0)
-		return fallback;
-	return (double)(bytes - w->b[0]) / dt;
-}
-
-/* Tenths of a percent, never 100.0 before the end. */
-static unsigned permille(const struct progress *p)
-{
-	unsigned pm;
-
-	if (!p->total || p->hydrated >= p->total)
-		return 1000;
-	pm = (unsigned)((double)p->hydrated * 1000.0 / (double)p->total);
-	return pm > 999 ? 999 : pm;
-}
-
-static void format_hms(char *buf, size_t len, double secs)
-{
-	uint64_t s;
-
-	if (!(secs >= 0) || secs > 359999999.0) {
-		snprintf(buf, len, "--:--:--");
-		return;
-	}
-	s = (uint64_t)(secs + 0.5);
-	snprintf(buf, len, "%02" G_GUINT64_FORMAT ":%02u:%02u", s / 3600,
-		 (unsigned)(s / 60 % 60), (unsigned)(s % 60));
-}
-
-/* "120.5 MiB" (plain ASCII, unlike g_format_size). */
-static void format_bytes(char *buf, size_t len, double bytes)
-{
-	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
-	unsigned u = 0;
-
-	while (bytes >= 1024 && u + 1 < G_N_ELEMENTS(units)) {
-		bytes /= 1024;
-		u++;
-	}
-	snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
-}
-
-/* "120.5 MiB/s, 00:00:12 left" or why there is no estimate. */
-static char *format_speed(const struct progress *p, double rate)
-{
-	char size[32], hms[32];
-
-	if (p->hydrated >= p->total)
-		return g_strdup("done");
-	if (!p->enabled && rate < 1.0)
-		return g_strdup("hydration disabled");
-	format_bytes(size, sizeof(size), rate > 0 ? rate : 0);
-	format_hms(hms, sizeof(hms), rate >= 1.0 ?
-		   (double)(p->bytes_total - MIN(p->bytes, p->bytes_total)) / rate
-		   : -1);
-	return g_strdup_printf("%s/s, %s left", size, hms);
-}
-
-static void print_plain(const struct progress *p, double rate)
-{
-	unsigned pm = permille(p);
-	char *speed = format_speed(p, rate);
-
-	printf("clonefs: %u.%u%% hydrated (%" G_GUINT64_FORMAT "/%"
-	       G_GUINT64_FORMAT " regions), %s", pm / 10, pm % 10, p->hydrated,
-	       p->total, speed);
-	if (p->copy_errors)
-		printf(", %" G_GUINT64_FORMAT " copy errors", p->copy_errors);
-	putchar('\n');
-	fflush(stdout);
-	g_free(speed);
-}
-
-/* "\r[#####.....]  42.0%  1234/4096  120.5 MiB/s, 00:00:12 left", exactly
- * the terminal's width less one, so each redraw covers the last. */
-static void draw_bar(FILE *f, const struct progress *p, double rate)
-{
-	struct winsize ws;
-	unsigned pm = permille(p);
-	int cols = 80, barw, fill;
-	char *speed = format_speed(p, rate);
-	GString *tail = g_string_new(NULL);
-
-	if (!ioctl(fileno(f), TIOCGWINSZ, &ws) && ws.ws_col > 0)
-		cols = ws.ws_col;
-	g_string_printf(tail, " %3u.%u%%  %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT
-			"  %s", pm / 10, pm % 10, p->hydrated, p->total, speed);
-	if (p->copy_errors)
-		g_string_append_printf(tail, ", %" G_GUINT64_FORMAT " errors",
-				       p->copy_errors);
-	barw = cols - 1 - (int)tail->len - 2;
-	fputc('\r', f);
-	if (barw >= 10) {
-		fill = (int)((uint64_t)barw * pm / 1000);
-		fputc('[', f);
-		for (int i = 0; i < barw; i++)
-			fputc(i < fill ? '#' : '.', f);
-		fputc(']', f);
-		fputs(tail->str, f);
-	} else {
-		fprintf(f, "%-*.*s", cols - 1, cols - 1, tail->str + 1);
-	}
-	fflush(f);
-	g_string_free(tail, TRUE);
-	g_free(speed);
-}
-
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	interrupted = 1;
-}
-
-/* Sleep @us unless a signal comes. */
-static void nap(int64_t us)
-{
-	struct timespec ts = { us / G_USEC_PER_SEC, us % G_USEC_PER_SEC * 1000 };
-
-	if (us > 0)
-		nanosleep(&ts, NULL);
-}
-
-/* Sleep up to @us, or until the daemon reports every region hydrated:
- * POLLPRI on the image @fd. A daemon without poll answers with a mask
- * that lacks POLLPRI, so this then sleeps the whole time. */
-static void await_hydrated(int fd, int64_t us)
-{
-	struct pollfd pfd = { .fd = fd, .events = POLLPRI };
-
-	if (us <= 0)
-		return;
-	if (fd < 0 || (poll(&pfd, 1, (int)((us + 999) / 1000)) < 0 && errno != EINTR))
-		nap(us);
-}
-
-static int cmd_wait(const struct command *cmd, int argc, char **argv)
-{
-	const char *timeout_s = NULL, *interval_s = NULL;
-	const struct optdef opts[] = {
-		{ "--timeout", "-t", NULL, &timeout_s },
-		{ "--interval", "-i", NULL, &interval_s },
-		{ 0 },
-	};
-	char **pos = g_new0(char *, argc + 1), *json = NULL, *why = NULL;
-	char hms[32];
-	FILE *tty = isatty(STDERR_FILENO) ? stderr :
-		    isatty(STDOUT_FILENO) ? stdout : NULL;
-	double timeout = 0, interval = tty ? 1.0 : 5.0, rate;
-	int64_t start, now, deadline, last_report = 0, poll_us;
-	struct sigaction sa = { .sa_handler = on_signal };
-	struct rate_window win = { .n = 0 };
-	struct progress p;
-	const char *arg;
-	int npos, ret, fd = -1;
-
-	ret = parse_args(cmd, argc, argv, opts, pos, &npos);
-	if (ret)
-		goto out;
-	if (npos != 1) {
-		ret = usage_error(cmd, "wait needs one MOUNTPOINT");
-		goto out;
-	}
-	if (timeout_s && parse_seconds(timeout_s, 0, &timeout)) {
-		ret = usage_error(cmd, "bad --timeout '%s': seconds, 0 for none",
-				  timeout_s);
-		goto out;
-	}
-	if (interval_s && parse_seconds(interval_s, 0.1, &interval)) {
-		ret = usage_error(cmd, "bad --interval '%s': seconds, at least 0.1",
-				  interval_s);
-		goto out;
-	}
-	arg = pos[0];
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-
-	/* Read the status at least once a second (progress, failures), and in
-	 * between sleep in poll(2) on the image, which the daemon ends when the
-	 * last region is hydrated; report (redraw the bar, or print a line)
-	 * every --interval. */
-	poll_us = (int64_t)(MIN(interval, 1.0) * G_USEC_PER_SEC);
-	start = g_get_monotonic_time();
-	deadline = start + (int64_t)(timeout * G_USEC_PER_SEC);
-	for (;;) {
-		bool done, report;
-
-		g_free(json);
-		json = interrupted ? NULL : get_status(arg, CONTROL_XATTR_JSON);
-		if (!json) {
-			ret = interrupted ? EXIT_INTERRUPTED : EXIT_FAIL;
-			break;
-		}
-		if (!parse_progress(json, &p)) {
-			errmsg("%s: cannot read the status "
-				"(unexpected JSON from the daemon)\n", arg);
-			ret = EXIT_FAIL;
-			break;
-		}
-		now = g_get_monotonic_time();
-		rate = rate_update(&win, now, p.bytes, p.rate);
-		done = p.hydrated >= p.total;
-		report = done || !last_report ||
-			 now - last_report >= (int64_t)(interval * G_USEC_PER_SEC) - poll_us / 2;
-		if (report && tty) {
-			draw_bar(tty, &p, rate);
-			open_line = tty;
-		} else if (report && !done) {
-			print_plain(&p, rate);
-		}
-		if (report)
-			last_report = now;
-		if (!strcmp(p.metadata_mode, "fail")) {
-			why = g_strdup("metadata failed (status Fail); see the "
-				       "daemon's log, then unmount and run "
-				       "clonefs check on META");
-			ret = EXIT_FAIL;
-			break;
-		}
-		if (done) {
-			ret = 0;
-			break;
-		}
-		if (!strcmp(p.mode, "ro")) {
-			why = g_strdup("the clone is read-only (mounted ro, or a "
-				       "metadata commit failed): hydration cannot "
-				       "finish");
-			ret = EXIT_FAIL;
-			break;
-		}
-		if (timeout > 0 && now >= deadline) {
-			unsigned pm = permille(&p);
-
-			why = g_strdup_printf("timed out after %g s at %u.%u%% (%"
-					      G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT
-					      " regions)", timeout, pm / 10,
-					      pm % 10, p.hydrated, p.total);
-			ret = EXIT_TIMEOUT;
-			break;
-		}
-		if (fd < 0) {
-			char *path = image_path(arg);
-
-			/* O_DIRECT, though it never reads: while a cached open
-			 * of the image exists, the kernel puts O_DIRECT writes
-			 * back under the file's lock, one at a time. */
-			fd = path ? open(path, O_RDONLY | O_DIRECT | O_CLOEXEC) : -1;
-			if (fd < 0 && errno == EINVAL && path)
-				fd = open(path, O_RDONLY | O_CLOEXEC);
-			g_free(path);
-		}
-		await_hydrated(fd, timeout > 0 ? MIN(poll_us, deadline - now) : poll_us);
-	}
-	if (why) {
-		errmsg("%s: %s\n", arg, why);
-	} else if (ret == 0 && !tty) {
-		format_hms(hms, sizeof(hms), (double)(now - start) / G_USEC_PER_SEC);
-		printf("clonefs: 100.0%% hydrated (%" G_GUINT64_FORMAT "/%"
-		       G_GUINT64_FORMAT " regions) in %s\n", p.hydrated, p.total,
-		       hms);
-	}
-	if (open_line) {
-		fputc('\n', open_line);
-		open_line = NULL;
-	}
-out:
-	if (fd >= 0)
-		close(fd);
-	g_free(why);
-	g_free(json);
 	g_free(pos);
 	return ret;
 }

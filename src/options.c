@@ -2,8 +2,10 @@
  * options.c - parse and validate clone tunables. See options.h.
  */
 #include "clonefs/options.h"
+#include "clonefs/errf.h"
 
 #include <errno.h>
+#include <glib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,28 +83,11 @@ bool options_region_size_valid(uint64_t size)
 	       (size & (size - 1)) == 0;
 }
 
-static int bad(char *err, size_t errlen, const char *name, const char *val,
-	       const char *why)
+/* "name" sets a flag, "name=on|off" says which. 1 if @name is no flag;
+ * else 0, with *@why set when @val is bad. */
+static int apply_flag(struct clone_options *o, const char *name,
+		      const char *val, const char **why)
 {
-	snprintf(err, errlen, "bad value '%s' for %s: %s", val ? val : "",
-		 name, why);
-	return -EINVAL;
-}
-
-int options_apply(struct clone_options *o, const char *opt, char *err,
-		  size_t errlen)
-{
-	const char *eq = strchr(opt, '=');
-	size_t nlen = eq ? (size_t)(eq - opt) : strlen(opt);
-	const char *val = eq ? eq + 1 : NULL;
-	uint64_t v;
-	char name[64];
-
-	if (nlen >= sizeof(name))
-		return 1;
-	memcpy(name, opt, nlen);
-	name[nlen] = '\0';
-
 	struct flag { const char *name; bool *field; } flags[] = {
 		{ "no_hydration", &o->no_hydration },
 		{ "copy_on_read", &o->copy_on_read },
@@ -110,84 +95,118 @@ int options_apply(struct clone_options *o, const char *opt, char *err,
 		{ "ro", &o->ro },
 		{ "nofollow", &o->nofollow },
 	};
-	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
-		if (strcmp(name, flags[i].name))
-			continue;
-		if (!val) {
-			*flags[i].field = true;
-			return 0;
-		}
-		if (options_parse_bool(val, flags[i].field))
-			return bad(err, errlen, name, val, "expected on or off");
-		return 0;
-	}
+
 	if (!strcmp(name, "rw") && !val) {
 		o->ro = false;
 		return 0;
 	}
-	if (!strcmp(name, "region_size")) {
-		if (options_parse_size(val, &v) || !options_region_size_valid(v))
-			return bad(err, errlen, name, val,
-				   "must be a power of two from 4k to 1G");
-		o->region_size = (uint32_t)v;
-		o->region_size_explicit = true;
-		return 0;
-	}
-	if (!strcmp(name, "hydration_threshold")) {
-		if (options_parse_uint(val, 1, 1u << 20, &v))
-			return bad(err, errlen, name, val,
-				   "must be a number from 1 to 1048576");
-		o->hydration_threshold = (uint32_t)v;
-		return 0;
-	}
-	if (!strcmp(name, "hydration_batch_size")) {
-		if (options_parse_uint(val, 1, 1u << 20, &v))
-			return bad(err, errlen, name, val,
-				   "must be a number from 1 to 1048576");
-		o->hydration_batch_size = (uint32_t)v;
-		return 0;
-	}
-	if (!strcmp(name, "hydration_rate")) {
-		if (options_parse_size(val, &v))
-			return bad(err, errlen, name, val,
-				   "must be bytes per second (0 = unlimited)");
-		o->hydration_rate = v;
-		return 0;
-	}
-	if (!strcmp(name, "uid") || !strcmp(name, "gid")) {
-		if (options_parse_uint(val, 0, UINT32_MAX - 1, &v))
-			return bad(err, errlen, name, val, "must be a numeric id");
-		*(name[0] == 'u' ? &o->uid : &o->gid) = (int64_t)v;
-		return 0;
-	}
-	if (!strcmp(name, "umask")) {
-		char *end;
-		long m;
-
-		errno = 0;
-		m = val && *val >= '0' && *val <= '7' ? strtol(val, &end, 8) : -1;
-		if (m < 0 || m > 0777 || errno || *end)
-			return bad(err, errlen, name, val, "must be octal, 000 to 777");
-		o->umask = (int32_t)m;
-		return 0;
-	}
-	if (!strcmp(name, "commit_period")) {
-		/* seconds, as dm-clone and the spec talk of "every 1 s"; "ms" suffix allowed */
-		size_t l = val ? strlen(val) : 0;
-		char tmp[32];
-		if (l > 2 && l < sizeof(tmp) && !strcmp(val + l - 2, "ms")) {
-			memcpy(tmp, val, l - 2);
-			tmp[l - 2] = '\0';
-			if (options_parse_uint(tmp, 10, 3600000, &v))
-				return bad(err, errlen, name, val, "10ms to 3600s");
-			o->commit_period_ms = (uint32_t)v;
-			return 0;
-		}
-		if (options_parse_uint(val, 1, 3600, &v))
-			return bad(err, errlen, name, val,
-				   "must be seconds from 1 to 3600 (or NNNms)");
-		o->commit_period_ms = (uint32_t)(v * 1000);
+	for (size_t i = 0; i < G_N_ELEMENTS(flags); i++) {
+		if (strcmp(name, flags[i].name))
+			continue;
+		if (!val)
+			*flags[i].field = true;
+		else if (options_parse_bool(val, flags[i].field))
+			*why = OPTIONS_BOOL_RULE;
 		return 0;
 	}
 	return 1;
+}
+
+/* commit_period: seconds, as dm-clone and the spec talk of "every 1 s";
+ * an "ms" suffix gives milliseconds. */
+static const char *parse_commit_period(const char *val, uint32_t *ms)
+{
+	size_t l = val ? strlen(val) : 0;
+	char tmp[32];
+	uint64_t v;
+
+	if (l > 2 && l < sizeof(tmp) && !strcmp(val + l - 2, "ms")) {
+		memcpy(tmp, val, l - 2);
+		tmp[l - 2] = '\0';
+		if (options_parse_uint(tmp, 10, 3600000, &v))
+			return "10ms to 3600s";
+		*ms = (uint32_t)v;
+		return NULL;
+	}
+	if (options_parse_uint(val, 1, 3600, &v))
+		return "must be seconds from 1 to 3600 (or NNNms)";
+	*ms = (uint32_t)(v * 1000);
+	return NULL;
+}
+
+static const char *parse_umask(const char *val, int32_t *out)
+{
+	char *end;
+	long m;
+
+	errno = 0;
+	m = val && *val >= '0' && *val <= '7' ? strtol(val, &end, 8) : -1;
+	if (m < 0 || m > 0777 || errno || *end)
+		return "must be octal, 000 to 777";
+	*out = (int32_t)m;
+	return NULL;
+}
+
+/* The tunables with a value. 1 if @name is none of them; else 0, with
+ * *@why set when @val is bad (and @o unchanged). */
+static int apply_value(struct clone_options *o, const char *name,
+		       const char *val, const char **why)
+{
+	uint64_t v;
+
+	if (!strcmp(name, "region_size")) {
+		if (options_parse_size(val, &v) || !options_region_size_valid(v))
+			*why = OPTIONS_REGION_SIZE_RULE;
+		else {
+			o->region_size = (uint32_t)v;
+			o->region_size_explicit = true;
+		}
+	} else if (!strcmp(name, "hydration_threshold") ||
+		   !strcmp(name, "hydration_batch_size")) {
+		if (options_parse_uint(val, 1, 1u << 20, &v))
+			*why = OPTIONS_COUNT_RULE;
+		else
+			*(!strcmp(name, "hydration_threshold") ?
+			  &o->hydration_threshold : &o->hydration_batch_size) =
+				(uint32_t)v;
+	} else if (!strcmp(name, "hydration_rate")) {
+		if (options_parse_size(val, &v))
+			*why = OPTIONS_RATE_RULE;
+		else
+			o->hydration_rate = v;
+	} else if (!strcmp(name, "uid") || !strcmp(name, "gid")) {
+		if (options_parse_uint(val, 0, UINT32_MAX - 1, &v))
+			*why = "must be a numeric id";
+		else
+			*(name[0] == 'u' ? &o->uid : &o->gid) = (int64_t)v;
+	} else if (!strcmp(name, "umask")) {
+		*why = parse_umask(val, &o->umask);
+	} else if (!strcmp(name, "commit_period")) {
+		*why = parse_commit_period(val, &o->commit_period_ms);
+	} else {
+		return 1;
+	}
+	return 0;
+}
+
+int options_apply(struct clone_options *o, const char *opt, char *err,
+		  size_t errlen)
+{
+	const char *eq = strchr(opt, '=');
+	size_t nlen = eq ? (size_t)(eq - opt) : strlen(opt);
+	const char *val = eq ? eq + 1 : NULL, *why = NULL;
+	char name[64];
+	int ret;
+
+	if (nlen >= sizeof(name))
+		return 1;
+	memcpy(name, opt, nlen);
+	name[nlen] = '\0';
+	ret = apply_flag(o, name, val, &why);
+	if (ret == 1)
+		ret = apply_value(o, name, val, &why);
+	if (why)
+		return errf(err, errlen, -EINVAL, "bad value '%s' for %s: %s",
+			    val ? val : "", name, why);
+	return ret;
 }

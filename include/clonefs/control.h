@@ -20,6 +20,38 @@
 #define CONTROL_XATTR_JSON "user.clonefs.json"
 #define CONTROL_XATTR_MESSAGE "user.clonefs.message"
 
+/*
+ * The keys of the JSON status, one flat object written by
+ * control_format_json() and read by `clonefs wait` (and scripts). Counts,
+ * sizes and the rate are JSON integers; *_done, *_enabled and copy_on_read
+ * booleans; the modes "rw" or "ro" (metadata_mode also "fail"); features an
+ * array of dm-clone feature words; last_error a string, "" for none.
+ */
+#define CONTROL_KEY_METADATA_BLOCK_SIZE "metadata_block_size" /* sectors */
+#define CONTROL_KEY_METADATA_USED "metadata_used"             /* blocks */
+#define CONTROL_KEY_METADATA_TOTAL "metadata_total"
+#define CONTROL_KEY_REGION_SIZE "region_size"                 /* sectors */
+#define CONTROL_KEY_HYDRATED_REGIONS "hydrated_regions"
+#define CONTROL_KEY_TOTAL_REGIONS "total_regions"
+#define CONTROL_KEY_HYDRATING_REGIONS "hydrating_regions"
+#define CONTROL_KEY_FEATURES "features"
+#define CONTROL_KEY_HYDRATION_THRESHOLD "hydration_threshold"
+#define CONTROL_KEY_HYDRATION_BATCH_SIZE "hydration_batch_size"
+#define CONTROL_KEY_MODE "mode"
+#define CONTROL_KEY_METADATA_MODE "metadata_mode"
+#define CONTROL_KEY_REGION_SIZE_BYTES "region_size_bytes"
+#define CONTROL_KEY_BYTES_HYDRATED "bytes_hydrated"
+#define CONTROL_KEY_BYTES_TOTAL "bytes_total"                 /* the image */
+#define CONTROL_KEY_HYDRATION_DONE "hydration_done"
+#define CONTROL_KEY_HYDRATION_ENABLED "hydration_enabled"
+#define CONTROL_KEY_HYDRATION_RATE "hydration_rate"           /* bytes/s */
+#define CONTROL_KEY_HYDRATION_RATE_LIMIT "hydration_rate_limit" /* 0: none */
+#define CONTROL_KEY_COPY_ON_READ "copy_on_read"
+#define CONTROL_KEY_BYTES_COPIED "bytes_copied"
+#define CONTROL_KEY_COPY_ERRORS "copy_errors"
+#define CONTROL_KEY_LOST_WRITES "lost_writes"
+#define CONTROL_KEY_LAST_ERROR "last_error"
+
 enum control_verb {
 	MSG_ENABLE_HYDRATION,
 	MSG_DISABLE_HYDRATION,
@@ -41,7 +73,7 @@ int control_parse(const char *text, struct control_msg *msg, char *err,
 int control_message(struct clone *c, const char *text, char *err,
 		    size_t errlen);
 
-/* The status line (no newline) and JSON. With @commit, pending metadata is
+/* The status line (no newline) and JSON (one line, keys above). With @commit, pending metadata is
  * committed first so the counts are durable; without, they are those in
  * core. Return a g_malloc'd string. */
 char *control_status_line(struct clone *c, bool commit);

@@ -51,11 +51,21 @@ int options_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 /* "on"/"off"/"1"/"0"/"yes"/"no". */
 int options_parse_bool(const char *s, bool *out);
 
+/*
+ * Why a value is refused: the same words for a mount option (options_apply)
+ * and a message (control_parse), after "bad value 'V' for NAME: ".
+ */
+#define OPTIONS_REGION_SIZE_RULE "must be a power of two from 4k to 1G"
+#define OPTIONS_COUNT_RULE "must be a number from 1 to 1048576"
+#define OPTIONS_RATE_RULE "must be bytes per second (0 = unlimited)"
+#define OPTIONS_BOOL_RULE "expected on or off"
+
 /* Apply "name" or "name=value" for a clone option. Returns 0 if applied,
  * 1 if @opt is not a clone option, -EINVAL (with @err) if the value is bad. */
 int options_apply(struct clone_options *o, const char *opt, char *err,
 		  size_t errlen);
 
+/* A region size clonefs accepts: OPTIONS_REGION_SIZE_RULE says which. */
 bool options_region_size_valid(uint64_t size);
 
 #endif

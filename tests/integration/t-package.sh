@@ -39,7 +39,7 @@ for f in ./sbin/mount.clonefs ./sbin/clonefs ./usr/share/man/man8/clonefs.8.gz \
 done
 depends=$(dpkg-deb -f "$deb" Depends)
 log "Depends: $depends"
-for d in fuse3 libfuse3-3 libglib2.0-0 libssl3; do
+for d in fuse3 libfuse3-3 libglib2.0-0 libjson-glib-1.0-0 libssl3; do
 	grep -qE "(^|, )$d( |,|$)" <<< "$depends" || die "Depends lacks $d"
 done
 

@@ -18,7 +18,8 @@ if [ ! -x "$REPLAY" ]; then # not built by make check: build it here
 	REPLAY=$T/replay
 	gcc -std=gnu11 -O2 -D_GNU_SOURCE -I"$TOP/include" \
 		$(pkg-config --cflags glib-2.0) "$TOP/tests/replay/replay.c" \
-		"$TOP/src/metadata.c" "$TOP/src/blockio.c" -o "$REPLAY" \
+		"$TOP/src/metadata.c" "$TOP/src/blockio.c" "$TOP/src/bio_hooks.c" \
+		"$TOP/src/errf.c" -o "$REPLAY" \
 		$(pkg-config --libs glib-2.0 libcrypto) || die "cannot build replay"
 fi
 
