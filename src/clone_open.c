@@ -6,6 +6,7 @@
  */
 #include "clone_impl.h"
 #include "clonefs/blockio.h"
+#include "clonefs/errf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +26,7 @@ struct paths {
 	const char *source, *dest, *meta;
 };
 
-/* One line "ROLE PATH: why" in @err; returns @ret, the real cause. */
+/* errf() with the file named first: "ROLE PATH: why". */
 static int fail(char *err, size_t errlen, int ret, const char *role,
 		const char *path, const char *fmt, ...) G_GNUC_PRINTF(6, 7);
 
@@ -38,8 +39,7 @@ static int fail(char *err, size_t errlen, int ret, const char *role,
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	snprintf(err, errlen, "%s %s: %s", role, path, why);
-	return ret < 0 ? ret : -EINVAL;
+	return errf(err, errlen, ret < 0 ? ret : -EINVAL, "%s %s: %s", role, path, why);
 }
 
 static int file_size(int fd, const struct stat *st, uint64_t *size)
@@ -314,9 +314,8 @@ int clone_open(const char *source, const char *dest, const char *meta,
 	g_cond_init(&c->timer_cond);
 
 	if (!options_region_size_valid(o->region_size)) {
-		snprintf(err, errlen, "region size %u: must be a power of two "
-			 "from 4096 to 1073741824 bytes", o->region_size);
-		ret = -EINVAL;
+		ret = errf(err, errlen, -EINVAL, "region size %u: " OPTIONS_REGION_SIZE_RULE,
+			   o->region_size);
 		goto out;
 	}
 	if ((ret = open_source(c, source, &sst, err, errlen)) ||
