@@ -198,7 +198,6 @@ struct md {
 	uint8_t *buf;
 
 	uint64_t blocks_written;
-	uint64_t fail_after, fail_count;
 };
 
 static uint64_t ones_leaf[LEAF_WORDS] = { [0 ... LEAF_WORDS - 1] = ~0ULL };
@@ -326,13 +325,6 @@ static int blk_write(struct md *md, uint64_t nr, uint8_t *b, uint32_t kind,
 	r = block_csum(b, b);
 	if (r)
 		return r;
-	if (md->fail_after)
-		md->fail_after--;
-	else if (md->fail_count) {
-		if (md->fail_count != UINT64_MAX)
-			md->fail_count--;
-		return -EIO;
-	}
 	r = bio_pwrite(md->fd, b, BS, nr * BS);
 	if (!r)
 		__atomic_add_fetch(&md->blocks_written, 1, __ATOMIC_RELAXED);
@@ -2013,14 +2005,6 @@ void md_last_error(struct md *md, char *buf, size_t len)
 uint64_t md_blocks_written(struct md *md)
 {
 	return __atomic_load_n(&md->blocks_written, __ATOMIC_RELAXED);
-}
-
-void md_test_fail_writes(struct md *md, uint64_t after, uint64_t count)
-{
-	g_mutex_lock(&md->commit_lock);
-	md->fail_after = after;
-	md->fail_count = count;
-	g_mutex_unlock(&md->commit_lock);
 }
 
 void md_test_lock_wait(unsigned ms)

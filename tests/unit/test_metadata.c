@@ -621,6 +621,7 @@ START_TEST(write_error_rolls_back_and_needs_check)
 
 	/* fail the n-th write of a commit, for every n the commit has */
 	for (uint64_t nth = 0;; nth++) {
+		char spec[64];
 		int r;
 
 		g_unlink(meta);
@@ -630,8 +631,10 @@ START_TEST(write_error_rolls_back_and_needs_check)
 		ck_assert_int_eq(md_set_region_hydrated(md, 2), 0);
 		ck_assert_int_eq(md_set_region_hydrated(md, 50000), 0);
 		ck_assert_int_eq(md_pre_commit(md), 0);
-		md_test_fail_writes(md, nth, 1);
+		snprintf(spec, sizeof(spec), "meta:write:eio:after=%" PRIu64 ":once", nth);
+		ck_assert_int_eq(bio_fault_set(spec, NULL, 0), 0);
 		r = md_commit(md);
+		bio_fault_clear();
 		if (r == 0) {
 			ck_assert_uint_ge(nth, 3);
 			md_close(md);
@@ -666,8 +669,9 @@ START_TEST(write_error_rolls_back_and_needs_check)
 	md = open_ok(4096, 1000);
 	ck_assert_int_eq(md_set_region_hydrated(md, 1), 0);
 	ck_assert_int_eq(md_pre_commit(md), 0);
-	md_test_fail_writes(md, 0, UINT64_MAX);
+	ck_assert_int_eq(bio_fault_set("meta:write:eio", NULL, 0), 0);
 	ck_assert_int_eq(md_commit(md), -EIO);
+	bio_fault_clear();
 	ck_assert_int_eq(md_mode(md), MD_MODE_FAIL);
 	ck_assert(!md_region_hydrated(md, 1));
 	ck_assert_int_eq(md_set_region_hydrated(md, 2), -EIO);
@@ -1240,8 +1244,9 @@ START_TEST(dest_tag)
 	md = open_ok(4096, 5000);
 	ck_assert_int_eq(md_set_dest_tagged(md), 0);
 	ck_assert_int_eq(md_pre_commit(md), 0);
-	md_test_fail_writes(md, 0, 1);
+	ck_assert_int_eq(bio_fault_set("meta:write:eio:once", NULL, 0), 0);
 	ck_assert_int_eq(md_commit(md), -EIO);
+	bio_fault_clear();
 	ck_assert(!md_dest_tagged(md));
 	ck_assert_int_eq(md_set_dest_tagged(md), -EIO);
 	md_close(md);
