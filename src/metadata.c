@@ -1,8 +1,9 @@
 /*
  * metadata.c - the persistent clone metadata in META (metadata.h); the
- * layout is format.h and docs/format.md. Here: the verbs, open and format,
- * check, repair and dump. Split out so far: md_block.c (checksummed
- * blocks), md_bittree.c (bit trees), md_tm.c (space map, transactions).
+ * layout is format.h and docs/format.md. Here: the verbs, open and format.
+ * Split out so far: md_block.c (checksummed blocks), md_bittree.c (bit
+ * trees), md_tm.c (space map, transactions), md_tools.c (check, repair,
+ * dump).
  *
  * META holds two bit trees: the hydration bitmap (1 bit per region, 1 =
  * hydrated) and the space map (1 bit per META block, 1 = in use). Blocks 0
@@ -31,13 +32,11 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE	/* SEEK_DATA, SEEK_HOLE, renameat2 */
 #endif
-#include "md_tm.h"
-#include "clonefs/metadata.h"
+#include "md_impl.h"
 #include "clonefs/blockio.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <glib.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,76 +46,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-_Static_assert(MD_BLOCK_SIZE == MD_FMT_BLOCK_SIZE, "metadata.h and format.h agree");
-
-struct md {
-	GMutex commit_lock;
-	GMutex lock;
-	bool readonly;
-	int mode;			/* enum md_mode, atomic */
-	char errbuf[256];
-
-	/* the committed superblock */
-	struct md_sb slots[2];
-	uint8_t uuid[16];
-	struct md_geometry geo;
-	uint32_t flags;
-	uint32_t version;		/* of the committed trees: 1 until upgraded */
-	int slot;
-	uint64_t committed_hydrated;	/* regions hydrated in the committed state */
-	uint64_t next_hydrated;		/* ... in the transaction being written */
-	uint16_t *leaf_pop;		/* committed bits of each bitmap leaf */
-
-	struct md_tree bm;		/* the hydration bitmap */
-	struct md_tm tm;		/* META's blocks, the space map, the transaction */
-
-	/* live bitmap (lock) */
-	uint8_t *dirty;
-	GArray *dirty_list;
-	uint64_t nr_hydrated;		/* atomic */
-	uint32_t new_flags;		/* superblock flags set since pre_commit */
-
-	/* frozen set (commit_lock) */
-	uint64_t **frozen;
-	GArray *frozen_list;
-	unsigned nr_frozen;		/* atomic, for md_changed */
-	uint32_t frozen_flags;		/* atomic, for md_changed */
-
-	uint8_t *buf;			/* one block, for commits (commit_lock) */
-};
-
-/* How md_open_fd, md_open, md_open_existing and the tools open META. */
-struct opener {
-	const char *path;
-	bool have_geo;			/* a mount: geometry known (else META's) */
-	struct md_geometry geo;
-	uint64_t image_size;		/* bytes; 0: geo.region_count is exact */
-	bool rs_explicit;		/* geo.region_size must match META's */
-	bool readonly;
-	bool tool;			/* never format; open even if needs_check */
-	bool check;			/* md_check: report leaked blocks too */
-	bool lock;			/* flock META first (md_open_fd) */
-	bool nofollow;
-	int slot;			/* -1: the newest valid slot, else this one */
-};
-
-/* metadata.c */
-int md_new(const struct md_geometry *geo, uint64_t nr_blocks, struct md **out);
-/* Frees @md and closes its fd (if any) without committing. */
-void md_free(struct md *md);
-/* Writes the current roots into superblock @slot; version 1 trees get version 1. */
-int md_write_super(struct md *md, int slot, uint32_t flags, uint64_t hydrated);
-/* Writes the frozen set, swaps superblocks (commit_lock held). */
-int md_commit_locked(struct md *md);
-
-/* md_open.c */
-/* Opens META from @fd (-1: it does not exist). Takes ownership of @fd. */
-int md_open_meta(int fd, const struct opener *o, struct md **out, char *err, size_t len);
-/* META opened for reading, or reading and writing; @may_miss: -1 if missing. */
-int md_open_path(const char *path, bool readonly, bool may_miss, int *fd,
-		 char *err, size_t len);
-/* Reads and decodes both superblock slots. */
-int md_read_slots(int fd, struct md_sb *s, char *err, size_t len);
 
 static void free_frozen(struct md *md);
 
@@ -1262,192 +1191,4 @@ int md_open_existing(const char *path, bool readonly, struct md **out,
 	int fd, r = md_open_path(path, readonly, false, &fd, err, errlen);
 
 	return r ? r : md_open_meta(fd, &o, out, err, errlen);
-}
-
-/* "N regions" or "an unknown number of regions" for a lost transaction. */
-static void lost_regions(char *buf, size_t len, bool known, uint64_t n)
-{
-	if (known)
-		snprintf(buf, len, "%" PRIu64 " regions", n);
-	else
-		snprintf(buf, len, "an unknown number of regions");
-}
-
-/* Newest state clean: rewrite the other slot if it is damaged or needs_check is set. */
-static int repair_slots(struct md *md, bool repair, char *err, size_t len)
-{
-	const struct md_sb *other = &md->slots[1 - md->slot];
-	bool bad = other->state != MD_SB_VALID && other->state != MD_SB_EMPTY;
-	bool newer = other->state == MD_SB_BAD && other->raw_txid > md->tm.txid;
-	bool nc = md->flags & MD_SB_NEEDS_CHECK;
-	bool known = other->version >= 2 && other->hydrated >= md->committed_hydrated &&
-		     other->hydrated <= md->geo.region_count;
-	char lost[96];
-	int r;
-
-	if (bad && !repair)
-		return md_errf(err, len, -EILSEQ, "superblock slot %d: %s", 1 - md->slot,
-			       other->why);
-	if (!repair || (!bad && !nc))
-		return 0;
-	/* the other slot is not in use: rewriting it with this state is safe */
-	r = md_write_super(md, 1 - md->slot, md->flags & ~MD_SB_NEEDS_CHECK,
-			   md->committed_hydrated);
-	if (!r)
-		r = bio_flush(md->tm.fd);
-	if (r)
-		return md_errf(err, len, r, "cannot write the superblock: %s", strerror(-r));
-	if (newer) {
-		/* a torn or damaged newest superblock: its fields are only a hint */
-		lost_regions(lost, sizeof(lost), known, other->hydrated - md->committed_hydrated);
-		md_errf(err, len, 0, "superblock slot %d (transaction %" PRIu64 ") is damaged"
-			" (%s); fell back to transaction %" PRIu64 ": %s hydrated in the lost"
-			" transaction read SOURCE again%s", 1 - md->slot, other->raw_txid,
-			other->why, md->tm.txid, lost,
-			known ? " (the count comes from the damaged superblock)" : "");
-		return MD_CHECK_FELL_BACK;
-	}
-	md_errf(err, len, 0, "%s%s%s", bad ? "rewrote damaged superblock slot " : "",
-		bad ? (md->slot ? "0" : "1") : "", nc ? (bad ? "; cleared needs_check" :
-		"cleared needs_check") : "");
-	return MD_CHECK_REPAIRED;
-}
-
-/*
- * The newest state's trees are damaged (@why): open the older slot, and if
- * that is clean, write it over the damaged one with a higher transaction id.
- */
-static int fall_back(const char *path, const struct md_sb *s, int newest, const char *why,
-		     char *err, size_t len)
-{
-	struct opener o = { .path = path, .tool = true, .check = true, .slot = 1 - newest };
-	const struct md_sb *lost_sb = &s[newest];
-	char oerr[256], lost[96];
-	struct md *md;
-	int fd, r = md_open_path(path, false, false, &fd, err, len);
-
-	if (r)
-		return r;
-	r = md_open_meta(fd, &o, &md, oerr, sizeof(oerr));
-	if (r)
-		return md_errf(err, len, -EILSEQ, "%s (and the older transaction %" PRIu64
-			       " is damaged too: %s)", why, s[1 - newest].txid, oerr);
-	md->tm.txid = MAX(s[0].txid, s[1].txid);
-	r = md_write_super(md, newest, md->flags & ~MD_SB_NEEDS_CHECK, md->committed_hydrated);
-	if (!r)
-		r = bio_flush(md->tm.fd);
-	if (r) {
-		md_errf(err, len, r, "cannot write the superblock: %s", strerror(-r));
-		goto out;
-	}
-	lost_regions(lost, sizeof(lost), lost_sb->version >= 2 &&
-		     lost_sb->hydrated >= md->committed_hydrated,
-		     lost_sb->hydrated - md->committed_hydrated);
-	md_errf(err, len, 0, "transaction %" PRIu64 " (superblock slot %d) is damaged: %s;"
-		" fell back to transaction %" PRIu64 ": %s hydrated in transaction %" PRIu64
-		" read SOURCE again", lost_sb->txid, newest, why, s[1 - newest].txid, lost,
-		lost_sb->txid);
-	r = MD_CHECK_FELL_BACK;
-out:
-	md_free(md);
-	return r;
-}
-
-static int check_meta(const char *path, bool repair, char *err, size_t len)
-{
-	struct opener o = { .path = path, .readonly = !repair, .tool = true, .check = true,
-			    .slot = -1 };
-	char why[256] = "";
-	struct md_sb s[2];
-	struct md *md;
-	int fd, r, newest = -1;
-
-	if (err && len)
-		err[0] = 0;
-	r = md_open_path(path, !repair, false, &fd, err, len);
-	if (r)
-		return r;
-	r = md_read_slots(fd, s, err, len);
-	if (r) {
-		close(fd);
-		return r;
-	}
-	r = md_open_meta(fd, &o, &md, why, sizeof(why));	/* checks blocks and accounting */
-	if (!r) {
-		r = repair_slots(md, repair, err, len);
-		md_free(md);
-		return r;
-	}
-	for (int i = 0; i < 2; i++)
-		if (s[i].state == MD_SB_VALID && (newest < 0 || s[i].txid > s[newest].txid))
-			newest = i;
-	if (!repair || r != -EILSEQ || newest < 0 || s[1 - newest].state != MD_SB_VALID)
-		return md_errf(err, len, r, "%s", why);
-	return fall_back(path, s, newest, why, err, len);
-}
-
-int md_check(const char *path, char *err, size_t errlen)
-{
-	return check_meta(path, false, err, errlen);
-}
-
-int md_check_repair(const char *path, char *err, size_t errlen)
-{
-	return check_meta(path, true, err, errlen);
-}
-
-#define MAX_RUNS 1000
-
-int md_dump(const char *path, FILE *out, char *err, size_t errlen)
-{
-	static const char *const states[] = { "empty", "foreign", "bad", "valid" };
-	uint64_t r0, r1, runs = 0;
-	const uint8_t *u;
-	struct md *md;
-	int r;
-
-	r = md_open_existing(path, true, &md, err, errlen);
-	if (r)
-		return r;
-	u = md->uuid;
-	fprintf(out, "{\n  \"block_size\": %u,\n  \"active_slot\": %d,\n  \"superblocks\": [",
-		BS, md->slot);
-	for (int i = 0; i < 2; i++) {
-		const struct md_sb *s = &md->slots[i];
-
-		fprintf(out, "%s\n    {\"slot\": %d, \"state\": \"%s\"", i ? "," : "", i,
-			states[s->state]);
-		if (s->state == MD_SB_VALID)
-			fprintf(out, ", \"version\": %u, \"transaction_id\": %" PRIu64
-				", \"needs_check\": %s, \"dest_tagged\": %s", s->version, s->txid,
-				s->flags & MD_SB_NEEDS_CHECK ? "true" : "false",
-				s->flags & MD_SB_DEST_TAGGED ? "true" : "false");
-		fprintf(out, "}");
-	}
-	fprintf(out, "\n  ],\n  \"version\": %u,\n  \"uuid\": \"%02x%02x%02x%02x-%02x%02x-%02x%02x"
-		"-%02x%02x-%02x%02x%02x%02x%02x%02x\",\n", md->version, u[0], u[1], u[2], u[3],
-		u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
-	fprintf(out, "  \"transaction_id\": %" PRIu64 ",\n  \"needs_check\": %s,\n"
-		"  \"dest_tagged\": %s,\n  \"region_size\": %u,\n  \"region_count\": %" PRIu64 ",\n"
-		"  \"hydrated\": %" PRIu64 ",\n  \"hydrated_runs\": [",
-		md->tm.txid, md->flags & MD_SB_NEEDS_CHECK ? "true" : "false",
-		md->flags & MD_SB_DEST_TAGGED ? "true" : "false", md->geo.region_size,
-		md->geo.region_count, md->nr_hydrated);
-	for (r0 = md_find_next_hydrated(md, 0); r0 < md->geo.region_count && runs < MAX_RUNS;
-	     r0 = md_find_next_hydrated(md, r1)) {
-		r1 = md_find_next_unhydrated(md, r0);
-		fprintf(out, "%s[%" PRIu64 ", %" PRIu64 "]", runs++ ? ", " : "", r0, r1 - r0);
-	}
-	fprintf(out, "],\n  \"runs_truncated\": %s,\n",
-		r0 < md->geo.region_count ? "true" : "false");
-	fprintf(out, "  \"bitmap\": {\"root\": %" PRIu64 ", \"root_transaction\": %" PRIu64
-		", \"levels\": %u, \"leaves\": %" PRIu64 "},\n", *bt_root(&md->bm),
-		md->bm.txid[md->bm.levels][0], md->bm.levels, md->bm.nleaves);
-	fprintf(out, "  \"space_map\": {\"root\": %" PRIu64 ", \"root_transaction\": %" PRIu64
-		", \"levels\": %u, \"total\": %" PRIu64 ", \"used\": %" PRIu64
-		", \"free\": %" PRIu64 "}\n}\n", *bt_root(&md->tm.sm),
-		md->tm.sm.txid[md->tm.sm.levels][0], md->tm.sm.levels, md->tm.nr_blocks,
-		md->tm.committed_used, md->tm.nr_blocks - md->tm.committed_used);
-	md_free(md);
-	return ferror(out) ? md_errf(err, errlen, -EIO, "cannot write the dump") : 0;
 }
