@@ -1,5 +1,6 @@
 /*
- * test_metadata.c - Check suite for src/metadata.c.
+ * test_metadata.c - Check suite for the metadata module (metadata.h:
+ * src/metadata.c and the md_* layers under it), through its public verbs.
  *
  * Every test works on a META file in a fresh temporary directory. Some tests
  * damage META on purpose; they read blocks through format.h's structs (the
