@@ -1,36 +1,22 @@
 /*
- * metadata.c - the persistent clone metadata in META (see metadata.h and
- * docs/format.md for the on-disk format).
+ * metadata.c - the metadata verbs (metadata.h) over the layers below:
+ * md_tm (space map, copy-on-write transactions) -> md_bittree -> md_block
+ * (checksummed blocks). Opening and formatting are in md_open.c, the
+ * offline check, repair and dump in md_tools.c; the layout is format.h and
+ * docs/format.md.
  *
- * META is an array of 4 KiB blocks, each sealed with a SHA-256 of its
- * contents including its own block number. Blocks 0 and 1 are superblock
- * slots that alternate; every other block is a node of one of two bit trees:
+ * META holds two bit trees: the hydration bitmap (1 bit per region, 1 =
+ * hydrated) and the space map (1 bit per META block, 1 = in use). Blocks 0
+ * and 1 are superblock slots that alternate; a commit writes every changed
+ * node to a free block, flushes, then writes the other slot with
+ * transaction id + 1 and flushes again.
  *
- *   the hydration bitmap   1 bit per region (1 = hydrated)
- *   the space map          1 bit per META block (1 = in use)
- *
- * A bit tree keeps its bits in leaves of 32256 bits reached from a root
- * through index blocks of 504 pointers. Each pointer also names the
- * transaction that wrote its child (format version 2, spec 4.3b), so an
- * older valid copy left by a lost write is refused. Pointers 0 and 1 can
- * never be tree blocks (they are the superblocks), so they mean "subtree
- * all zeros" and "subtree all ones": a fresh or fully hydrated 16 TiB image needs no bitmap
- * blocks at all and opens at once.
- *
- * Commits are copy-on-write, as in dm-persistent-data: every changed node goes
- * to a free block, META is flushed, then the other superblock slot is written
- * with transaction id + 1 and flushed. Blocks freed by a transaction stay
- * busy until its superblock is durable, so a crash leaves either the old or
- * the new tree intact. Relocating a node changes its parent, and for the
- * space map also the leaf holding the new block's bit; sm_move() follows
- * that chain until it settles, then the moved nodes are written.
- *
- * In core the hydration leaves are allocated on first use (NULL = all zeros,
- * ones_leaf = all ones). Each leaf has a dirty flag; md_pre_commit() copies
- * exactly the dirty leaves into a frozen set, which md_commit() writes, so
- * marks made in between belong to the next transaction (spec 4.5, 6.1). A
- * failed commit undoes its changes from an undo log, re-reads the committed
- * leaves and goes read-only (spec 4.6).
+ * In core the hydration leaves are allocated on first use (NULL = all
+ * zeros, bt_ones_leaf = all ones). Each leaf has a dirty flag;
+ * md_pre_commit() copies exactly the dirty leaves into a frozen set, which
+ * md_commit() writes, so marks made in between belong to the next
+ * transaction (spec 4.5, 6.1). A failed commit rolls the transaction back
+ * (tm_rollback), re-reads the committed leaves and goes read-only (spec 4.6).
  *
  * Locking: commit_lock (outer) serializes pre_commit/commit/abort and guards
  * node locations, the space map and the frozen set; lock (inner) guards the
@@ -38,727 +24,98 @@
  * pointers and words are accessed atomically and leaves are never freed
  * while META is open.
  *
- * A new META is written as "<path>.new" and renamed into place, so it
- * appears whole or not at all (a block device: superblock last).
- *
  * Errors: -EINVAL bad geometry or not our file, -ENODATA not formatted,
  * -EILSEQ corrupt metadata, -EUCLEAN needs_check is set, -EBUSY locked by
  * another daemon, -EEXIST created by someone else while we formatted,
  * -ENOSPC META full, -EIO RO/FAIL mode.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE	/* SEEK_DATA, SEEK_HOLE */
-#endif
-#include "clonefs/metadata.h"
+#include "md_impl.h"
 #include "clonefs/blockio.h"
 
-#include <endian.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/random.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <glib.h>
-/* SHA256_Init() and friends are deprecated in OpenSSL 3 but kept: see
- * block_csum(). */
-#define OPENSSL_SUPPRESS_DEPRECATED
-#include <openssl/sha.h>
+static void free_frozen(struct md *md);
 
-#define BS		MD_BLOCK_SIZE
-#define HDR_SIZE	64u
-#define LEAF_WORDS	((BS - HDR_SIZE) / 8)		/* 504 */
-#define LEAF_BITS	((uint64_t)LEAF_WORDS * 64)	/* 32256 */
-#define FANOUT		LEAF_WORDS			/* pointers per index block */
-#define MAX_LEVELS	8
-#define SLACK_BLOCKS	256
-#define PTR_ZEROS	0
-#define PTR_ONES	1
+/* ---- life cycle ---- */
 
-/* Block header: SHA-256 of bytes 32..4095, then these fields. */
-#define H_KIND		32	/* u32 */
-#define H_TREE		36	/* u16 */
-#define H_LEVEL		38	/* u16 */
-#define H_BLOCKNR	40	/* u64 */
-#define H_TXID		48	/* u64 */
-#define H_INDEX		56	/* u64 */
-
-#define KIND_SUPER	0x52505553u	/* "SUPR" */
-#define KIND_INDEX	0x58444e49u	/* "INDX" */
-#define KIND_LEAF	0x4641454cu	/* "LEAF" */
-
-/* Superblock payload. */
-#define S_MAGIC		64	/* 8 bytes "CLONEFSM" */
-#define S_VERSION	72	/* u32 */
-#define S_FLAGS		76	/* u32 */
-#define S_UUID		80	/* 16 bytes */
-#define S_REGION_SIZE	96	/* u32 */
-#define S_REGION_COUNT	104	/* u64 */
-#define S_NR_BLOCKS	112	/* u64 */
-#define S_BM_ROOT	120	/* u64 */
-#define S_BM_LEVELS	128	/* u32 */
-#define S_SM_LEVELS	132	/* u32 */
-#define S_SM_ROOT	136	/* u64 */
-#define S_BM_ROOT_TXID	144	/* u64, version 2: transaction of the bitmap root */
-#define S_SM_ROOT_TXID	152	/* u64, version 2: transaction of the space-map root */
-#define S_HYDRATED	160	/* u64, version 2: regions hydrated in this state */
-
-#define SB_MAGIC	"CLONEFSM"
-#define SB_VERSION	2u	/* written; version 1 is read and upgraded */
-#define SB_NEEDS_CHECK	1u
-#define SB_DEST_TAGGED	2u
-#define SB_KNOWN_FLAGS	(SB_NEEDS_CHECK | SB_DEST_TAGGED)
-
-/*
- * A version-2 index entry is the child's block number (low 32 bits) and the
- * low 32 bits of the transaction that wrote the child (high 32 bits), so a
- * stale copy of the child (a lost write) is caught on read. Version 1
- * entries are plain 64-bit block numbers.
- */
-#define ENTRY_MAX_BLOCKS	(1ULL << 32)
-
-#define LOCK_WAIT_MS	30000	/* md_open_fd waits this long for the flock */
-
-enum { TREE_BITMAP, TREE_SPACE };
-
-struct tree {
-	int kind;
-	bool lazy;			/* leaves allocated on demand */
-	uint64_t nbits, nleaves;
-	unsigned levels;		/* index levels above the leaves */
-	uint64_t count[MAX_LEVELS + 1];	/* nodes per level; count[levels] == 1 */
-	uint64_t *loc[MAX_LEVELS + 1];	/* committed block of each node, or 0/1 */
-	uint64_t *txid[MAX_LEVELS + 1];	/* the transaction that wrote it (0: sentinel) */
-	uint64_t **leaf;		/* in-core bits of each leaf */
-	uint64_t *words;		/* backing store when !lazy */
-};
-
-struct sbinfo {
-	int state;			/* SB_EMPTY, SB_FOREIGN, SB_BAD, SB_VALID */
-	char why[96];
-	uint64_t txid, region_count, nr_blocks, bm_root, sm_root;
-	uint64_t bm_root_txid, sm_root_txid, hydrated;
-	uint64_t raw_txid;		/* the header's txid, even when SB_BAD */
-	uint32_t version, flags, region_size, bm_levels, sm_levels;
-	uint8_t uuid[16];
-};
-enum { SB_EMPTY, SB_FOREIGN, SB_BAD, SB_VALID };
-
-struct undo { uint64_t *slot; uint64_t old; };
-struct node { unsigned level; uint64_t idx; };
-
-struct md {
-	GMutex commit_lock;
-	GMutex lock;
-	int fd;
-	bool readonly;
-	int mode;			/* enum md_mode, atomic */
-	char errbuf[256];
-
-	/* the committed superblock */
-	struct sbinfo slots[2];
-	uint8_t uuid[16];
-	struct md_geometry geo;
-	uint64_t nr_blocks;
-	uint64_t txid;			/* atomic */
-	uint32_t flags;
-	uint32_t version;		/* of the committed trees: 1 until upgraded */
-	int slot;
-	uint64_t committed_hydrated;	/* regions hydrated in the committed state */
-	uint64_t next_hydrated;		/* ... in the transaction being written */
-	uint16_t *leaf_pop;		/* committed bits of each bitmap leaf */
-
-	struct tree bm, sm;
-
-	/* live bitmap (lock) */
-	uint8_t *dirty;
-	GArray *dirty_list;
-	uint64_t nr_hydrated;		/* atomic */
-	uint32_t new_flags;		/* superblock flags set since pre_commit */
-
-	/* frozen set (commit_lock) */
-	uint64_t **frozen;
-	GArray *frozen_list;
-	unsigned nr_frozen;		/* atomic, for md_changed */
-	uint32_t frozen_flags;		/* atomic, for md_changed */
-
-	/* space (commit_lock) */
-	uint64_t *busy;			/* committed-live or allocated this transaction */
-	uint64_t used, committed_used;
-	uint64_t hint, limit;
-
-	/* the transaction being written (commit_lock) */
-	GArray *undo, *allocated, *freed, *moved;
-	uint8_t *sm_moved[MAX_LEVELS + 1];
-	uint8_t *buf;
-
-	uint64_t blocks_written;
-	uint64_t fail_after, fail_count;
-};
-
-static uint64_t ones_leaf[LEAF_WORDS] = { [0 ... LEAF_WORDS - 1] = ~0ULL };
-
-/* ---- little helpers ---- */
-
-__attribute__((format(printf, 4, 5)))
-static int errf(char *err, size_t len, int code, const char *fmt, ...)
+void md_free(struct md *md)
 {
-	va_list ap;
-
-	if (err && len) {
-		va_start(ap, fmt);
-		vsnprintf(err, len, fmt, ap);
-		va_end(ap);
+	if (!md)
+		return;
+	if (md->tm.fd >= 0) {
+		bio_forget(md->tm.fd);
+		close(md->tm.fd);
 	}
-	return code;
+	bt_free(&md->bm);
+	tm_free(&md->tm);
+	free_frozen(md);
+	g_free(md->frozen);
+	g_free(md->dirty);
+	g_free(md->leaf_pop);
+	g_free(md->buf);
+	g_array_free(md->dirty_list, TRUE);
+	g_array_free(md->frozen_list, TRUE);
+	g_mutex_clear(&md->lock);
+	g_mutex_clear(&md->commit_lock);
+	g_free(md);
 }
 
-static void put16(uint8_t *p, uint16_t v) { v = htole16(v); memcpy(p, &v, 2); }
-static void put32(uint8_t *p, uint32_t v) { v = htole32(v); memcpy(p, &v, 4); }
-static void put64(uint8_t *p, uint64_t v) { v = htole64(v); memcpy(p, &v, 8); }
-static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return le16toh(v); }
-static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return le32toh(v); }
-static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return le64toh(v); }
-
-static bool test_bit(const uint64_t *map, uint64_t b) { return map[b / 64] >> (b % 64) & 1; }
-static void set_bit(uint64_t *map, uint64_t b) { map[b / 64] |= 1ULL << (b % 64); }
-static void clear_bit(uint64_t *map, uint64_t b) { map[b / 64] &= ~(1ULL << (b % 64)); }
-
-static bool all_zero(const void *p, size_t len)
+int md_new(const struct md_geometry *geo, uint64_t nr_blocks, struct md **out)
 {
-	const uint8_t *b = p;
-
-	return len == 0 || (b[0] == 0 && memcmp(b, b + 1, len - 1) == 0);
-}
-
-static uint64_t popcount_leaf(const uint64_t *w)
-{
-	uint64_t n = 0;
-
-	for (unsigned i = 0; i < LEAF_WORDS; i++)
-		n += (uint64_t)__builtin_popcountll(__atomic_load_n(&w[i], __ATOMIC_RELAXED));
-	return n;
-}
-
-/*
- * SHA-256 through OpenSSL's own function, not EVP_Digest(): EVP fetches the
- * algorithm from a provider, and that machinery stays resident in every
- * daemon that commits: libcrypto 1.4 MiB -> 0.75, the daemon's peak RSS
- * after the O_DIRECT workloads 8.0 MiB -> 7.2. Same digest.
- */
-static int block_csum(const uint8_t *b, uint8_t out[32])
-{
-	SHA256_CTX ctx;
-
-	if (!SHA256_Init(&ctx) || !SHA256_Update(&ctx, b + 32, BS - 32) ||
-	    !SHA256_Final(out, &ctx))
-		return -EIO;
-	return 0;
-}
-
-static const char *tree_name(unsigned tree)
-{
-	return tree == TREE_BITMAP ? "bitmap" : "space map";
-}
-
-/* Checks a block read from position @nr is the node we expect there. */
-static int blk_check(const uint8_t *b, uint64_t nr, uint32_t kind, unsigned tree,
-		     unsigned level, uint64_t idx, uint64_t max_txid, uint64_t want_txid,
-		     char *err, size_t len)
-{
-	uint8_t sum[32];
-
-	if (block_csum(b, sum) || memcmp(sum, b, 32))
-		return errf(err, len, -EILSEQ, "bad checksum at block %" PRIu64, nr);
-	if (get64(b + H_BLOCKNR) != nr)
-		return errf(err, len, -EILSEQ, "misplaced block at %" PRIu64
-			    " (it belongs at block %" PRIu64 ")", nr, get64(b + H_BLOCKNR));
-	if (get32(b + H_KIND) != kind || get16(b + H_TREE) != tree ||
-	    get16(b + H_LEVEL) != level || get64(b + H_INDEX) != idx)
-		return errf(err, len, -EILSEQ, "block %" PRIu64 " is not %s node %u/%"
-			    PRIu64, nr, tree_name(tree), level, idx);
-	if (get64(b + H_TXID) > max_txid)
-		return errf(err, len, -EILSEQ, "block %" PRIu64 " is newer than the superblock"
-			    " (transaction %" PRIu64 " > %" PRIu64 ")", nr,
-			    get64(b + H_TXID), max_txid);
-	/* spec 4.3b: a valid but older copy of this node is a lost write */
-	if (want_txid && get64(b + H_TXID) != want_txid)
-		return errf(err, len, -EILSEQ, "block %" PRIu64 " (%s node %u/%" PRIu64 ") is from"
-			    " transaction %" PRIu64 " but its pointer expects %" PRIu64
-			    ": a lost or misdirected write", nr, tree_name(tree), level, idx,
-			    get64(b + H_TXID), want_txid);
-	return 0;
-}
-
-static int read_node(int fd, uint64_t nr_blocks, uint8_t *b, uint64_t ptr, uint32_t kind,
-		     unsigned tree, unsigned level, uint64_t idx, uint64_t txid,
-		     uint64_t want_txid, char *err, size_t len)
-{
+	struct md *md = g_new0(struct md, 1);
 	int r;
 
-	if (ptr >= nr_blocks)
-		return errf(err, len, -EILSEQ, "%s pointer %" PRIu64 " is beyond the end"
-			    " (%" PRIu64 " blocks)", tree_name(tree), ptr, nr_blocks);
-	r = bio_pread(fd, b, BS, ptr * BS);
-	if (r)
-		return errf(err, len, r, "cannot read block %" PRIu64 ": %s", ptr, strerror(-r));
-	return blk_check(b, ptr, kind, tree, level, idx, txid, want_txid, err, len);
-}
-
-/* Seals @b as node (@tree, @level, @idx) of the next transaction, writes it at @nr. */
-static int blk_write(struct md *md, uint64_t nr, uint8_t *b, uint32_t kind,
-		     unsigned tree, unsigned level, uint64_t idx)
-{
-	int r;
-
-	memset(b + H_KIND, 0, HDR_SIZE - H_KIND);
-	put32(b + H_KIND, kind);
-	put16(b + H_TREE, (uint16_t)tree);
-	put16(b + H_LEVEL, (uint16_t)level);
-	put64(b + H_BLOCKNR, nr);
-	put64(b + H_TXID, md->txid + 1);
-	put64(b + H_INDEX, idx);
-	r = block_csum(b, b);
-	if (r)
-		return r;
-	if (md->fail_after)
-		md->fail_after--;
-	else if (md->fail_count) {
-		if (md->fail_count != UINT64_MAX)
-			md->fail_count--;
-		return -EIO;
-	}
-	r = bio_pwrite(md->fd, b, BS, nr * BS);
+	g_mutex_init(&md->lock);
+	g_mutex_init(&md->commit_lock);
+	md->tm.fd = -1;
+	md->geo = *geo;
+	md->dirty_list = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	md->frozen_list = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	md->buf = g_malloc(BS);
+	r = bt_init(&md->bm, MD_TREE_BITMAP, geo->region_count);
 	if (!r)
-		__atomic_add_fetch(&md->blocks_written, 1, __ATOMIC_RELAXED);
+		r = tm_init(&md->tm, nr_blocks);
+	if (r)
+		goto out;
+	r = -ENOMEM;
+	md->dirty = g_try_new0(uint8_t, md->bm.nleaves);
+	md->frozen = g_try_new0(uint64_t *, md->bm.nleaves);
+	md->leaf_pop = g_try_new0(uint16_t, md->bm.nleaves);
+	md->version = MD_SB_VERSION;
+	if (!md->dirty || !md->frozen || !md->leaf_pop)
+		goto out;
+	r = 0;
+out:
+	if (r)
+		md_free(md);
+	else
+		*out = md;
 	return r;
 }
 
-/* ---- bit trees ---- */
-
-static int tree_init(struct tree *t, int kind, uint64_t nbits)
+int md_write_super(struct md *md, int slot, uint32_t flags, uint64_t hydrated)
 {
-	uint64_t n = (nbits + LEAF_BITS - 1) / LEAF_BITS;
+	struct md_sb s = {
+		.version = md->version, .flags = flags,
+		.region_size = md->geo.region_size, .region_count = md->geo.region_count,
+		.nr_blocks = md->tm.nr_blocks,
+		.bm_root = *bt_root(&md->bm), .bm_levels = md->bm.levels,
+		.bm_root_txid = md->bm.txid[md->bm.levels][0],
+		.sm_root = *bt_root(&md->tm.sm), .sm_levels = md->tm.sm.levels,
+		.sm_root_txid = md->tm.sm.txid[md->tm.sm.levels][0],
+		.hydrated = hydrated,
+	};
 
-	memset(t, 0, sizeof(*t));
-	t->kind = kind;
-	t->lazy = kind == TREE_BITMAP;
-	t->nbits = nbits;
-	t->nleaves = t->count[0] = n;
-	while (n > 1) {
-		if (t->levels == MAX_LEVELS)
-			return -EINVAL;
-		n = (n + FANOUT - 1) / FANOUT;
-		t->count[++t->levels] = n;
-	}
-	for (unsigned l = 0; l <= t->levels; l++)
-		if (!(t->loc[l] = g_try_new0(uint64_t, t->count[l])) ||
-		    !(t->txid[l] = g_try_new0(uint64_t, t->count[l])))
-			return -ENOMEM;
-	if (!(t->leaf = g_try_new0(uint64_t *, t->nleaves)))
-		return -ENOMEM;
-	if (!t->lazy) {
-		if (!(t->words = g_try_new0(uint64_t, t->nleaves * LEAF_WORDS)))
-			return -ENOMEM;
-		for (uint64_t i = 0; i < t->nleaves; i++)
-			t->leaf[i] = t->words + i * LEAF_WORDS;
-	}
-	return 0;
-}
-
-static void tree_free(struct tree *t)
-{
-	if (t->lazy && t->leaf)
-		for (uint64_t i = 0; i < t->nleaves; i++)
-			if (t->leaf[i] != ones_leaf)
-				g_free(t->leaf[i]);
-	g_free(t->leaf);
-	g_free(t->words);
-	for (unsigned l = 0; l <= MAX_LEVELS; l++) {
-		g_free(t->loc[l]);
-		g_free(t->txid[l]);
-	}
-}
-
-static uint64_t *tree_root(struct tree *t)
-{
-	return &t->loc[t->levels][0];
-}
-
-/* Nodes in a full tree of @nbits bits (0 if too deep). */
-static uint64_t tree_nodes(uint64_t nbits)
-{
-	uint64_t n = (nbits + LEAF_BITS - 1) / LEAF_BITS, total = n;
-	unsigned levels = 0;
-
-	while (n > 1) {
-		if (++levels > MAX_LEVELS)
-			return 0;
-		n = (n + FANOUT - 1) / FANOUT;
-		total += n;
-	}
-	return total;
-}
-
-/*
- * META size for a geometry: two superblocks, room for two full copies of
- * both trees (a commit may rewrite everything while the old copy is live)
- * and SLACK_BLOCKS more. The space map depends on the size, so iterate.
- */
-static uint64_t meta_blocks_needed(const struct md_geometry *geo)
-{
-	uint64_t h = tree_nodes(geo->region_count), n = 2 + 2 * h + SLACK_BLOCKS;
-
-	for (int i = 0; i < 8; i++) {
-		uint64_t next = 2 + 2 * h + 2 * tree_nodes(n) + SLACK_BLOCKS;
-
-		if (next == n)
-			break;
-		n = next;
-	}
-	return n;
-}
-
-/* Leaf @idx's valid bits (the last leaf may be partial). */
-static uint64_t leaf_valid(const struct tree *t, uint64_t idx)
-{
-	uint64_t rest = t->nbits - idx * LEAF_BITS;
-
-	return rest < LEAF_BITS ? rest : LEAF_BITS;
-}
-
-/* ---- loading (open and check) ---- */
-
-struct loader {
-	int fd;
-	uint32_t version;
-	uint64_t nr_blocks, txid;
-	uint16_t *leaf_pop;		/* bitmap only: bits per leaf, or NULL */
-	uint8_t *refs;			/* references to each block */
-	uint8_t buf[MAX_LEVELS + 1][BS];
-	uint64_t bits;			/* bits set in the tree */
-	char *err;
-	size_t errlen;
-};
-
-static int load_leaf(struct loader *ld, struct tree *t, uint64_t idx, uint64_t ptr,
-		     const uint8_t *b)
-{
-	uint64_t valid = leaf_valid(t, idx), *w;
-
-	if (ptr == PTR_ONES) {
-		if (valid < LEAF_BITS)
-			return errf(ld->err, ld->errlen, -EILSEQ, "%s leaf %" PRIu64
-				    " is marked all ones past the end", tree_name(t->kind), idx);
-		if (t->lazy)
-			t->leaf[idx] = ones_leaf;
-		else
-			memset(t->leaf[idx], 0xff, LEAF_WORDS * 8);
-		ld->bits += LEAF_BITS;
-		if (t->lazy && ld->leaf_pop)
-			ld->leaf_pop[idx] = (uint16_t)LEAF_BITS;
-		return 0;
-	}
-	w = t->lazy ? g_try_new(uint64_t, LEAF_WORDS) : t->leaf[idx];
-	if (!w)
-		return -ENOMEM;
-	for (unsigned i = 0; i < LEAF_WORDS; i++) {
-		uint64_t x = get64(b + HDR_SIZE + 8 * i), first = (uint64_t)i * 64;
-		uint64_t keep = first >= valid ? 0 : valid - first >= 64 ? ~0ULL :
-				~0ULL >> (64 - (valid - first));
-
-		if (x & ~keep) {	/* bits past the end must be zero */
-			if (t->lazy)
-				g_free(w);
-			return errf(ld->err, ld->errlen, -EILSEQ, "%s bits beyond the end are set"
-				    " in block %" PRIu64, tree_name(t->kind), ptr);
-		}
-		w[i] = x;
-		ld->bits += (uint64_t)__builtin_popcountll(x);
-	}
-	t->leaf[idx] = w;
-	if (t->lazy && ld->leaf_pop)
-		ld->leaf_pop[idx] = (uint16_t)popcount_leaf(w);
-	return 0;
-}
-
-/*
- * Decodes index entry @e of a block written in transaction @parent_txid:
- * the child's block and (version 2) the full transaction id it must carry,
- * the largest one <= @parent_txid with the stored low 32 bits.
- */
-static uint64_t entry_decode(const struct loader *ld, uint64_t e, uint64_t parent_txid,
-			     uint64_t *want)
-{
-	uint64_t low, t;
-
-	if (ld->version < 2) {
-		*want = 0;	/* version 1 pointers do not say */
-		return e;
-	}
-	low = e >> 32;
-	t = (parent_txid & ~0xffffffffULL) | low;
-	if (t > parent_txid && t >= (1ULL << 32))
-		t -= 1ULL << 32;
-	*want = t;
-	return e & 0xffffffffULL;
-}
-
-static int load_node(struct loader *ld, struct tree *t, unsigned level, uint64_t idx,
-		     uint64_t ptr, uint64_t want)
-{
-	uint8_t *b = ld->buf[level];
-	uint64_t first, n, child_want;
-	int r;
-
-	t->loc[level][idx] = ptr;
-	if (ptr <= PTR_ONES && want)
-		return errf(ld->err, ld->errlen, -EILSEQ, "%s node %u/%" PRIu64 " is a sentinel"
-			    " pointer with a transaction id", tree_name(t->kind), level, idx);
-	if (ld->version >= 2 && ptr > PTR_ONES && !want)
-		return errf(ld->err, ld->errlen, -EILSEQ, "%s pointer to block %" PRIu64
-			    " has no transaction id", tree_name(t->kind), ptr);
-	if (ptr == PTR_ZEROS)
-		return 0;	/* locations and bits start zeroed */
-	if (ptr != PTR_ONES) {
-		if (ptr < ld->nr_blocks && ld->refs[ptr] < 255)
-			ld->refs[ptr]++;
-		r = read_node(ld->fd, ld->nr_blocks, b, ptr, level ? KIND_INDEX : KIND_LEAF,
-			      (unsigned)t->kind, level, idx, ld->txid, want, ld->err, ld->errlen);
-		if (r)
-			return r;
-		t->txid[level][idx] = get64(b + H_TXID);
-	}
-	if (level == 0)
-		return load_leaf(ld, t, idx, ptr, b);
-	first = idx * FANOUT;
-	n = MIN((uint64_t)FANOUT, t->count[level - 1] - first);
-	for (unsigned i = 0; i < FANOUT; i++) {
-		uint64_t child = PTR_ONES, e = 0;
-
-		child_want = 0;
-		if (ptr != PTR_ONES) {
-			e = get64(b + HDR_SIZE + 8 * i);
-			child = entry_decode(ld, e, t->txid[level][idx], &child_want);
-		}
-		if (child <= PTR_ONES) {
-			if (ld->version >= 2 && e >> 32)
-				return errf(ld->err, ld->errlen, -EILSEQ, "index block %" PRIu64
-					    " has a sentinel pointer with a transaction id", ptr);
-			child_want = 0;
-		}
-		if (i >= n) {
-			if (ptr == PTR_ONES)
-				break;
-			if (e)
-				return errf(ld->err, ld->errlen, -EILSEQ, "index block %" PRIu64
-					    " has a pointer past its last child", ptr);
-			continue;
-		}
-		r = load_node(ld, t, level - 1, first + i, child, child_want);
-		if (r)
-			return r;
-	}
-	return 0;
-}
-
-/* ---- the superblock ---- */
-
-static void sb_parse(const uint8_t *b, int slot, struct sbinfo *s)
-{
-	uint8_t sum[32];
-
-	memset(s, 0, sizeof(*s));
-	if (all_zero(b, BS)) {
-		s->state = SB_EMPTY;
-		return;
-	}
-	if (memcmp(b + S_MAGIC, SB_MAGIC, 8) || get32(b + H_KIND) != KIND_SUPER) {
-		s->state = SB_FOREIGN;
-		snprintf(s->why, sizeof(s->why), "slot %d is not a clonefs superblock", slot);
-		return;
-	}
-	s->state = SB_BAD;
-	s->raw_txid = get64(b + H_TXID);
-	s->version = get32(b + S_VERSION);
-	s->hydrated = get64(b + S_HYDRATED);	/* a hint only, until validated */
-	if (block_csum(b, sum) || memcmp(sum, b, 32)) {
-		snprintf(s->why, sizeof(s->why), "bad checksum in superblock (block %d)", slot);
-		return;
-	}
-	if (get64(b + H_BLOCKNR) != (uint64_t)slot) {
-		snprintf(s->why, sizeof(s->why), "misplaced superblock in slot %d", slot);
-		return;
-	}
-	if (s->version != 1 && s->version != SB_VERSION) {
-		snprintf(s->why, sizeof(s->why), "unsupported metadata version %u", s->version);
-		return;
-	}
-	s->txid = get64(b + H_TXID);
-	s->flags = get32(b + S_FLAGS);
-	memcpy(s->uuid, b + S_UUID, 16);
-	s->region_size = get32(b + S_REGION_SIZE);
-	s->region_count = get64(b + S_REGION_COUNT);
-	s->nr_blocks = get64(b + S_NR_BLOCKS);
-	s->bm_root = get64(b + S_BM_ROOT);
-	s->bm_levels = get32(b + S_BM_LEVELS);
-	s->sm_levels = get32(b + S_SM_LEVELS);
-	s->sm_root = get64(b + S_SM_ROOT);
-	if (s->version >= 2) {
-		s->bm_root_txid = get64(b + S_BM_ROOT_TXID);
-		s->sm_root_txid = get64(b + S_SM_ROOT_TXID);
-	} else {
-		s->hydrated = 0;
-	}
-	s->state = SB_VALID;
-}
-
-/* Writes the current roots into @slot; version 1 trees get a version 1 superblock. */
-static int write_super(struct md *md, int slot, uint32_t flags, uint64_t hydrated)
-{
-	uint8_t *b = md->buf;
-
-	memset(b, 0, BS);
-	memcpy(b + S_MAGIC, SB_MAGIC, 8);
-	put32(b + S_VERSION, md->version);
-	put32(b + S_FLAGS, flags);
-	memcpy(b + S_UUID, md->uuid, 16);
-	put32(b + S_REGION_SIZE, md->geo.region_size);
-	put64(b + S_REGION_COUNT, md->geo.region_count);
-	put64(b + S_NR_BLOCKS, md->nr_blocks);
-	put64(b + S_BM_ROOT, *tree_root(&md->bm));
-	put32(b + S_BM_LEVELS, md->bm.levels);
-	put32(b + S_SM_LEVELS, md->sm.levels);
-	put64(b + S_SM_ROOT, *tree_root(&md->sm));
-	if (md->version >= 2) {
-		put64(b + S_BM_ROOT_TXID, md->bm.txid[md->bm.levels][0]);
-		put64(b + S_SM_ROOT_TXID, md->sm.txid[md->sm.levels][0]);
-		put64(b + S_HYDRATED, hydrated);
-	}
-	return blk_write(md, (uint64_t)slot, b, KIND_SUPER, 0, 0, (uint64_t)slot);
-}
-
-/* ---- space: allocation and the space map ---- */
-
-static int sm_move(struct md *md, unsigned level, uint64_t idx);
-
-static int sm_set(struct md *md, uint64_t b, bool used)
-{
-	uint64_t *w = &md->sm.leaf[b / LEAF_BITS][(b % LEAF_BITS) / 64];
-	uint64_t m = 1ULL << (b % 64);
-
-	if (!!(*w & m) == used)
-		return 0;
-	*w ^= m;
-	if (used)
-		md->used++;
-	else
-		md->used--;
-	return sm_move(md, 0, b / LEAF_BITS);
-}
-
-static int alloc_block(struct md *md, uint64_t *out)
-{
-	uint64_t n = md->limit ? MIN(md->limit, md->nr_blocks) : md->nr_blocks;
-	uint64_t b = md->hint < n ? md->hint : 0;
-
-	for (uint64_t seen = 0; seen < n; ) {
-		if (b % 64 == 0 && b + 64 <= n && md->busy[b / 64] == ~0ULL) {
-			b += 64;
-			seen += 64;
-		} else if (test_bit(md->busy, b)) {
-			b++;
-			seen++;
-		} else {
-			set_bit(md->busy, b);
-			g_array_append_val(md->allocated, b);
-			md->hint = b + 1;
-			*out = b;
-			return sm_set(md, b, true);
-		}
-		if (b >= n)
-			b = 0;
-	}
-	return -ENOSPC;
-}
-
-/* @b is no longer referenced by the new tree; it stays busy until the swap. */
-static int release_block(struct md *md, uint64_t b)
-{
-	if (b < 2)
-		return 0;
-	g_array_append_val(md->freed, b);
-	return sm_set(md, b, false);
-}
-
-static void set_undo(struct md *md, uint64_t *slot, uint64_t v)
-{
-	struct undo u = { slot, *slot };
-
-	g_array_append_val(md->undo, u);
-	*slot = v;
-}
-
-/* Node (@level, @idx) of @t now lives at @v, written by this transaction. */
-static void set_node(struct md *md, struct tree *t, unsigned level, uint64_t idx, uint64_t v)
-{
-	set_undo(md, &t->loc[level][idx], v);
-	set_undo(md, &t->txid[level][idx], v > PTR_ONES ? md->txid + 1 : 0);
-}
-
-/* Space-map node (@level, @idx) changes in this transaction: give it a new block. */
-static int sm_move(struct md *md, unsigned level, uint64_t idx)
-{
-	struct node n = { level, idx };
-	uint64_t *loc = &md->sm.loc[level][idx], b;
-	int r;
-
-	if (md->sm_moved[level][idx])
-		return 0;
-	md->sm_moved[level][idx] = 1;
-	g_array_append_val(md->moved, n);
-	r = alloc_block(md, &b);
-	if (!r)
-		r = release_block(md, *loc);
-	if (r)
-		return r;
-	set_node(md, &md->sm, level, idx, b);
-	return level < md->sm.levels ? sm_move(md, level + 1, idx / FANOUT) : 0;
+	memcpy(s.uuid, md->uuid, 16);
+	mdb_sb_pack(md->buf, &s);
+	return tm_write(&md->tm, (uint64_t)slot, md->buf, MD_KIND_SUPER, 0, 0, (uint64_t)slot);
 }
 
 /* ---- commit ---- */
-
-static void pack_leaf(uint8_t *b, const uint64_t *w)
-{
-	memset(b, 0, BS);
-	for (unsigned i = 0; i < LEAF_WORDS; i++)
-		put64(b + HDR_SIZE + 8 * i, w[i]);
-}
-
-/*
- * Packs index node (@level, @idx) in the version 2 layout (each entry says
- * which transaction wrote the child); returns 0/1 if all children are 0/1,
- * else 2.
- */
-static uint64_t pack_index(uint8_t *b, const struct tree *t, unsigned level, uint64_t idx)
-{
-	uint64_t first = idx * FANOUT, n = MIN((uint64_t)FANOUT, t->count[level - 1] - first);
-	const uint64_t *c = &t->loc[level - 1][first], *tx = &t->txid[level - 1][first];
-	bool zeros = true, ones = true;
-
-	memset(b, 0, BS);
-	for (uint64_t i = 0; i < n; i++) {
-		put64(b + HDR_SIZE + 8 * i, c[i] | (c[i] > PTR_ONES ? tx[i] << 32 : 0));
-		zeros &= c[i] == PTR_ZEROS;
-		ones &= c[i] == PTR_ONES;
-	}
-	return zeros ? PTR_ZEROS : ones ? PTR_ONES : 2;
-}
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -774,49 +131,23 @@ static int bm_set_node(struct md *md, unsigned level, uint64_t idx, uint64_t v)
 	int r;
 
 	if (v > PTR_ONES) {
-		r = alloc_block(md, &b);
+		r = tm_alloc(&md->tm, &b);
 		if (!r)
-			r = blk_write(md, b, md->buf, level ? KIND_INDEX : KIND_LEAF,
-				      TREE_BITMAP, level, idx);
+			r = tm_write(&md->tm, b, md->buf, level ? MD_KIND_INDEX : MD_KIND_LEAF,
+				     MD_TREE_BITMAP, level, idx);
 		if (r)
 			return r;
 	}
-	r = release_block(md, *loc);
-	set_node(md, &md->bm, level, idx, b);
+	r = tm_release(&md->tm, *loc);
+	tm_set_node(&md->tm, &md->bm, level, idx, b);
 	return r;
-}
-
-/*
- * The level-@l nodes to rewrite: the parents of @cur (sorted), and when
- * @upgrade every real node of that level, since version 1 index blocks lack
- * the children's transaction ids.
- */
-static void parents_of(const struct tree *t, unsigned l, GArray *cur, GArray *next,
-		       bool upgrade)
-{
-	guint k = 0;
-
-	g_array_set_size(next, 0);
-	for (uint64_t p = 0; upgrade && p < t->count[l]; p++) {
-		bool want = t->loc[l][p] > PTR_ONES;
-
-		while (k < cur->len && g_array_index(cur, uint64_t, k) / FANOUT <= p)
-			want |= g_array_index(cur, uint64_t, k++) / FANOUT == p;
-		if (want)
-			g_array_append_val(next, p);
-	}
-	for (k = 0; !upgrade && k < cur->len; k++) {
-		uint64_t p = g_array_index(cur, uint64_t, k) / FANOUT;
-
-		if (!next->len || g_array_index(next, uint64_t, next->len - 1) != p)
-			g_array_append_val(next, p);
-	}
 }
 
 /* Writes the frozen leaves, then their ancestors level by level. */
 static int write_bitmap(struct md *md, bool upgrade)
 {
-	GArray *a = g_array_new(FALSE, FALSE, sizeof(uint64_t)), *b = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	GArray *a = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	GArray *b = g_array_new(FALSE, FALSE, sizeof(uint64_t));
 	GArray *cur = md->frozen_list, *next = a;
 	int r = 0;
 
@@ -826,21 +157,21 @@ static int write_bitmap(struct md *md, bool upgrade)
 	for (guint k = 0; k < cur->len && !r; k++) {
 		uint64_t idx = g_array_index(cur, uint64_t, k), *w = md->frozen[idx], v = 2;
 
-		md->next_hydrated += popcount_leaf(w) - md->leaf_pop[idx];
-		if (!memcmp(w, ones_leaf, sizeof(ones_leaf)))
+		md->next_hydrated += bt_popcount_leaf(w) - md->leaf_pop[idx];
+		if (!memcmp(w, bt_ones_leaf, sizeof(bt_ones_leaf)))
 			v = PTR_ONES;
-		else if (all_zero(w, sizeof(ones_leaf)))
+		else if (md_all_zero(w, sizeof(bt_ones_leaf)))
 			v = PTR_ZEROS;
 		else
-			pack_leaf(md->buf, w);
+			bt_pack_leaf(md->buf, w);
 		r = bm_set_node(md, 0, idx, v);
 	}
 	for (unsigned l = 1; l <= md->bm.levels && !r; l++) {
-		parents_of(&md->bm, l, cur, next, upgrade);
+		bt_parents_of(&md->bm, l, cur, next, upgrade);
 		for (guint k = 0; k < next->len && !r; k++) {
 			uint64_t p = g_array_index(next, uint64_t, k);
 
-			r = bm_set_node(md, l, p, pack_index(md->buf, &md->bm, l, p));
+			r = bm_set_node(md, l, p, bt_pack_index(md->buf, &md->bm, l, p));
 		}
 		cur = next;
 		next = next == a ? b : a;
@@ -850,44 +181,13 @@ static int write_bitmap(struct md *md, bool upgrade)
 	return r;
 }
 
-/* Version 1 -> 2: every real space-map index node is rewritten with child txids. */
-static int sm_upgrade(struct md *md)
-{
-	for (unsigned l = 1; l <= md->sm.levels; l++)
-		for (uint64_t i = 0; i < md->sm.count[l]; i++) {
-			int r = md->sm.loc[l][i] > PTR_ONES ? sm_move(md, l, i) : 0;
-
-			if (r)
-				return r;
-		}
-	return 0;
-}
-
-/* Writes the space-map nodes moved in this transaction (all allocation is done). */
-static int write_space_map(struct md *md)
-{
-	for (guint k = 0; k < md->moved->len; k++) {
-		struct node n = g_array_index(md->moved, struct node, k);
-		int r;
-
-		if (n.level)
-			pack_index(md->buf, &md->sm, n.level, n.idx);
-		else
-			pack_leaf(md->buf, md->sm.leaf[n.idx]);
-		r = blk_write(md, md->sm.loc[n.level][n.idx], md->buf,
-			      n.level ? KIND_INDEX : KIND_LEAF, TREE_SPACE, n.level, n.idx);
-		if (r)
-			return r;
-	}
-	return 0;
-}
-
+/* Drops the frozen set (committed, or rolled back). */
 static void free_frozen(struct md *md)
 {
 	for (guint k = 0; k < md->frozen_list->len; k++) {
 		uint64_t idx = g_array_index(md->frozen_list, uint64_t, k);
 
-		if (md->frozen[idx] != ones_leaf)
+		if (md->frozen[idx] != bt_ones_leaf)
 			g_free(md->frozen[idx]);
 		md->frozen[idx] = NULL;
 	}
@@ -895,83 +195,40 @@ static void free_frozen(struct md *md)
 	__atomic_store_n(&md->nr_frozen, 0, __ATOMIC_RELAXED);
 }
 
-static void txn_reset(struct md *md)
-{
-	for (guint k = 0; k < md->moved->len; k++) {
-		struct node n = g_array_index(md->moved, struct node, k);
-
-		md->sm_moved[n.level][n.idx] = 0;
-	}
-	g_array_set_size(md->moved, 0);
-	g_array_set_size(md->undo, 0);
-	g_array_set_size(md->allocated, 0);
-	g_array_set_size(md->freed, 0);
-}
-
-/* Puts locations and the space map back as they were at the last commit. */
-static void txn_undo(struct md *md)
-{
-	for (guint k = md->undo->len; k-- > 0; ) {
-		struct undo u = g_array_index(md->undo, struct undo, k);
-
-		*u.slot = u.old;
-	}
-	for (guint k = 0; k < md->allocated->len; k++) {
-		uint64_t b = g_array_index(md->allocated, uint64_t, k);
-
-		clear_bit(md->sm.words, b);
-		clear_bit(md->busy, b);
-	}
-	for (guint k = 0; k < md->freed->len; k++)
-		set_bit(md->sm.words, g_array_index(md->freed, uint64_t, k));
-	md->used = md->committed_used;
-	txn_reset(md);
-}
-
-/* The new superblock is durable: the old copies' blocks become free. */
-static void txn_done(struct md *md, int slot)
-{
-	for (guint k = 0; k < md->freed->len; k++)
-		clear_bit(md->busy, g_array_index(md->freed, uint64_t, k));
-	txn_reset(md);
-	md->slot = slot;
-	md->committed_used = md->used;
-	__atomic_store_n(&md->txid, md->txid + 1, __ATOMIC_RELEASE);
-}
-
 /*
  * Writes the frozen set and the moved space-map nodes, then swaps
  * superblocks. The first commit on version 1 trees rewrites every index
  * node in version 2 (the leaves are the same in both).
  */
-static int commit_locked(struct md *md)
+int md_commit_locked(struct md *md)
 {
 	uint32_t old_version = md->version, flags = md->flags | md->frozen_flags;
 	int r;
 
-	md->version = SB_VERSION;
-	r = write_bitmap(md, old_version < SB_VERSION);
-	if (!r && old_version < SB_VERSION)
-		r = sm_upgrade(md);
+	md->version = MD_SB_VERSION;
+	r = write_bitmap(md, old_version < MD_SB_VERSION);
+	if (!r && old_version < MD_SB_VERSION)
+		r = tm_upgrade_space_map(&md->tm);
 	if (!r)
-		r = write_space_map(md);
+		r = tm_write_space_map(&md->tm);
 	if (!r)
-		r = bio_flush(md->fd);
+		r = bio_flush(md->tm.fd);
 	if (!r)
-		r = write_super(md, 1 - md->slot, flags, md->next_hydrated);
+		r = md_write_super(md, 1 - md->slot, flags, md->next_hydrated);
 	if (!r)
-		r = bio_flush(md->fd);
+		r = bio_flush(md->tm.fd);
 	if (r) {
 		md->version = old_version;
 		return r;
 	}
-	txn_done(md, 1 - md->slot);
+	tm_commit_done(&md->tm);
+	md->slot = 1 - md->slot;
 	md->flags = flags;
 	__atomic_store_n(&md->frozen_flags, 0, __ATOMIC_RELAXED);
 	for (guint k = 0; k < md->frozen_list->len; k++) {
 		uint64_t idx = g_array_index(md->frozen_list, uint64_t, k);
 
-		md->leaf_pop[idx] = (uint16_t)popcount_leaf(md->frozen[idx]);
+		md->leaf_pop[idx] = (uint16_t)bt_popcount_leaf(md->frozen[idx]);
 	}
 	md->committed_hydrated = md->next_hydrated;
 	free_frozen(md);
@@ -984,29 +241,31 @@ static int commit_locked(struct md *md)
 static int restore_leaf(struct md *md, uint64_t idx)
 {
 	uint64_t *w = md->bm.leaf[idx], ptr = md->bm.loc[0][idx], before, after = 0;
-	uint8_t *b = md->buf;
+	struct md_want want = { MD_KIND_LEAF, MD_TREE_BITMAP, 0, idx, md->tm.txid,
+				md->bm.txid[0][idx] };
+	const struct md_node_disk *d = (const void *)md->buf;
 	int r;
 
 	if (!w || ptr == PTR_ONES)
 		return 0;	/* nothing marked, or all ones already */
-	before = popcount_leaf(w);
+	before = bt_popcount_leaf(w);
 	if (ptr == PTR_ZEROS) {
-		if (w == ones_leaf)
+		if (w == bt_ones_leaf)
 			__atomic_store_n(&md->bm.leaf[idx], NULL, __ATOMIC_RELEASE);
 		else
 			for (unsigned i = 0; i < LEAF_WORDS; i++)
 				__atomic_store_n(&w[i], 0, __ATOMIC_RELEASE);
 	} else {
-		r = read_node(md->fd, md->nr_blocks, b, ptr, KIND_LEAF, TREE_BITMAP, 0, idx,
-			      md->txid, md->bm.txid[0][idx], md->errbuf, sizeof(md->errbuf));
+		r = mdb_read(md->tm.fd, md->tm.nr_blocks, md->buf, ptr, &want, md->errbuf,
+			     sizeof(md->errbuf));
 		if (r)
 			return r;
-		if (w == ones_leaf)
+		if (w == bt_ones_leaf)
 			w = g_new(uint64_t, LEAF_WORDS);
 		for (unsigned i = 0; i < LEAF_WORDS; i++)
-			__atomic_store_n(&w[i], get64(b + HDR_SIZE + 8 * i), __ATOMIC_RELEASE);
+			__atomic_store_n(&w[i], le64_to_cpu(d->words[i]), __ATOMIC_RELEASE);
 		__atomic_store_n(&md->bm.leaf[idx], w, __ATOMIC_RELEASE);
-		after = popcount_leaf(w);
+		after = bt_popcount_leaf(w);
 	}
 	__atomic_add_fetch(&md->nr_hydrated, after - before, __ATOMIC_RELAXED);
 	return 0;
@@ -1043,10 +302,10 @@ static int restore_bitmap(struct md *md, enum md_mode mode)
 /* A commit failed with @err: roll back, go RO, try to record needs_check (spec 4.6). */
 static int commit_failed(struct md *md, int err)
 {
-	txn_undo(md);
+	tm_rollback(&md->tm);
 	if (err == -ENOSPC)
 		snprintf(md->errbuf, sizeof(md->errbuf), "out of metadata space (%" PRIu64
-			 " blocks, %" PRIu64 " in use)", md->nr_blocks, md->committed_used);
+			 " blocks, %" PRIu64 " in use)", md->tm.nr_blocks, md->tm.committed_used);
 	else
 		snprintf(md->errbuf, sizeof(md->errbuf), "metadata commit failed: %s",
 			 strerror(-err));
@@ -1054,644 +313,15 @@ static int commit_failed(struct md *md, int err)
 		return err;
 	if (err == -ENOSPC)
 		return err;	/* nothing was damaged: no need to check */
-	if (write_super(md, 1 - md->slot, md->flags | SB_NEEDS_CHECK, md->committed_hydrated) ||
-	    bio_flush(md->fd)) {
+	if (md_write_super(md, 1 - md->slot, md->flags | MD_SB_NEEDS_CHECK,
+			   md->committed_hydrated) || bio_flush(md->tm.fd)) {
 		__atomic_store_n(&md->mode, MD_MODE_FAIL, __ATOMIC_RELEASE);
 		return err;
 	}
-	md->flags |= SB_NEEDS_CHECK;
-	txn_done(md, 1 - md->slot);
+	md->flags |= MD_SB_NEEDS_CHECK;
+	tm_commit_done(&md->tm);
+	md->slot = 1 - md->slot;
 	return err;
-}
-
-/* ---- open and close ---- */
-
-static void md_free(struct md *md)
-{
-	if (!md)
-		return;
-	if (md->fd >= 0) {
-		bio_forget(md->fd);
-		close(md->fd);
-	}
-	tree_free(&md->bm);
-	tree_free(&md->sm);
-	free_frozen(md);
-	g_free(md->frozen);
-	g_free(md->dirty);
-	g_free(md->busy);
-	g_free(md->leaf_pop);
-	g_free(md->buf);
-	for (unsigned l = 0; l <= MAX_LEVELS; l++)
-		g_free(md->sm_moved[l]);
-	g_array_free(md->dirty_list, TRUE);
-	g_array_free(md->frozen_list, TRUE);
-	g_array_free(md->undo, TRUE);
-	g_array_free(md->allocated, TRUE);
-	g_array_free(md->freed, TRUE);
-	g_array_free(md->moved, TRUE);
-	g_mutex_clear(&md->lock);
-	g_mutex_clear(&md->commit_lock);
-	g_free(md);
-}
-
-static int md_new(const struct md_geometry *geo, uint64_t nr_blocks, struct md **out)
-{
-	struct md *md = g_new0(struct md, 1);
-	int r;
-
-	g_mutex_init(&md->lock);
-	g_mutex_init(&md->commit_lock);
-	md->fd = -1;
-	md->geo = *geo;
-	md->nr_blocks = nr_blocks;
-	md->dirty_list = g_array_new(FALSE, FALSE, sizeof(uint64_t));
-	md->frozen_list = g_array_new(FALSE, FALSE, sizeof(uint64_t));
-	md->undo = g_array_new(FALSE, FALSE, sizeof(struct undo));
-	md->allocated = g_array_new(FALSE, FALSE, sizeof(uint64_t));
-	md->freed = g_array_new(FALSE, FALSE, sizeof(uint64_t));
-	md->moved = g_array_new(FALSE, FALSE, sizeof(struct node));
-	md->buf = g_malloc(BS);
-	r = tree_init(&md->bm, TREE_BITMAP, geo->region_count);
-	if (!r)
-		r = tree_init(&md->sm, TREE_SPACE, nr_blocks);
-	if (r)
-		goto out;
-	r = -ENOMEM;
-	md->dirty = g_try_new0(uint8_t, md->bm.nleaves);
-	md->frozen = g_try_new0(uint64_t *, md->bm.nleaves);
-	md->busy = g_try_new0(uint64_t, (nr_blocks + 63) / 64);
-	md->leaf_pop = g_try_new0(uint16_t, md->bm.nleaves);
-	md->version = SB_VERSION;
-	if (!md->dirty || !md->frozen || !md->busy || !md->leaf_pop)
-		goto out;
-	for (unsigned l = 0; l <= md->sm.levels; l++)
-		md->sm_moved[l] = g_new0(uint8_t, md->sm.count[l]);
-	r = 0;
-out:
-	if (r)
-		md_free(md);
-	else
-		*out = md;
-	return r;
-}
-
-static int check_geometry(const struct md_geometry *geo, char *err, size_t len)
-{
-	uint32_t rs = geo->region_size;
-
-	if (rs < 4096 || rs > (1u << 30) || (rs & (rs - 1)))
-		return errf(err, len, -EINVAL, "region size %u is not a power of two"
-			    " from 4096 to 1 GiB", rs);
-	if (geo->region_count == 0 || !tree_nodes(geo->region_count) ||
-	    meta_blocks_needed(geo) >= ENTRY_MAX_BLOCKS)
-		return errf(err, len, -EINVAL, "region count %" PRIu64 " is out of range",
-			    geo->region_count);
-	return 0;
-}
-
-static uint64_t regions_for(uint64_t image_size, uint32_t region_size)
-{
-	if (!region_size)
-		return 0;
-	return image_size / region_size + (image_size % region_size != 0);
-}
-
-/* True if the file holds only zeros (holes are skipped). */
-static int file_is_zero(int fd, uint64_t size, bool *zero)
-{
-	uint8_t *buf = g_malloc(1 << 20);
-	uint64_t off = 0;
-	int r = 0;
-
-	*zero = true;
-	while (off < size && *zero) {
-		off_t data = lseek(fd, (off_t)off, SEEK_DATA), hole;
-
-		if (data < 0 && errno == ENXIO)
-			break;
-		if (data < 0)
-			data = (off_t)off;
-		hole = lseek(fd, data, SEEK_HOLE);
-		if (hole < 0)
-			hole = (off_t)size;
-		for (off = (uint64_t)data; off < (uint64_t)hole && *zero; ) {
-			size_t n = (size_t)MIN((uint64_t)(1 << 20), (uint64_t)hole - off);
-
-			r = bio_pread(fd, buf, n, off);
-			if (r)
-				goto out;
-			*zero = all_zero(buf, n);
-			off += n;
-		}
-	}
-out:
-	g_free(buf);
-	return r;
-}
-
-static unsigned lock_wait_ms = LOCK_WAIT_MS;
-
-/* Exclusive flock(2) on @fd, polling every 100 ms; -EBUSY if still held. */
-static int lock_meta(int fd)
-{
-	for (unsigned waited = 0;; waited += 100) {
-		if (!flock(fd, LOCK_EX | LOCK_NB))
-			return 0;
-		if (errno != EWOULDBLOCK)
-			return -errno;
-		if (waited >= lock_wait_ms)
-			return -EBUSY;
-		g_usleep(100 * 1000);
-	}
-}
-
-static int fsync_dir(const char *path)
-{
-	char *dir = g_path_get_dirname(path);
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
-
-	g_free(dir);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd))
-		r = -errno;
-	close(fd);
-	return r;
-}
-
-/*
- * Opens and locks "<path>.new". Not O_TRUNC at open: another daemon may be
- * formatting it; truncate only once it is ours and still has that name (a
- * stale second link to a live META is dropped, never truncated).
- */
-static int open_new(const char *tmp, bool nofollow, int *out)
-{
-	for (int tries = 0; tries < 3; tries++) {
-		int fd = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC | (nofollow ? O_NOFOLLOW : 0), 0600);
-		struct stat a, b;
-		int r;
-
-		if (fd < 0)
-			return -errno;
-		r = lock_meta(fd);
-		if (!r && (fstat(fd, &a) || (nofollow ? lstat(tmp, &b) : stat(tmp, &b))))
-			r = -errno;
-		if (!r && (a.st_dev != b.st_dev || a.st_ino != b.st_ino))
-			r = -EAGAIN;	/* renamed or removed while we waited */
-		if (!r && a.st_nlink > 1)
-			r = unlink(tmp) ? -errno : -EAGAIN;
-		if (!r && ftruncate(fd, 0))
-			r = -errno;
-		if (!r) {
-			*out = fd;
-			return 0;
-		}
-		close(fd);
-		if (r != -EAGAIN)
-			return r;
-	}
-	return -EAGAIN;
-}
-
-/* rename(2) that never replaces @to; where the filesystem cannot, the next best. */
-static int rename_noreplace(const char *from, const char *to)
-{
-	if (!renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE))
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
-		return -errno;
-	if (!link(from, to))
-		return unlink(from) ? -errno : 0;
-	if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOSYS)
-		return -errno;
-	return rename(from, to) ? -errno : 0;
-}
-
-/*
- * Writes a fresh META of @nr blocks into @fd: the space map, a flush, then
- * superblock 0 and a flush (commit_locked). On success the md owns @fd.
- */
-static int format_fd(int fd, uint64_t nr, const struct md_geometry *geo, struct md **out)
-{
-	struct md *md;
-	int r = md_new(geo, nr, &md);
-
-	if (r)
-		return r;
-	md->fd = fd;
-	/* The kernel's generator, not OpenSSL's: RAND_bytes() brings up
-	 * OpenSSL's DRBG and providers, megabytes of libcrypto kept mapped in
-	 * the daemon for one uuid. */
-	if (getrandom(md->uuid, 16, 0) != 16)
-		for (int i = 0; i < 16; i++)
-			md->uuid[i] = (uint8_t)g_random_int();
-	md->slot = 1;	/* so the first superblock goes to slot 0 */
-	set_bit(md->busy, 0);
-	set_bit(md->busy, 1);
-	r = sm_set(md, 0, true);
-	if (!r)
-		r = sm_set(md, 1, true);
-	if (!r)
-		r = commit_locked(md);
-	if (r) {
-		md->fd = -1;
-		md_free(md);
-		return r;
-	}
-	md->slots[0].state = SB_VALID;
-	md->slots[0].txid = md->txid;
-	md->slots[0].version = md->version;
-	*out = md;
-	return 0;
-}
-
-struct opener {
-	const char *path;
-	bool have_geo;			/* a mount: geometry known (else META's) */
-	struct md_geometry geo;
-	uint64_t image_size;		/* bytes; 0: geo.region_count is exact */
-	bool rs_explicit;		/* geo.region_size must match META's */
-	bool readonly;
-	bool tool;			/* never format; open even if needs_check */
-	bool check;			/* md_check: report leaked blocks too */
-	bool lock;			/* flock META first (md_open_fd) */
-	bool nofollow;
-	int slot;			/* -1: the newest valid slot, else this one */
-};
-
-/*
- * Formats a new META as "<path>.new" and renames it into place (issue 22
- * item 9): an error or a crash before the rename leaves META as it was,
- * missing or unformatted, never half written. @replace: META exists (empty
- * or all zeros) and is renamed over; else a file that appeared meanwhile is
- * never clobbered.
- */
-static int format_new(const struct opener *o, uint64_t nr, bool replace, struct md **out,
-		      char *err, size_t len)
-{
-	char *tmp = g_strconcat(o->path, ".new", NULL);
-	struct md *md = NULL;
-	int fd = -1, r;
-
-	r = open_new(tmp, o->nofollow, &fd);
-	if (r) {
-		errf(err, len, r, "cannot create its .new file: %s", strerror(-r));
-		goto out_free;
-	}
-	bio_set_role(fd, BIO_META);
-	if (ftruncate(fd, (off_t)(nr * BS))) {
-		r = errf(err, len, -errno, "cannot size the new file to %" PRIu64 " blocks: %s",
-			 nr, strerror(errno));
-		goto out;
-	}
-	r = format_fd(fd, nr, &o->geo, &md);
-	if (r) {
-		errf(err, len, r, "cannot format: %s", strerror(-r));
-		goto out;
-	}
-	fd = -1;
-	r = replace ? (rename(tmp, o->path) ? -errno : 0) : rename_noreplace(tmp, o->path);
-	if (r == -EEXIST)
-		errf(err, len, r, "was created by someone else while it was being formatted");
-	else if (r)
-		errf(err, len, r, "cannot rename the new file into place: %s", strerror(-r));
-	if (r)
-		goto out;
-	r = fsync_dir(o->path);
-	if (r)	/* META is in place and valid; only its name may not be durable */
-		errf(err, len, r, "cannot sync its directory: %s", strerror(-r));
-	if (!r && !o->lock)
-		flock(md->fd, LOCK_UN);	/* md_open's caller locks META itself */
-out:
-	if (r) {
-		if (md) {
-			bio_forget(md->fd);
-			md_free(md);
-		} else {
-			bio_forget(fd);
-			close(fd);
-		}
-		unlink(tmp);	/* still ours: we hold its lock */
-	} else {
-		*out = md;
-	}
-out_free:
-	g_free(tmp);
-	return r;
-}
-
-/*
- * A block device cannot be renamed: format in place, the superblock last
- * after a flush. Unformatted means both superblock slots are all zeros.
- */
-static int format_in_place(int fd, uint64_t size, const struct md_geometry *geo,
-			   struct md **out, char *err, size_t len)
-{
-	uint64_t need = meta_blocks_needed(geo), nr = size / BS;
-	int r;
-
-	if (nr < need)
-		return errf(err, len, -ENOSPC, "device too small: %" PRIu64 " blocks of 4 KiB,"
-			    " %" PRIu64 " needed", nr, need);
-	r = format_fd(fd, nr, geo, out);
-	if (r)
-		errf(err, len, r, "cannot format: %s", strerror(-r));
-	return r;
-}
-
-/* No valid superblock: format if META is unformatted and we may, else say why. */
-static int open_unformatted(int fd, const struct stat *st, uint64_t size,
-			    const struct sbinfo *s, const struct opener *o,
-			    struct md **out, char *err, size_t len)
-{
-	const struct sbinfo *bad = s[0].state == SB_BAD ? &s[0] : s[1].state == SB_BAD ? &s[1] : NULL;
-	bool blk = S_ISBLK(st->st_mode), zero;
-	int r;
-
-	if (blk)
-		zero = s[0].state == SB_EMPTY && s[1].state == SB_EMPTY;
-	else if ((r = file_is_zero(fd, size, &zero)))
-		return errf(err, len, r, "cannot read: %s", strerror(-r));
-	if (!zero && bad)
-		return errf(err, len, -EILSEQ, "%s", bad->why);
-	if (!zero)
-		return errf(err, len, -EINVAL, "not a clonefs metadata file");
-	if (!o->have_geo || o->tool)
-		return errf(err, len, -ENODATA, "metadata is empty (not formatted)");
-	if (o->readonly)
-		return errf(err, len, -EROFS, "metadata is empty and cannot be formatted read-only");
-	if (blk)
-		return format_in_place(fd, size, &o->geo, out, err, len);
-	if (!S_ISREG(st->st_mode))
-		return errf(err, len, -EINVAL, "is neither a regular file nor a block device");
-	return format_new(o, MAX(size / BS, meta_blocks_needed(&o->geo)), true, out, err, len);
-}
-
-/*
- * Every reachable block must be marked used, else the allocator could hand it
- * out again. A used block nobody reaches is only a leak: md_check reports it,
- * open does not.
- */
-static int account(struct md *md, const uint8_t *refs, bool leaks, char *err, size_t len)
-{
-	for (uint64_t b = 0; b < md->nr_blocks; b++) {
-		bool used = test_bit(md->sm.words, b);
-
-		if (refs[b] > 1)
-			return errf(err, len, -EILSEQ, "block %" PRIu64 " is used twice", b);
-		if (refs[b] && !used)
-			return errf(err, len, -EILSEQ, "block %" PRIu64 " is in use but marked free", b);
-		if (!refs[b] && used && leaks)
-			return errf(err, len, -EILSEQ, "block %" PRIu64 " is leaked (marked used"
-				    " but unreachable)", b);
-	}
-	return 0;
-}
-
-static int load(struct md *md, const struct sbinfo *s, bool check, char *err, size_t len)
-{
-	struct loader *ld = g_new0(struct loader, 1);
-	int r;
-
-	ld->fd = md->fd;
-	ld->version = s->version;
-	ld->nr_blocks = md->nr_blocks;
-	ld->txid = s->txid;
-	ld->err = err;
-	ld->errlen = len;
-	ld->refs = g_new0(uint8_t, md->nr_blocks);
-	ld->refs[0] = ld->refs[1] = 1;	/* the superblock slots */
-	r = load_node(ld, &md->sm, md->sm.levels, 0, s->sm_root, s->sm_root_txid);
-	if (r)
-		goto out;
-	md->used = md->committed_used = ld->bits;
-	memcpy(md->busy, md->sm.words, (md->nr_blocks + 63) / 64 * 8);
-	ld->bits = 0;
-	ld->leaf_pop = md->leaf_pop;
-	r = load_node(ld, &md->bm, md->bm.levels, 0, s->bm_root, s->bm_root_txid);
-	md->nr_hydrated = md->committed_hydrated = ld->bits;
-	if (!r && s->version >= 2 && s->hydrated != ld->bits)
-		r = errf(err, len, -EILSEQ, "superblock says %" PRIu64 " regions are hydrated,"
-			 " the bitmap has %" PRIu64, s->hydrated, ld->bits);
-	if (!r)
-		r = account(md, ld->refs, check, err, len);
-out:
-	g_free(ld->refs);
-	g_free(ld);
-	return r;
-}
-
-/* The geometry in force: META's, checked against what the caller asked for. */
-static int match_geometry(const struct opener *o, const struct md_geometry *geo,
-			  char *err, size_t len)
-{
-	struct md_geometry want = o->geo;
-
-	if (!o->have_geo)
-		return 0;
-	if (o->image_size && !o->rs_explicit) {
-		/* spec 1.3: a plain remount uses META's region size */
-		want.region_size = geo->region_size;
-		want.region_count = regions_for(o->image_size, geo->region_size);
-	}
-	if (want.region_size != geo->region_size)
-		return errf(err, len, -EINVAL, "region size %u does not match metadata (%u)",
-			    want.region_size, geo->region_size);
-	if (want.region_count != geo->region_count)
-		return errf(err, len, -EINVAL, "region count %" PRIu64 " does not match"
-			    " metadata (%" PRIu64 ")", want.region_count, geo->region_count);
-	return 0;
-}
-
-/* Opens the state in slot @slot of @s; on success the md owns @fd. */
-static int open_formatted(int fd, uint64_t size, const struct sbinfo *s, int slot,
-			  const struct opener *o, struct md **out, char *err, size_t len)
-{
-	const struct sbinfo *best = &s[slot];
-	struct md_geometry geo = { best->region_size, best->region_count };
-	struct md *md = NULL;
-	int r;
-
-	if (check_geometry(&geo, NULL, 0) || best->nr_blocks < 3 ||
-	    best->nr_blocks > ENTRY_MAX_BLOCKS || tree_nodes(best->nr_blocks) == 0)
-		return errf(err, len, -EILSEQ, "superblock has an impossible geometry");
-	if (size / BS < best->nr_blocks)
-		return errf(err, len, -EILSEQ, "metadata file is truncated (%" PRIu64 " of %"
-			    PRIu64 " blocks)", size / BS, best->nr_blocks);
-	if ((r = match_geometry(o, &geo, err, len)))
-		return r;
-	if ((best->flags & SB_NEEDS_CHECK) && !o->tool)
-		return errf(err, len, -EUCLEAN, "needs_check is set: run clonefs check");
-	if (best->flags & ~SB_KNOWN_FLAGS)
-		return errf(err, len, -EOPNOTSUPP, "unknown superblock flags %#x",
-			    best->flags & ~SB_KNOWN_FLAGS);
-	r = md_new(&geo, best->nr_blocks, &md);
-	if (r)
-		return errf(err, len, r, "cannot allocate metadata: %s", strerror(-r));
-	if (md->bm.levels != best->bm_levels || md->sm.levels != best->sm_levels) {
-		r = errf(err, len, -EILSEQ, "superblock has wrong tree depths");
-		goto out;
-	}
-	memcpy(md->slots, s, 2 * sizeof(*s));
-	memcpy(md->uuid, best->uuid, 16);
-	md->txid = best->txid;
-	md->flags = best->flags;
-	md->version = best->version;
-	md->slot = slot;
-	md->fd = fd;
-	r = load(md, best, o->check, err, len);
-out:
-	if (r) {
-		md->fd = -1;
-		md_free(md);
-	} else {
-		*out = md;
-	}
-	return r;
-}
-
-static int read_slots(int fd, struct sbinfo *s, char *err, size_t len)
-{
-	uint8_t *b = g_malloc(BS);
-	int r = 0;
-
-	for (int i = 0; i < 2 && !r; i++) {
-		r = bio_pread(fd, b, BS, (uint64_t)i * BS);
-		if (r)
-			errf(err, len, r, "cannot read superblock: %s", strerror(-r));
-		else
-			sb_parse(b, i, &s[i]);
-	}
-	g_free(b);
-	return r;
-}
-
-/* Size in bytes of META: a file's length, or a block device's. */
-static int meta_size(int fd, const struct stat *st, uint64_t *size)
-{
-	off_t end;
-
-	if (!S_ISBLK(st->st_mode)) {
-		*size = (uint64_t)st->st_size;
-		return 0;
-	}
-	end = lseek(fd, 0, SEEK_END);
-	if (end < 0)
-		return -errno;
-	*size = (uint64_t)end;
-	return 0;
-}
-
-/* Locks META's fd and makes sure it is still the file its path names. */
-static int lock_and_stat(int fd, const struct opener *o, struct stat *st, char *err, size_t len)
-{
-	struct stat p;
-	int r = o->lock ? lock_meta(fd) : 0;
-
-	if (r == -EBUSY)
-		return errf(err, len, r, "in use by another clonefs daemon");
-	if (r)
-		return errf(err, len, r, "cannot lock: %s", strerror(-r));
-	if (fstat(fd, st))
-		return errf(err, len, -errno, "cannot stat: %s", strerror(errno));
-	/* a daemon that formatted META while we waited renamed a new file over it */
-	if (o->lock && S_ISREG(st->st_mode) && (st->st_nlink == 0 ||
-	    (!stat(o->path, &p) && (p.st_dev != st->st_dev || p.st_ino != st->st_ino))))
-		return errf(err, len, -ESTALE, "was replaced while waiting for its lock");
-	return 0;
-}
-
-/* Opens META from @fd (-1: it does not exist). Takes ownership of @fd. */
-static int open_meta(int fd, const struct opener *o, struct md **out, char *err, size_t len)
-{
-	struct sbinfo s[2];
-	struct md *md = NULL;
-	struct stat st;
-	uint64_t size = 0;
-	int r, slot = o->slot;
-
-	if (o->have_geo && (r = check_geometry(&o->geo, err, len)))
-		goto out;
-	if (fd < 0) {
-		if (!o->have_geo || o->readonly || o->tool)
-			return errf(err, len, -ENOENT, "does not exist");
-		return format_new(o, meta_blocks_needed(&o->geo), false, out, err, len);
-	}
-	bio_set_role(fd, BIO_META);
-	if ((r = lock_and_stat(fd, o, &st, err, len)))
-		goto out;
-	if ((r = meta_size(fd, &st, &size))) {
-		errf(err, len, r, "cannot get its size: %s", strerror(-r));
-		goto out;
-	}
-	if ((r = read_slots(fd, s, err, len)))
-		goto out;
-	if (slot < 0)
-		for (int i = 0; i < 2; i++)
-			if (s[i].state == SB_VALID && (slot < 0 || s[i].txid > s[slot].txid))
-				slot = i;
-	if (slot < 0) {
-		r = open_unformatted(fd, &st, size, s, o, &md, err, len);
-	} else if (s[slot].state != SB_VALID) {
-		r = errf(err, len, -EILSEQ, "%s", s[slot].why);
-	} else {
-		r = open_formatted(fd, size, s, slot, o, &md, err, len);
-	}
-out:
-	if (fd >= 0 && (!md || md->fd != fd)) {
-		bio_forget(fd);
-		close(fd);
-	}
-	if (!r) {
-		md->readonly = o->readonly;
-		*out = md;
-	}
-	return r;
-}
-
-/* For the path-based opens: META opened for reading, or reading and writing. */
-static int open_path(const char *path, bool readonly, bool may_miss, int *fd,
-		     char *err, size_t len)
-{
-	*fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (*fd >= 0 || (may_miss && errno == ENOENT))
-		return 0;
-	return errf(err, len, -errno, "cannot open: %s", strerror(errno));
-}
-
-int md_open_fd(const struct md_open_args *a, struct md **out, char *err, size_t errlen)
-{
-	struct opener o = {
-		.path = a->path, .have_geo = true, .image_size = a->image_size,
-		.rs_explicit = a->region_size_explicit, .readonly = a->readonly,
-		.lock = true, .nofollow = a->nofollow, .slot = -1,
-	};
-
-	o.geo.region_size = a->region_size;
-	o.geo.region_count = regions_for(a->image_size, a->region_size);
-	return open_meta(a->fd, &o, out, err, errlen);
-}
-
-int md_open(const char *path, const struct md_geometry *geo, bool readonly,
-	    struct md **out, char *err, size_t errlen)
-{
-	/* no lock: clone.c still takes its own on a second fd */
-	struct opener o = { .path = path, .have_geo = true, .geo = *geo, .rs_explicit = true,
-			    .readonly = readonly, .slot = -1 };
-	int fd, r = open_path(path, readonly, !readonly, &fd, err, errlen);
-
-	return r ? r : open_meta(fd, &o, out, err, errlen);
-}
-
-int md_open_existing(const char *path, bool readonly, struct md **out,
-		     char *err, size_t errlen)
-{
-	/* tools read META even when needs_check is set; writers may not */
-	struct opener o = { .path = path, .readonly = readonly, .tool = readonly, .slot = -1 };
-	int fd, r = open_path(path, readonly, false, &fd, err, errlen);
-
-	return r ? r : open_meta(fd, &o, out, err, errlen);
 }
 
 int md_close(struct md *md)
@@ -1739,7 +369,7 @@ static uint64_t find_next(struct md *md, uint64_t from, bool want)
 	while (r < n) {
 		uint64_t base = r - r % LEAF_BITS, *w = leaf_get(md, r / LEAF_BITS);
 
-		if (!w || w == ones_leaf) {
+		if (!w || w == bt_ones_leaf) {
 			if ((w != NULL) == want)
 				return r;
 		} else {
@@ -1794,11 +424,11 @@ static void set_in_leaf(struct md *md, uint64_t idx, uint64_t off, uint64_t n)
 {
 	uint64_t *w = md->bm.leaf[idx], added = 0;
 
-	if (w == ones_leaf)
+	if (w == bt_ones_leaf)
 		return;
 	if (!w && n == LEAF_BITS) {
-		/* a whole leaf (say a big discard): share ones_leaf, no memory */
-		__atomic_store_n(&md->bm.leaf[idx], ones_leaf, __ATOMIC_RELEASE);
+		/* a whole leaf (say a big discard): share bt_ones_leaf, no memory */
+		__atomic_store_n(&md->bm.leaf[idx], bt_ones_leaf, __ATOMIC_RELEASE);
 		added = n;
 		n = 0;
 	} else if (!w) {
@@ -1886,12 +516,12 @@ int md_pre_commit(struct md *md)
 
 		if (!f)
 			g_array_append_val(md->frozen_list, idx);
-		if (live == ones_leaf) {
-			if (f != ones_leaf)
+		if (live == bt_ones_leaf) {
+			if (f != bt_ones_leaf)
 				g_free(f);
-			f = ones_leaf;
+			f = bt_ones_leaf;
 		} else {
-			if (!f || f == ones_leaf)
+			if (!f || f == bt_ones_leaf)
 				f = g_new(uint64_t, LEAF_WORDS);
 			memcpy(f, live, LEAF_WORDS * 8);
 		}
@@ -1915,7 +545,7 @@ int md_commit(struct md *md)
 	g_mutex_lock(&md->commit_lock);
 	if (md->readonly || md_mode(md) != MD_MODE_RW)
 		r = md->readonly ? -EROFS : -EIO;
-	else if ((md->frozen_list->len || md->frozen_flags) && (r = commit_locked(md)))
+	else if ((md->frozen_list->len || md->frozen_flags) && (r = md_commit_locked(md)))
 		r = commit_failed(md, r);
 	g_mutex_unlock(&md->commit_lock);
 	return r;
@@ -1953,7 +583,7 @@ bool md_needs_check(struct md *md)
 	bool set;
 
 	g_mutex_lock(&md->commit_lock);
-	set = md->flags & SB_NEEDS_CHECK;
+	set = md->flags & MD_SB_NEEDS_CHECK;
 	g_mutex_unlock(&md->commit_lock);
 	return set;
 }
@@ -1961,8 +591,8 @@ bool md_needs_check(struct md *md)
 void md_space(struct md *md, uint64_t *used_blocks, uint64_t *total_blocks)
 {
 	g_mutex_lock(&md->commit_lock);
-	*used_blocks = md->committed_used;
-	*total_blocks = md->nr_blocks;
+	*used_blocks = md->tm.committed_used;
+	*total_blocks = md->tm.nr_blocks;
 	g_mutex_unlock(&md->commit_lock);
 }
 
@@ -1977,7 +607,7 @@ bool md_dest_tagged(struct md *md)
 
 	g_mutex_lock(&md->commit_lock);
 	g_mutex_lock(&md->lock);
-	set = (md->flags | md->frozen_flags | md->new_flags) & SB_DEST_TAGGED;
+	set = (md->flags | md->frozen_flags | md->new_flags) & MD_SB_DEST_TAGGED;
 	g_mutex_unlock(&md->lock);
 	g_mutex_unlock(&md->commit_lock);
 	return set;
@@ -1993,14 +623,14 @@ int md_set_dest_tagged(struct md *md)
 		return 0;
 	g_mutex_lock(&md->lock);
 	if (md_mode(md) == MD_MODE_RW)
-		md->new_flags |= SB_DEST_TAGGED;
+		md->new_flags |= MD_SB_DEST_TAGGED;
 	g_mutex_unlock(&md->lock);
 	return md_mode(md) == MD_MODE_RW ? 0 : -EIO;
 }
 
 uint64_t md_transaction_id(struct md *md)
 {
-	return __atomic_load_n(&md->txid, __ATOMIC_ACQUIRE);
+	return __atomic_load_n(&md->tm.txid, __ATOMIC_ACQUIRE);
 }
 
 void md_last_error(struct md *md, char *buf, size_t len)
@@ -2012,212 +642,14 @@ void md_last_error(struct md *md, char *buf, size_t len)
 
 uint64_t md_blocks_written(struct md *md)
 {
-	return __atomic_load_n(&md->blocks_written, __ATOMIC_RELAXED);
-}
-
-void md_test_fail_writes(struct md *md, uint64_t after, uint64_t count)
-{
-	g_mutex_lock(&md->commit_lock);
-	md->fail_after = after;
-	md->fail_count = count;
-	g_mutex_unlock(&md->commit_lock);
-}
-
-void md_test_lock_wait(unsigned ms)
-{
-	lock_wait_ms = ms ? ms : LOCK_WAIT_MS;
+	return __atomic_load_n(&md->tm.blocks_written, __ATOMIC_RELAXED);
 }
 
 void md_test_limit_blocks(struct md *md, uint64_t nr_blocks)
 {
 	g_mutex_lock(&md->commit_lock);
-	md->limit = nr_blocks;
+	md->tm.limit = nr_blocks;
 	g_mutex_unlock(&md->commit_lock);
 }
 
-/* ---- offline tools ---- */
 
-/* "N regions" or "an unknown number of regions" for a lost transaction. */
-static void lost_regions(char *buf, size_t len, bool known, uint64_t n)
-{
-	if (known)
-		snprintf(buf, len, "%" PRIu64 " regions", n);
-	else
-		snprintf(buf, len, "an unknown number of regions");
-}
-
-/* Newest state clean: rewrite the other slot if it is damaged or needs_check is set. */
-static int repair_slots(struct md *md, bool repair, char *err, size_t len)
-{
-	const struct sbinfo *other = &md->slots[1 - md->slot];
-	bool bad = other->state != SB_VALID && other->state != SB_EMPTY;
-	bool newer = other->state == SB_BAD && other->raw_txid > md->txid;
-	bool nc = md->flags & SB_NEEDS_CHECK;
-	bool known = other->version >= 2 && other->hydrated >= md->committed_hydrated &&
-		     other->hydrated <= md->geo.region_count;
-	char lost[96];
-	int r;
-
-	if (bad && !repair)
-		return errf(err, len, -EILSEQ, "superblock slot %d: %s", 1 - md->slot, other->why);
-	if (!repair || (!bad && !nc))
-		return 0;
-	/* the other slot is not in use: rewriting it with this state is safe */
-	r = write_super(md, 1 - md->slot, md->flags & ~SB_NEEDS_CHECK, md->committed_hydrated);
-	if (!r)
-		r = bio_flush(md->fd);
-	if (r)
-		return errf(err, len, r, "cannot write the superblock: %s", strerror(-r));
-	if (newer) {
-		/* a torn or damaged newest superblock: its fields are only a hint */
-		lost_regions(lost, sizeof(lost), known, other->hydrated - md->committed_hydrated);
-		errf(err, len, 0, "superblock slot %d (transaction %" PRIu64 ") is damaged (%s);"
-		     " fell back to transaction %" PRIu64 ": %s hydrated in the lost transaction"
-		     " read SOURCE again%s", 1 - md->slot, other->raw_txid, other->why, md->txid,
-		     lost, known ? " (the count comes from the damaged superblock)" : "");
-		return MD_CHECK_FELL_BACK;
-	}
-	errf(err, len, 0, "%s%s%s", bad ? "rewrote damaged superblock slot " : "",
-	     bad ? (md->slot ? "0" : "1") : "", nc ? (bad ? "; cleared needs_check" :
-	     "cleared needs_check") : "");
-	return MD_CHECK_REPAIRED;
-}
-
-/*
- * The newest state's trees are damaged (@why): open the older slot, and if
- * that is clean, write it over the damaged one with a higher transaction id.
- */
-static int fall_back(const char *path, const struct sbinfo *s, int newest, const char *why,
-		     char *err, size_t len)
-{
-	struct opener o = { .path = path, .tool = true, .check = true, .slot = 1 - newest };
-	const struct sbinfo *lost_sb = &s[newest];
-	char oerr[256], lost[96];
-	struct md *md;
-	int fd, r = open_path(path, false, false, &fd, err, len);
-
-	if (r)
-		return r;
-	r = open_meta(fd, &o, &md, oerr, sizeof(oerr));
-	if (r)
-		return errf(err, len, -EILSEQ, "%s (and the older transaction %" PRIu64
-			    " is damaged too: %s)", why, s[1 - newest].txid, oerr);
-	md->txid = MAX(s[0].txid, s[1].txid);
-	r = write_super(md, newest, md->flags & ~SB_NEEDS_CHECK, md->committed_hydrated);
-	if (!r)
-		r = bio_flush(md->fd);
-	if (r) {
-		errf(err, len, r, "cannot write the superblock: %s", strerror(-r));
-		goto out;
-	}
-	lost_regions(lost, sizeof(lost), lost_sb->version >= 2 &&
-		     lost_sb->hydrated >= md->committed_hydrated,
-		     lost_sb->hydrated - md->committed_hydrated);
-	errf(err, len, 0, "transaction %" PRIu64 " (superblock slot %d) is damaged: %s;"
-	     " fell back to transaction %" PRIu64 ": %s hydrated in transaction %" PRIu64
-	     " read SOURCE again", lost_sb->txid, newest, why, s[1 - newest].txid, lost,
-	     lost_sb->txid);
-	r = MD_CHECK_FELL_BACK;
-out:
-	md_free(md);
-	return r;
-}
-
-static int check_meta(const char *path, bool repair, char *err, size_t len)
-{
-	struct opener o = { .path = path, .readonly = !repair, .tool = true, .check = true,
-			    .slot = -1 };
-	char why[256] = "";
-	struct sbinfo s[2];
-	struct md *md;
-	int fd, r, newest = -1;
-
-	if (err && len)
-		err[0] = 0;
-	r = open_path(path, !repair, false, &fd, err, len);
-	if (r)
-		return r;
-	r = read_slots(fd, s, err, len);
-	if (r) {
-		close(fd);
-		return r;
-	}
-	r = open_meta(fd, &o, &md, why, sizeof(why));	/* checks blocks and accounting */
-	if (!r) {
-		r = repair_slots(md, repair, err, len);
-		md_free(md);
-		return r;
-	}
-	for (int i = 0; i < 2; i++)
-		if (s[i].state == SB_VALID && (newest < 0 || s[i].txid > s[newest].txid))
-			newest = i;
-	if (!repair || r != -EILSEQ || newest < 0 || s[1 - newest].state != SB_VALID)
-		return errf(err, len, r, "%s", why);
-	return fall_back(path, s, newest, why, err, len);
-}
-
-int md_check(const char *path, char *err, size_t errlen)
-{
-	return check_meta(path, false, err, errlen);
-}
-
-int md_check_repair(const char *path, char *err, size_t errlen)
-{
-	return check_meta(path, true, err, errlen);
-}
-
-#define MAX_RUNS 1000
-
-int md_dump(const char *path, FILE *out, char *err, size_t errlen)
-{
-	static const char *const states[] = { "empty", "foreign", "bad", "valid" };
-	uint64_t r0, r1, runs = 0;
-	const uint8_t *u;
-	struct md *md;
-	int r;
-
-	r = md_open_existing(path, true, &md, err, errlen);
-	if (r)
-		return r;
-	u = md->uuid;
-	fprintf(out, "{\n  \"block_size\": %u,\n  \"active_slot\": %d,\n  \"superblocks\": [",
-		BS, md->slot);
-	for (int i = 0; i < 2; i++) {
-		const struct sbinfo *s = &md->slots[i];
-
-		fprintf(out, "%s\n    {\"slot\": %d, \"state\": \"%s\"", i ? "," : "", i,
-			states[s->state]);
-		if (s->state == SB_VALID)
-			fprintf(out, ", \"version\": %u, \"transaction_id\": %" PRIu64
-				", \"needs_check\": %s, \"dest_tagged\": %s", s->version, s->txid,
-				s->flags & SB_NEEDS_CHECK ? "true" : "false",
-				s->flags & SB_DEST_TAGGED ? "true" : "false");
-		fprintf(out, "}");
-	}
-	fprintf(out, "\n  ],\n  \"version\": %u,\n  \"uuid\": \"%02x%02x%02x%02x-%02x%02x-%02x%02x"
-		"-%02x%02x-%02x%02x%02x%02x%02x%02x\",\n", md->version, u[0], u[1], u[2], u[3],
-		u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
-	fprintf(out, "  \"transaction_id\": %" PRIu64 ",\n  \"needs_check\": %s,\n"
-		"  \"dest_tagged\": %s,\n  \"region_size\": %u,\n  \"region_count\": %" PRIu64 ",\n"
-		"  \"hydrated\": %" PRIu64 ",\n  \"hydrated_runs\": [",
-		md->txid, md->flags & SB_NEEDS_CHECK ? "true" : "false",
-		md->flags & SB_DEST_TAGGED ? "true" : "false", md->geo.region_size,
-		md->geo.region_count, md->nr_hydrated);
-	for (r0 = md_find_next_hydrated(md, 0); r0 < md->geo.region_count && runs < MAX_RUNS;
-	     r0 = md_find_next_hydrated(md, r1)) {
-		r1 = md_find_next_unhydrated(md, r0);
-		fprintf(out, "%s[%" PRIu64 ", %" PRIu64 "]", runs++ ? ", " : "", r0, r1 - r0);
-	}
-	fprintf(out, "],\n  \"runs_truncated\": %s,\n",
-		r0 < md->geo.region_count ? "true" : "false");
-	fprintf(out, "  \"bitmap\": {\"root\": %" PRIu64 ", \"root_transaction\": %" PRIu64
-		", \"levels\": %u, \"leaves\": %" PRIu64 "},\n", *tree_root(&md->bm),
-		md->bm.txid[md->bm.levels][0], md->bm.levels, md->bm.nleaves);
-	fprintf(out, "  \"space_map\": {\"root\": %" PRIu64 ", \"root_transaction\": %" PRIu64
-		", \"levels\": %u, \"total\": %" PRIu64 ", \"used\": %" PRIu64
-		", \"free\": %" PRIu64 "}\n}\n", *tree_root(&md->sm),
-		md->sm.txid[md->sm.levels][0], md->sm.levels, md->nr_blocks, md->committed_used,
-		md->nr_blocks - md->committed_used);
-	md_free(md);
-	return ferror(out) ? errf(err, errlen, -EIO, "cannot write the dump") : 0;
-}

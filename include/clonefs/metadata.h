@@ -163,11 +163,10 @@ void md_last_error(struct md *md, char *buf, size_t len);
 uint64_t md_blocks_written(struct md *md);
 
 /*
- * Test hooks. md_test_fail_writes: after @after more block writes succeed,
- * the next @count writes fail with EIO (UINT64_MAX: all). md_test_limit_blocks:
- * pretend META has only @nr_blocks blocks when allocating (0: no limit).
+ * Test hooks. md_test_limit_blocks: pretend META has only @nr_blocks blocks
+ * when allocating (0: no limit). (To fail META writes, use blockio's fault
+ * injection: bio_fault_set("meta:write:eio...").)
  */
-void md_test_fail_writes(struct md *md, uint64_t after, uint64_t count);
 void md_test_limit_blocks(struct md *md, uint64_t nr_blocks);
 /* How long md_open_fd waits for the lock (0: the default 30 s). */
 void md_test_lock_wait(unsigned ms);

@@ -25,6 +25,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "clonefs/format.h"
 #include "clonefs/metadata.h"
 
 #include <fcntl.h>
@@ -36,24 +37,28 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define BS 4096u
+#define BS MD_FMT_BLOCK_SIZE
 #define MAX_BLOCKS 64
 #define MAX_EXTEND 16384 /* blocks: 64 MiB, sparse */
-#define S_REGION_COUNT 104
-#define S_NR_BLOCKS 112
 /* Opening costs time and memory in proportion to the regions a superblock
  * claims (1 bit each, leaves allocated lazily, but per-leaf tables are
  * not): a 4 PiB image is legitimate but too slow to fuzz, so such inputs
  * are skipped. 2^26 regions = 256 GiB at 4 KiB regions, 2081 leaves. */
 #define MAX_REGIONS (1ULL << 26)
 
-static uint64_t get64(const uint8_t *p)
+/* Superblock slot @b of the (possibly unaligned) bytes @p. */
+static const struct md_superblock_disk *sb_at(const uint8_t *p, size_t b)
 {
-	uint64_t v = 0;
+	return (const struct md_superblock_disk *)(p + b * BS);
+}
 
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
+/* Eight input bytes as a number, for the harness's choices. */
+static uint64_t input_u64(const uint8_t *p)
+{
+	md_le64 v;
+
+	memcpy(&v, p, 8);
+	return le64_to_cpu(v);
 }
 
 static int is_zero(const uint8_t *p, size_t n)
@@ -79,7 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (nblk > MAX_BLOCKS)
 		return 0;
 	for (size_t b = 0; b < 2 && b < nblk; b++)
-		if (get64(data + b * BS + S_REGION_COUNT) > MAX_REGIONS)
+		if (le64_to_cpu(sb_at(data, b)->region_count) > MAX_REGIONS)
 			return 0;
 	if (!devnull)
 		devnull = fopen("/dev/null", "w");
@@ -102,10 +107,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if ((ctl & 4) && tail > 1 && write(fd, data + nblk * BS + 1, tail - 1) < 0)
 		abort();
 	if (!(ctl & 2) && nblk >= 1) {
-		uint64_t want = get64(buf + S_NR_BLOCKS);
+		uint64_t want = le64_to_cpu(sb_at(buf, 0)->nr_blocks);
 
-		if (nblk >= 2 && get64(buf + BS + S_NR_BLOCKS) > want)
-			want = get64(buf + BS + S_NR_BLOCKS);
+		if (nblk >= 2 && le64_to_cpu(sb_at(buf, 1)->nr_blocks) > want)
+			want = le64_to_cpu(sb_at(buf, 1)->nr_blocks);
 		if (want > nblk && want <= MAX_EXTEND && ftruncate(fd, (off_t)(want * BS)))
 			abort();
 	}
@@ -135,7 +140,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		md_geometry(md, &geo);
 		for (size_t i = 0; i + 8 <= size && i < 64; i += 8) {
-			uint64_t r = get64(data + i) % geo.region_count;
+			uint64_t r = input_u64(data + i) % geo.region_count;
 
 			md_set_range_hydrated(md, r, 1 + (data[i] % 4 < 3 ? 0 :
 				(geo.region_count - r - 1) % 40000));

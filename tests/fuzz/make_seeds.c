@@ -13,6 +13,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "clonefs/format.h"
 #include "clonefs/metadata.h"
 
 #include <errno.h>
@@ -25,18 +26,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define BS 4096u
-#define LEAF_BITS 32256u
+#define BS MD_FMT_BLOCK_SIZE
+#define LEAF_BITS MD_LEAF_BITS
 #define SEED_TAGGED 1	/* md_set_dest_tagged() before the last commit */
 #define SEED_V1 2	/* rewrite as version 1 (needs one bitmap index level) */
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return v;	/* little-endian hosts only, like the unit tests */
-}
 
 static void reseal(uint8_t *b)
 {
@@ -48,26 +41,21 @@ static void reseal(uint8_t *b)
 /* docs/format.md section 8: the active slot in version 1, the other one empty. */
 static int make_v1(uint8_t *buf)
 {
-	int slot = get64(buf + BS + 48) > get64(buf + 48);
-	uint8_t *sb = buf + (size_t)slot * BS, *ix;
-	uint64_t root = get64(sb + 120);
+	struct md_superblock_disk *s0 = (void *)buf, *s1 = (void *)(buf + BS);
+	int slot = le64_to_cpu(s1->h.txid) > le64_to_cpu(s0->h.txid);
+	struct md_superblock_disk *sb = slot ? s1 : s0;
+	uint64_t root = le64_to_cpu(sb->bm_root);
+	struct md_node_disk *ix;
 
-	uint32_t bm_levels, sm_levels;
-
-	memcpy(&bm_levels, sb + 128, 4);
-	memcpy(&sm_levels, sb + 132, 4);
-	if (bm_levels != 1 || sm_levels != 0 || root < 2)
+	if (le32_to_cpu(sb->bm_levels) != 1 || le32_to_cpu(sb->sm_levels) != 0 || root < 2)
 		return 1;	/* bitmap levels 1, space-map levels 0 only */
-	ix = buf + root * BS;
-	for (unsigned i = 0; i < 504; i++) {
-		uint64_t e = get64(ix + 64 + 8 * i) & 0xffffffffu;
-
-		memcpy(ix + 64 + 8 * i, &e, 8);
-	}
-	reseal(ix);
-	sb[72] = 1;
-	memset(sb + 144, 0, 24);
-	reseal(sb);
+	ix = (void *)(buf + root * BS);
+	for (unsigned i = 0; i < MD_FANOUT; i++)
+		ix->words[i] = cpu_to_le64(le64_to_cpu(ix->words[i]) & 0xffffffffu);
+	reseal((uint8_t *)ix);
+	sb->version = cpu_to_le32(1);
+	sb->bm_root_txid = sb->sm_root_txid = sb->hydrated = 0;
+	reseal((uint8_t *)sb);
 	memset(buf + (size_t)!slot * BS, 0, BS);
 	return 0;
 }

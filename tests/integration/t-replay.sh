@@ -14,14 +14,7 @@ ops=${REPLAY_OPS:-1500}
 random_pts=${REPLAY_RANDOM:-2}
 min_points=500
 
-if [ ! -x "$REPLAY" ]; then # not built by make check: build it here
-	REPLAY=$T/replay
-	gcc -std=gnu11 -O2 -D_GNU_SOURCE -I"$TOP/include" \
-		$(pkg-config --cflags glib-2.0) "$TOP/tests/replay/replay.c" \
-		"$TOP/src/metadata.c" "$TOP/src/blockio.c" "$TOP/src/bio_hooks.c" \
-		"$TOP/src/errf.c" -o "$REPLAY" \
-		$(pkg-config --libs glib-2.0 libcrypto) || die "cannot build replay"
-fi
+[ -x "$REPLAY" ] || die "$REPLAY is not built (make check builds it)"
 
 # SOURCE: random data with a 1 MiB run of zeros (sparse-aware copies).
 python3 - "$T/src" <<'EOF'

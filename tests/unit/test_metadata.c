@@ -1,14 +1,15 @@
 /*
- * test_metadata.c - Check suite for src/metadata.c.
+ * test_metadata.c - Check suite for the metadata module (metadata.h:
+ * src/metadata.c and the md_* layers under it), through its public verbs.
  *
  * Every test works on a META file in a fresh temporary directory. Some tests
- * damage META on purpose; they know just enough of docs/format.md (block
- * header, superblock offsets) to find and re-seal blocks, which also keeps
- * the document honest.
+ * damage META on purpose; they read blocks through format.h's structs (the
+ * ones docs/format.md names) to find and re-seal them.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "clonefs/format.h"
 #include "clonefs/metadata.h"
 #include "clonefs/blockio.h"
 
@@ -24,8 +25,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define BS 4096u
-#define LEAF_BITS 32256u
+#define BS MD_FMT_BLOCK_SIZE
+#define LEAF_BITS MD_LEAF_BITS
 
 static char *tmpdir;
 static char *meta;	/* tmpdir/meta */
@@ -130,12 +131,21 @@ static void rw_block(const char *path, uint64_t nr, void *buf, bool write)
 	close(fd);
 }
 
-static uint64_t get64(const uint8_t *p)
+/* The header's transaction id of block @b. */
+static uint64_t hdr_txid(const uint8_t *b)
 {
-	uint64_t v;
+	return le64_to_cpu(((const struct md_block_header *)b)->txid);
+}
 
-	memcpy(&v, p, 8);
-	return v;	/* the tests run little-endian */
+/* Word @i of a leaf or index block @b. */
+static uint64_t word_at(const uint8_t *b, unsigned i)
+{
+	return le64_to_cpu(((const struct md_node_disk *)b)->words[i]);
+}
+
+static struct md_superblock_disk *as_sb(uint8_t *b)
+{
+	return (struct md_superblock_disk *)b;
 }
 
 /* Re-seals a block after a deliberate edit: SHA-256 of bytes 32..4095. */
@@ -153,7 +163,7 @@ static int active_slot(const char *path, uint8_t *sb)
 
 	rw_block(path, 0, a, false);
 	rw_block(path, 1, b, false);
-	if (get64(b + 48) > get64(a + 48)) {
+	if (hdr_txid(b) > hdr_txid(a)) {
 		memcpy(sb, b, BS);
 		return 1;
 	}
@@ -161,15 +171,13 @@ static int active_slot(const char *path, uint8_t *sb)
 	return 0;
 }
 
-#define SB_BM_ROOT 120
-#define SB_SM_ROOT 136
-
-static uint64_t sb_field(const char *path, unsigned off)
+/* The active superblock's bitmap root (@sm: its space-map root). */
+static uint64_t root_of(const char *path, bool sm)
 {
 	uint8_t sb[BS];
 
 	active_slot(path, sb);
-	return get64(sb + off);
+	return le64_to_cpu(sm ? as_sb(sb)->sm_root : as_sb(sb)->bm_root);
 }
 
 static void flip_byte(const char *path, uint64_t nr, unsigned off)
@@ -441,7 +449,7 @@ static uint64_t index_entry(uint64_t index_block, unsigned i)
 	uint8_t b[BS];
 
 	rw_block(meta, index_block, b, false);
-	return get64(b + 64 + 8 * i) & 0xffffffffu;
+	return word_at(b, i) & 0xffffffffu;
 }
 
 /* Damage block @nr of a fresh copy; open and check must both refuse with @want. */
@@ -472,8 +480,8 @@ START_TEST(corrupt_each_block_kind)
 	struct md *md;
 	int slot;
 
-	root = sb_field(meta, SB_BM_ROOT);
-	sm = sb_field(meta, SB_SM_ROOT);
+	root = root_of(meta, false);
+	sm = root_of(meta, true);
 	leaf0 = index_entry(root, 0);
 	leaf2 = index_entry(root, 2);
 	ck_assert_uint_gt(root, 1);
@@ -538,7 +546,7 @@ END_TEST
 START_TEST(misplaced_block_detected)
 {
 	char *base = make_base(), want[128];
-	uint64_t root = sb_field(meta, SB_BM_ROOT);
+	uint64_t root = root_of(meta, false);
 	uint64_t a = index_entry(root, 0), b = index_entry(root, 2);
 	uint8_t blk[BS];
 
@@ -621,6 +629,7 @@ START_TEST(write_error_rolls_back_and_needs_check)
 
 	/* fail the n-th write of a commit, for every n the commit has */
 	for (uint64_t nth = 0;; nth++) {
+		char spec[64];
 		int r;
 
 		g_unlink(meta);
@@ -630,8 +639,10 @@ START_TEST(write_error_rolls_back_and_needs_check)
 		ck_assert_int_eq(md_set_region_hydrated(md, 2), 0);
 		ck_assert_int_eq(md_set_region_hydrated(md, 50000), 0);
 		ck_assert_int_eq(md_pre_commit(md), 0);
-		md_test_fail_writes(md, nth, 1);
+		snprintf(spec, sizeof(spec), "meta:write:eio:after=%" PRIu64 ":once", nth);
+		ck_assert_int_eq(bio_fault_set(spec, NULL, 0), 0);
 		r = md_commit(md);
+		bio_fault_clear();
 		if (r == 0) {
 			ck_assert_uint_ge(nth, 3);
 			md_close(md);
@@ -666,8 +677,9 @@ START_TEST(write_error_rolls_back_and_needs_check)
 	md = open_ok(4096, 1000);
 	ck_assert_int_eq(md_set_region_hydrated(md, 1), 0);
 	ck_assert_int_eq(md_pre_commit(md), 0);
-	md_test_fail_writes(md, 0, UINT64_MAX);
+	ck_assert_int_eq(bio_fault_set("meta:write:eio", NULL, 0), 0);
 	ck_assert_int_eq(md_commit(md), -EIO);
+	bio_fault_clear();
 	ck_assert_int_eq(md_mode(md), MD_MODE_FAIL);
 	ck_assert(!md_region_hydrated(md, 1));
 	ck_assert_int_eq(md_set_region_hydrated(md, 2), -EIO);
@@ -805,7 +817,7 @@ static void set_sm_bit(uint64_t sm_leaf, uint64_t b, bool used)
 START_TEST(check_finds_leaks)
 {
 	char *base = make_base(), want[128];
-	uint64_t sm = sb_field(meta, SB_SM_ROOT), root = sb_field(meta, SB_BM_ROOT);
+	uint64_t sm = root_of(meta, true), root = root_of(meta, false);
 	uint64_t used, total;
 	struct md *md = open_ok(4096, 100000);
 
@@ -1078,7 +1090,7 @@ static uint64_t block_txid(uint64_t nr)
 	uint8_t b[BS];
 
 	rw_block(meta, nr, b, false);
-	return get64(b + 48);
+	return hdr_txid(b);
 }
 
 /*
@@ -1099,7 +1111,7 @@ static void lost_write(uint64_t count)
 
 		ck_assert_int_eq(md_set_region_hydrated(md, (uint64_t)i), 0);
 		commit_ok(md);
-		root = sb_field(meta, SB_BM_ROOT);
+		root = root_of(meta, false);
 		leaf = count > LEAF_BITS ? index_entry(root, 0) : root;
 		where[i] = leaf;
 		rw_block(meta, leaf, copies[i], false);
@@ -1136,18 +1148,17 @@ static void make_v1(void)
 {
 	uint8_t sb[BS], ix[BS];
 	int slot = active_slot(meta, sb);
-	uint64_t root = get64(sb + SB_BM_ROOT);
+	uint64_t root = le64_to_cpu(as_sb(sb)->bm_root);
+	struct md_node_disk *d = (struct md_node_disk *)ix;
 
 	rw_block(meta, root, ix, false);
-	for (unsigned i = 0; i < 504; i++) {
-		uint64_t e = get64(ix + 64 + 8 * i) & 0xffffffffu;
-
-		memcpy(ix + 64 + 8 * i, &e, 8);
-	}
+	for (unsigned i = 0; i < MD_FANOUT; i++)
+		d->words[i] = cpu_to_le64(word_at(ix, i) & 0xffffffffu);
 	reseal(ix);
 	rw_block(meta, root, ix, true);
-	sb[72] = 1;			/* version */
-	memset(sb + 144, 0, 24);	/* root transactions, hydrated count */
+	as_sb(sb)->version = cpu_to_le32(1);
+	/* version 2 only: root transactions, hydrated count */
+	as_sb(sb)->bm_root_txid = as_sb(sb)->sm_root_txid = as_sb(sb)->hydrated = 0;
 	reseal(sb);
 	rw_block(meta, (uint64_t)slot, sb, true);
 	memset(sb, 0, BS);
@@ -1187,10 +1198,10 @@ START_TEST(v1_upgrade_round_trip)
 	ck_assert_ptr_nonnull(strstr(buf, "\"version\": 2,"));
 	free(buf);
 	/* every real entry of the new index carries its child's transaction */
-	root = sb_field(meta, SB_BM_ROOT);
+	root = root_of(meta, false);
 	rw_block(meta, root, ix, false);
 	for (unsigned i = 0; i < 4; i++) {
-		e = get64(ix + 64 + 8 * i);
+		e = word_at(ix, i);
 		if ((e & 0xffffffffu) > 1)
 			ck_assert_uint_eq(e >> 32, block_txid(e & 0xffffffffu));
 	}
@@ -1240,8 +1251,9 @@ START_TEST(dest_tag)
 	md = open_ok(4096, 5000);
 	ck_assert_int_eq(md_set_dest_tagged(md), 0);
 	ck_assert_int_eq(md_pre_commit(md), 0);
-	md_test_fail_writes(md, 0, 1);
+	ck_assert_int_eq(bio_fault_set("meta:write:eio:once", NULL, 0), 0);
 	ck_assert_int_eq(md_commit(md), -EIO);
+	bio_fault_clear();
 	ck_assert(!md_dest_tagged(md));
 	ck_assert_int_eq(md_set_dest_tagged(md), -EIO);
 	md_close(md);
@@ -1256,7 +1268,7 @@ END_TEST
 START_TEST(repair_falls_back_and_says_so)
 {
 	char *base = make_base();
-	uint64_t leaf0 = index_entry(sb_field(meta, SB_BM_ROOT), 0);
+	uint64_t leaf0 = index_entry(root_of(meta, false), 0);
 	struct md *md;
 	char want[256];
 
@@ -1288,7 +1300,7 @@ START_TEST(repair_falls_back_and_says_so)
 		int slot = active_slot(meta, sb);
 
 		rw_block(meta, (uint64_t)!slot, sb, false);
-		flip_byte(meta, index_entry(get64(sb + SB_BM_ROOT), 0), 200);
+		flip_byte(meta, index_entry(le64_to_cpu(as_sb(sb)->bm_root), 0), 200);
 	}
 	ck_assert_int_lt(md_check_repair(meta, err, sizeof(err)), 0);
 	ck_assert_ptr_nonnull(strstr(err, "is damaged too"));
