@@ -104,7 +104,7 @@ static int load_leaf(struct bt_loader *ld, struct md_tree *t, uint64_t idx, uint
 
 	if (ptr == PTR_ONES) {
 		if (valid < LEAF_BITS)
-			return md_errf(ld->err, ld->errlen, -EILSEQ, "%s leaf %" PRIu64 " is"
+			return errf(ld->err, ld->errlen, -EILSEQ, "%s leaf %" PRIu64 " is"
 				       " marked all ones past the end", md_tree_name(t->kind), idx);
 		if (t->lazy)
 			t->leaf[idx] = bt_ones_leaf;
@@ -126,7 +126,7 @@ static int load_leaf(struct bt_loader *ld, struct md_tree *t, uint64_t idx, uint
 		if (x & ~keep) {	/* bits past the end must be zero */
 			if (t->lazy)
 				g_free(w);
-			return md_errf(ld->err, ld->errlen, -EILSEQ, "%s bits beyond the end are"
+			return errf(ld->err, ld->errlen, -EILSEQ, "%s bits beyond the end are"
 				       " set in block %" PRIu64, md_tree_name(t->kind), ptr);
 		}
 		w[i] = x;
@@ -180,7 +180,7 @@ static int load_children(struct bt_loader *ld, struct md_tree *t, unsigned level
 		}
 		if (child <= PTR_ONES) {
 			if (ld->version >= 2 && e >> 32)
-				return md_errf(ld->err, ld->errlen, -EILSEQ, "index block %"
+				return errf(ld->err, ld->errlen, -EILSEQ, "index block %"
 					       PRIu64 " has a sentinel pointer with a"
 					       " transaction id", ptr);
 			child_want = 0;
@@ -189,7 +189,7 @@ static int load_children(struct bt_loader *ld, struct md_tree *t, unsigned level
 			if (ptr == PTR_ONES)
 				break;
 			if (e)
-				return md_errf(ld->err, ld->errlen, -EILSEQ, "index block %" PRIu64
+				return errf(ld->err, ld->errlen, -EILSEQ, "index block %" PRIu64
 					       " has a pointer past its last child", ptr);
 			continue;
 		}
@@ -210,11 +210,11 @@ static int load_node(struct bt_loader *ld, struct md_tree *t, unsigned level, ui
 
 	t->loc[level][idx] = ptr;
 	if (ptr <= PTR_ONES && want)
-		return md_errf(ld->err, ld->errlen, -EILSEQ, "%s node %u/%" PRIu64 " is a"
+		return errf(ld->err, ld->errlen, -EILSEQ, "%s node %u/%" PRIu64 " is a"
 			       " sentinel pointer with a transaction id", md_tree_name(t->kind),
 			       level, idx);
 	if (ld->version >= 2 && ptr > PTR_ONES && !want)
-		return md_errf(ld->err, ld->errlen, -EILSEQ, "%s pointer to block %" PRIu64
+		return errf(ld->err, ld->errlen, -EILSEQ, "%s pointer to block %" PRIu64
 			       " has no transaction id", md_tree_name(t->kind), ptr);
 	if (ptr == PTR_ZEROS)
 		return 0;	/* locations and bits start zeroed */

@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,18 +19,6 @@
  * block_csum(). */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/sha.h>
-
-int md_errf(char *err, size_t len, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && len) {
-		va_start(ap, fmt);
-		vsnprintf(err, len, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
 
 bool md_all_zero(const void *p, size_t len)
 {
@@ -76,21 +63,21 @@ static int blk_check(const uint8_t *b, uint64_t nr, const struct md_want *w,
 	const char *tree = md_tree_name(w->tree);
 
 	if (!csum_ok(b))
-		return md_errf(err, len, -EILSEQ, "bad checksum at block %" PRIu64, nr);
+		return errf(err, len, -EILSEQ, "bad checksum at block %" PRIu64, nr);
 	if (at != nr)
-		return md_errf(err, len, -EILSEQ, "misplaced block at %" PRIu64
+		return errf(err, len, -EILSEQ, "misplaced block at %" PRIu64
 			       " (it belongs at block %" PRIu64 ")", nr, at);
 	if (le32_to_cpu(h->kind) != w->kind || le16_to_cpu(h->tree) != w->tree ||
 	    le16_to_cpu(h->level) != w->level || le64_to_cpu(h->index) != w->idx)
-		return md_errf(err, len, -EILSEQ, "block %" PRIu64 " is not %s node %u/%"
+		return errf(err, len, -EILSEQ, "block %" PRIu64 " is not %s node %u/%"
 			       PRIu64, nr, tree, w->level, w->idx);
 	if (txid > w->max_txid)
-		return md_errf(err, len, -EILSEQ, "block %" PRIu64 " is newer than the"
+		return errf(err, len, -EILSEQ, "block %" PRIu64 " is newer than the"
 			       " superblock (transaction %" PRIu64 " > %" PRIu64 ")", nr,
 			       txid, w->max_txid);
 	/* spec 4.3b: a valid but older copy of this node is a lost write */
 	if (w->txid && txid != w->txid)
-		return md_errf(err, len, -EILSEQ, "block %" PRIu64 " (%s node %u/%" PRIu64 ") is"
+		return errf(err, len, -EILSEQ, "block %" PRIu64 " (%s node %u/%" PRIu64 ") is"
 			       " from transaction %" PRIu64 " but its pointer expects %" PRIu64
 			       ": a lost or misdirected write", nr, tree, w->level, w->idx,
 			       txid, w->txid);
@@ -103,11 +90,11 @@ int mdb_read(int fd, uint64_t nr_blocks, void *b, uint64_t ptr, const struct md_
 	int r;
 
 	if (ptr >= nr_blocks)
-		return md_errf(err, len, -EILSEQ, "%s pointer %" PRIu64 " is beyond the end"
+		return errf(err, len, -EILSEQ, "%s pointer %" PRIu64 " is beyond the end"
 			       " (%" PRIu64 " blocks)", md_tree_name(w->tree), ptr, nr_blocks);
 	r = bio_pread(fd, b, BS, ptr * BS);
 	if (r)
-		return md_errf(err, len, r, "cannot read block %" PRIu64 ": %s", ptr,
+		return errf(err, len, r, "cannot read block %" PRIu64 ": %s", ptr,
 			       strerror(-r));
 	return blk_check(b, ptr, w, err, len);
 }

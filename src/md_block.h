@@ -11,6 +11,7 @@
 #ifndef CLONEFS_MD_BLOCK_H
 #define CLONEFS_MD_BLOCK_H
 
+#include "clonefs/errf.h"
 #include "clonefs/format.h"
 
 #include <stdbool.h>
@@ -40,9 +41,6 @@ struct md_sb {
 };
 enum { MD_SB_EMPTY, MD_SB_FOREIGN, MD_SB_BAD, MD_SB_VALID };
 
-/* Formats a message into @err (when given) and returns @code. */
-__attribute__((format(printf, 4, 5)))
-int md_errf(char *err, size_t len, int code, const char *fmt, ...);
 bool md_all_zero(const void *p, size_t len);
 const char *md_tree_name(unsigned tree);
 

@@ -32,11 +32,11 @@ static int check_geometry(const struct md_geometry *geo, char *err, size_t len)
 	uint32_t rs = geo->region_size;
 
 	if (rs < 4096 || rs > (1u << 30) || (rs & (rs - 1)))
-		return md_errf(err, len, -EINVAL, "region size %u is not a power of two"
+		return errf(err, len, -EINVAL, "region size %u is not a power of two"
 			       " from 4096 to 1 GiB", rs);
 	if (geo->region_count == 0 || !bt_nodes(geo->region_count) ||
 	    tm_blocks_needed(geo->region_count) >= MD_ENTRY_MAX_BLOCKS)
-		return md_errf(err, len, -EINVAL, "region count %" PRIu64 " is out of range",
+		return errf(err, len, -EINVAL, "region count %" PRIu64 " is out of range",
 			       geo->region_count);
 	return 0;
 }
@@ -218,31 +218,31 @@ static int format_new(const struct opener *o, uint64_t nr, bool replace, struct 
 
 	r = open_new(tmp, o->nofollow, &fd);
 	if (r) {
-		md_errf(err, len, r, "cannot create its .new file: %s", strerror(-r));
+		errf(err, len, r, "cannot create its .new file: %s", strerror(-r));
 		goto out_free;
 	}
 	bio_set_role(fd, BIO_META);
 	if (ftruncate(fd, (off_t)(nr * BS))) {
-		r = md_errf(err, len, -errno, "cannot size the new file to %" PRIu64
+		r = errf(err, len, -errno, "cannot size the new file to %" PRIu64
 			    " blocks: %s", nr, strerror(errno));
 		goto out;
 	}
 	r = format_fd(fd, nr, &o->geo, &md);
 	if (r) {
-		md_errf(err, len, r, "cannot format: %s", strerror(-r));
+		errf(err, len, r, "cannot format: %s", strerror(-r));
 		goto out;
 	}
 	fd = -1;
 	r = replace ? (rename(tmp, o->path) ? -errno : 0) : rename_noreplace(tmp, o->path);
 	if (r == -EEXIST)
-		md_errf(err, len, r, "was created by someone else while it was being formatted");
+		errf(err, len, r, "was created by someone else while it was being formatted");
 	else if (r)
-		md_errf(err, len, r, "cannot rename the new file into place: %s", strerror(-r));
+		errf(err, len, r, "cannot rename the new file into place: %s", strerror(-r));
 	if (r)
 		goto out;
 	r = fsync_dir(o->path);
 	if (r)	/* META is in place and valid; only its name may not be durable */
-		md_errf(err, len, r, "cannot sync its directory: %s", strerror(-r));
+		errf(err, len, r, "cannot sync its directory: %s", strerror(-r));
 	if (!r && !o->lock)
 		flock(md->tm.fd, LOCK_UN);	/* md_open's caller locks META itself */
 out:
@@ -274,11 +274,11 @@ static int format_in_place(int fd, uint64_t size, const struct md_geometry *geo,
 	int r;
 
 	if (nr < need)
-		return md_errf(err, len, -ENOSPC, "device too small: %" PRIu64 " blocks of 4 KiB,"
+		return errf(err, len, -ENOSPC, "device too small: %" PRIu64 " blocks of 4 KiB,"
 			       " %" PRIu64 " needed", nr, need);
 	r = format_fd(fd, nr, geo, out);
 	if (r)
-		md_errf(err, len, r, "cannot format: %s", strerror(-r));
+		errf(err, len, r, "cannot format: %s", strerror(-r));
 	return r;
 }
 
@@ -295,20 +295,20 @@ static int open_unformatted(int fd, const struct stat *st, uint64_t size,
 	if (blk)
 		zero = s[0].state == MD_SB_EMPTY && s[1].state == MD_SB_EMPTY;
 	else if ((r = file_is_zero(fd, size, &zero)))
-		return md_errf(err, len, r, "cannot read: %s", strerror(-r));
+		return errf(err, len, r, "cannot read: %s", strerror(-r));
 	if (!zero && bad)
-		return md_errf(err, len, -EILSEQ, "%s", bad->why);
+		return errf(err, len, -EILSEQ, "%s", bad->why);
 	if (!zero)
-		return md_errf(err, len, -EINVAL, "not a clonefs metadata file");
+		return errf(err, len, -EINVAL, "not a clonefs metadata file");
 	if (!o->have_geo || o->tool)
-		return md_errf(err, len, -ENODATA, "metadata is empty (not formatted)");
+		return errf(err, len, -ENODATA, "metadata is empty (not formatted)");
 	if (o->readonly)
-		return md_errf(err, len, -EROFS, "metadata is empty and cannot be formatted"
+		return errf(err, len, -EROFS, "metadata is empty and cannot be formatted"
 			       " read-only");
 	if (blk)
 		return format_in_place(fd, size, &o->geo, out, err, len);
 	if (!S_ISREG(st->st_mode))
-		return md_errf(err, len, -EINVAL, "is neither a regular file nor a block device");
+		return errf(err, len, -EINVAL, "is neither a regular file nor a block device");
 	return format_new(o, MAX(size / BS, tm_blocks_needed(o->geo.region_count)), true, out,
 			  err, len);
 }
@@ -335,7 +335,7 @@ static int load(struct md *md, const struct md_sb *s, bool check, char *err, siz
 	r = bt_load(ld, &md->bm, s->bm_root, s->bm_root_txid);
 	md->nr_hydrated = md->committed_hydrated = ld->bits;
 	if (!r && s->version >= 2 && s->hydrated != ld->bits)
-		r = md_errf(err, len, -EILSEQ, "superblock says %" PRIu64 " regions are"
+		r = errf(err, len, -EILSEQ, "superblock says %" PRIu64 " regions are"
 			    " hydrated, the bitmap has %" PRIu64, s->hydrated, ld->bits);
 	if (!r)
 		r = tm_check_refs(&md->tm, ld->refs, check, err, len);
@@ -359,10 +359,10 @@ static int match_geometry(const struct opener *o, const struct md_geometry *geo,
 		want.region_count = regions_for(o->image_size, geo->region_size);
 	}
 	if (want.region_size != geo->region_size)
-		return md_errf(err, len, -EINVAL, "region size %u does not match metadata (%u)",
+		return errf(err, len, -EINVAL, "region size %u does not match metadata (%u)",
 			       want.region_size, geo->region_size);
 	if (want.region_count != geo->region_count)
-		return md_errf(err, len, -EINVAL, "region count %" PRIu64 " does not match"
+		return errf(err, len, -EINVAL, "region count %" PRIu64 " does not match"
 			       " metadata (%" PRIu64 ")", want.region_count, geo->region_count);
 	return 0;
 }
@@ -378,22 +378,22 @@ static int open_formatted(int fd, uint64_t size, const struct md_sb *s, int slot
 
 	if (check_geometry(&geo, NULL, 0) || best->nr_blocks < 3 ||
 	    best->nr_blocks > MD_ENTRY_MAX_BLOCKS || bt_nodes(best->nr_blocks) == 0)
-		return md_errf(err, len, -EILSEQ, "superblock has an impossible geometry");
+		return errf(err, len, -EILSEQ, "superblock has an impossible geometry");
 	if (size / BS < best->nr_blocks)
-		return md_errf(err, len, -EILSEQ, "metadata file is truncated (%" PRIu64 " of %"
+		return errf(err, len, -EILSEQ, "metadata file is truncated (%" PRIu64 " of %"
 			       PRIu64 " blocks)", size / BS, best->nr_blocks);
 	if ((r = match_geometry(o, &geo, err, len)))
 		return r;
 	if ((best->flags & MD_SB_NEEDS_CHECK) && !o->tool)
-		return md_errf(err, len, -EUCLEAN, "needs_check is set: run clonefs check");
+		return errf(err, len, -EUCLEAN, "needs_check is set: run clonefs check");
 	if (best->flags & ~MD_SB_KNOWN_FLAGS)
-		return md_errf(err, len, -EOPNOTSUPP, "unknown superblock flags %#x",
+		return errf(err, len, -EOPNOTSUPP, "unknown superblock flags %#x",
 			       best->flags & ~MD_SB_KNOWN_FLAGS);
 	r = md_new(&geo, best->nr_blocks, &md);
 	if (r)
-		return md_errf(err, len, r, "cannot allocate metadata: %s", strerror(-r));
+		return errf(err, len, r, "cannot allocate metadata: %s", strerror(-r));
 	if (md->bm.levels != best->bm_levels || md->tm.sm.levels != best->sm_levels) {
-		r = md_errf(err, len, -EILSEQ, "superblock has wrong tree depths");
+		r = errf(err, len, -EILSEQ, "superblock has wrong tree depths");
 		goto out;
 	}
 	memcpy(md->slots, s, 2 * sizeof(*s));
@@ -422,7 +422,7 @@ int md_read_slots(int fd, struct md_sb *s, char *err, size_t len)
 	for (int i = 0; i < 2 && !r; i++) {
 		r = bio_pread(fd, b, BS, (uint64_t)i * BS);
 		if (r)
-			md_errf(err, len, r, "cannot read superblock: %s", strerror(-r));
+			errf(err, len, r, "cannot read superblock: %s", strerror(-r));
 		else
 			mdb_sb_parse(b, i, &s[i]);
 	}
@@ -453,15 +453,15 @@ static int lock_and_stat(int fd, const struct opener *o, struct stat *st, char *
 	int r = o->lock ? lock_meta(fd) : 0;
 
 	if (r == -EBUSY)
-		return md_errf(err, len, r, "in use by another clonefs daemon");
+		return errf(err, len, r, "in use by another clonefs daemon");
 	if (r)
-		return md_errf(err, len, r, "cannot lock: %s", strerror(-r));
+		return errf(err, len, r, "cannot lock: %s", strerror(-r));
 	if (fstat(fd, st))
-		return md_errf(err, len, -errno, "cannot stat: %s", strerror(errno));
+		return errf(err, len, -errno, "cannot stat: %s", strerror(errno));
 	/* a daemon that formatted META while we waited renamed a new file over it */
 	if (o->lock && S_ISREG(st->st_mode) && (st->st_nlink == 0 ||
 	    (!stat(o->path, &p) && (p.st_dev != st->st_dev || p.st_ino != st->st_ino))))
-		return md_errf(err, len, -ESTALE, "was replaced while waiting for its lock");
+		return errf(err, len, -ESTALE, "was replaced while waiting for its lock");
 	return 0;
 }
 
@@ -478,14 +478,14 @@ int md_open_meta(int fd, const struct opener *o, struct md **out, char *err, siz
 		goto out;
 	if (fd < 0) {
 		if (!o->have_geo || o->readonly || o->tool)
-			return md_errf(err, len, -ENOENT, "does not exist");
+			return errf(err, len, -ENOENT, "does not exist");
 		return format_new(o, tm_blocks_needed(o->geo.region_count), false, out, err, len);
 	}
 	bio_set_role(fd, BIO_META);
 	if ((r = lock_and_stat(fd, o, &st, err, len)))
 		goto out;
 	if ((r = meta_size(fd, &st, &size))) {
-		md_errf(err, len, r, "cannot get its size: %s", strerror(-r));
+		errf(err, len, r, "cannot get its size: %s", strerror(-r));
 		goto out;
 	}
 	if ((r = md_read_slots(fd, s, err, len)))
@@ -497,7 +497,7 @@ int md_open_meta(int fd, const struct opener *o, struct md **out, char *err, siz
 	if (slot < 0) {
 		r = open_unformatted(fd, &st, size, s, o, &md, err, len);
 	} else if (s[slot].state != MD_SB_VALID) {
-		r = md_errf(err, len, -EILSEQ, "%s", s[slot].why);
+		r = errf(err, len, -EILSEQ, "%s", s[slot].why);
 	} else {
 		r = open_formatted(fd, size, s, slot, o, &md, err, len);
 	}
@@ -520,7 +520,7 @@ int md_open_path(const char *path, bool readonly, bool may_miss, int *fd,
 	*fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (*fd >= 0 || (may_miss && errno == ENOENT))
 		return 0;
-	return md_errf(err, len, -errno, "cannot open: %s", strerror(errno));
+	return errf(err, len, -errno, "cannot open: %s", strerror(errno));
 }
 
 int md_open_fd(const struct md_open_args *a, struct md **out, char *err, size_t errlen)

@@ -86,12 +86,12 @@ int tm_check_refs(struct md_tm *tm, const uint8_t *refs, bool leaks, char *err, 
 		bool used = test_bit(tm->sm.words, b);
 
 		if (refs[b] > 1)
-			return md_errf(err, len, -EILSEQ, "block %" PRIu64 " is used twice", b);
+			return errf(err, len, -EILSEQ, "block %" PRIu64 " is used twice", b);
 		if (refs[b] && !used)
-			return md_errf(err, len, -EILSEQ, "block %" PRIu64 " is in use but marked"
+			return errf(err, len, -EILSEQ, "block %" PRIu64 " is in use but marked"
 				       " free", b);
 		if (!refs[b] && used && leaks)
-			return md_errf(err, len, -EILSEQ, "block %" PRIu64 " is leaked (marked"
+			return errf(err, len, -EILSEQ, "block %" PRIu64 " is leaked (marked"
 				       " used but unreachable)", b);
 	}
 	return 0;

@@ -40,7 +40,7 @@ static int repair_slots(struct md *md, bool repair, char *err, size_t len)
 	int r;
 
 	if (bad && !repair)
-		return md_errf(err, len, -EILSEQ, "superblock slot %d: %s", 1 - md->slot,
+		return errf(err, len, -EILSEQ, "superblock slot %d: %s", 1 - md->slot,
 			       other->why);
 	if (!repair || (!bad && !nc))
 		return 0;
@@ -50,18 +50,18 @@ static int repair_slots(struct md *md, bool repair, char *err, size_t len)
 	if (!r)
 		r = bio_flush(md->tm.fd);
 	if (r)
-		return md_errf(err, len, r, "cannot write the superblock: %s", strerror(-r));
+		return errf(err, len, r, "cannot write the superblock: %s", strerror(-r));
 	if (newer) {
 		/* a torn or damaged newest superblock: its fields are only a hint */
 		lost_regions(lost, sizeof(lost), known, other->hydrated - md->committed_hydrated);
-		md_errf(err, len, 0, "superblock slot %d (transaction %" PRIu64 ") is damaged"
+		errf(err, len, 0, "superblock slot %d (transaction %" PRIu64 ") is damaged"
 			" (%s); fell back to transaction %" PRIu64 ": %s hydrated in the lost"
 			" transaction read SOURCE again%s", 1 - md->slot, other->raw_txid,
 			other->why, md->tm.txid, lost,
 			known ? " (the count comes from the damaged superblock)" : "");
 		return MD_CHECK_FELL_BACK;
 	}
-	md_errf(err, len, 0, "%s%s%s", bad ? "rewrote damaged superblock slot " : "",
+	errf(err, len, 0, "%s%s%s", bad ? "rewrote damaged superblock slot " : "",
 		bad ? (md->slot ? "0" : "1") : "", nc ? (bad ? "; cleared needs_check" :
 		"cleared needs_check") : "");
 	return MD_CHECK_REPAIRED;
@@ -84,20 +84,20 @@ static int fall_back(const char *path, const struct md_sb *s, int newest, const 
 		return r;
 	r = md_open_meta(fd, &o, &md, oerr, sizeof(oerr));
 	if (r)
-		return md_errf(err, len, -EILSEQ, "%s (and the older transaction %" PRIu64
+		return errf(err, len, -EILSEQ, "%s (and the older transaction %" PRIu64
 			       " is damaged too: %s)", why, s[1 - newest].txid, oerr);
 	md->tm.txid = MAX(s[0].txid, s[1].txid);
 	r = md_write_super(md, newest, md->flags & ~MD_SB_NEEDS_CHECK, md->committed_hydrated);
 	if (!r)
 		r = bio_flush(md->tm.fd);
 	if (r) {
-		md_errf(err, len, r, "cannot write the superblock: %s", strerror(-r));
+		errf(err, len, r, "cannot write the superblock: %s", strerror(-r));
 		goto out;
 	}
 	lost_regions(lost, sizeof(lost), lost_sb->version >= 2 &&
 		     lost_sb->hydrated >= md->committed_hydrated,
 		     lost_sb->hydrated - md->committed_hydrated);
-	md_errf(err, len, 0, "transaction %" PRIu64 " (superblock slot %d) is damaged: %s;"
+	errf(err, len, 0, "transaction %" PRIu64 " (superblock slot %d) is damaged: %s;"
 		" fell back to transaction %" PRIu64 ": %s hydrated in transaction %" PRIu64
 		" read SOURCE again", lost_sb->txid, newest, why, s[1 - newest].txid, lost,
 		lost_sb->txid);
@@ -136,7 +136,7 @@ static int check_meta(const char *path, bool repair, char *err, size_t len)
 		if (s[i].state == MD_SB_VALID && (newest < 0 || s[i].txid > s[newest].txid))
 			newest = i;
 	if (!repair || r != -EILSEQ || newest < 0 || s[1 - newest].state != MD_SB_VALID)
-		return md_errf(err, len, r, "%s", why);
+		return errf(err, len, r, "%s", why);
 	return fall_back(path, s, newest, why, err, len);
 }
 
@@ -203,6 +203,6 @@ int md_dump(const char *path, FILE *out, char *err, size_t errlen)
 		md->tm.sm.txid[md->tm.sm.levels][0], md->tm.sm.levels, md->tm.nr_blocks,
 		md->tm.committed_used, md->tm.nr_blocks - md->tm.committed_used);
 	md_free(md);
-	return ferror(out) ? md_errf(err, errlen, -EIO, "cannot write the dump") : 0;
+	return ferror(out) ? errf(err, errlen, -EIO, "cannot write the dump") : 0;
 }
 
