@@ -26,7 +26,6 @@
 #define MAX_IO (1u << 20)
 #define MAX_WRITE (128u << 10)
 
-
 /*
  * How each open of the image was answered (its fi->fh), and how many of
  * each are open. The kernel refuses a passed-through open while the image
@@ -36,7 +35,6 @@
  * ahead of the kernel's (it counts an open after our reply, we before).
  */
 enum open_mode { OPEN_DIRECT, OPEN_CACHED, OPEN_PASSTHROUGH, NR_OPEN_MODES };
-
 
 /* An open of the image: its fi->fh. */
 struct open_file {
@@ -157,28 +155,17 @@ static void cfs_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
 	/* Reads splice max_io() at a time. Writes arrive in the receiving
 	 * thread's own buffer, which keeps its pages: MAX_WRITE each, not
-	 * max_io(), or 16 threads hold 8 MiB once big writes have come. libfuse
-	 * sizes max_pages, the largest read too, from max_write: the INIT
-	 * reply is amended to max_io()'s pages. 1 MiB O_DIRECT writes, 4 s
-	 * runs: 5.7-7.2 GB/s in 512 KiB requests, 6.4-7.3 in 128 KiB ones
-	 * (64 KiB: 3.0-3.3); peak RSS after the bench's O_DIRECT workloads
-	 * 13.8 MiB -> 8.0. The price: buffered writes of an unhydrated image
-	 * (write-through, a request at a time) took 1.61 s instead of 1.49
-	 * for 1 GiB with its fsync. */
+	 * max_io(), so 16 threads do not hold 8 MiB. libfuse sizes max_pages,
+	 * the largest read too, from max_write: the INIT reply is amended to
+	 * max_io()'s pages (bench/README.md, "FUSE settings"). */
 	conn->max_readahead = max_io();
 	conn->max_write = MAX_WRITE; /* max_io() is 512 KiB at least */
 	passthrough_offer(conn->max_readahead / (unsigned)getpagesize());
 	s->readahead_kb = FUSE_THREADS * conn->max_readahead / 1024;
 	/* The kernel lets at most max_background async requests (readahead,
 	 * libaio O_DIRECT) reach the daemon at once, 12 by default: fewer
-	 * than the threads, which then idle while the rest wait in the
-	 * kernel. Two per thread: 4 KiB O_DIRECT at QD32 from a cold cache
-	 * gained 7-10% in median IOPS (hydrated reads and writes, unhydrated
-	 * reads); unhydrated writes, which copy regions first, stayed level.
-	 * Eight per thread, for writes of MAX_WRITE: past the limit the kernel
-	 * blocks the submitter, and 1 MiB O_DIRECT writes at QD16, 128
-	 * requests, ran at 3.0 GB/s with 32 allowed against 3.5-4.3 with 128
-	 * (4.4-4.7 in 512 KiB requests); 4 KiB I/O at QD32 stayed level. */
+	 * than the threads, which then idle. Eight per thread, so that writes
+	 * of MAX_WRITE keep every thread busy (bench/README.md). */
 	conn->max_background = 8 * FUSE_THREADS;
 	conn->congestion_threshold = conn->max_background * 3 / 4;
 	g_debug("reads of up to %u KiB, writes of up to %u KiB",
@@ -196,9 +183,7 @@ void fuse_ops_set_readahead(struct fuse_ops_session *s, const char *sysfs_path)
  * asks for (it keeps the smaller): a cold sequential read of the image then
  * waits on one request at a time. A request per thread is set through the
  * mount's bdi in sysfs, after INIT (which would undo it), so at the first
- * lookup. Cold 1 MiB reads of an unhydrated clone: 0.8-1.5 GB/s with the
- * default, 1.9-2.1 with four requests' worth; 2.8-3.0 (4 requests), 2.9-3.4
- * (8), 3.3-3.6 (16) and 2.9-3.1 (32) in one later series, raw 3.6-3.8.
+ * lookup.
  */
 static void raise_readahead(struct fuse_ops_session *s)
 {
@@ -469,10 +454,8 @@ static void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 /*
  * Writes come in libfuse's request buffer, not spliced through a pipe
  * (write_buf and FUSE_CAP_SPLICE_READ): that would cost every request, a
- * 4 KiB read as well, a splice and a read instead of one read; 25-35% less
- * daemon CPU per 4 KiB request without it (fio at QD32, warm cache).
- * The price is memory: a thread that serves a big write keeps its buffer's
- * pages, up to max_write each.
+ * 4 KiB read as well, a splice and a read instead of one read. The price
+ * is memory: a thread keeps its buffer's pages, up to max_write.
  *
  * A write across the image end is short, as on a device. But the kernel
  * turns a short O_DIRECT write into EIO (async DIO), after the part inside
