@@ -12,6 +12,7 @@
 #define _GNU_SOURCE	/* SEEK_DATA, SEEK_HOLE, renameat2 */
 #endif
 #include "md_impl.h"
+#include "clonefs/options.h"
 #include "clonefs/blockio.h"
 
 #include <errno.h>
@@ -31,9 +32,8 @@ static int check_geometry(const struct md_geometry *geo, char *err, size_t len)
 {
 	uint32_t rs = geo->region_size;
 
-	if (rs < 4096 || rs > (1u << 30) || (rs & (rs - 1)))
-		return errf(err, len, -EINVAL, "region size %u is not a power of two"
-			       " from 4096 to 1 GiB", rs);
+	if (!options_region_size_valid(rs))
+		return errf(err, len, -EINVAL, "region size %u: " OPTIONS_REGION_SIZE_RULE, rs);
 	if (geo->region_count == 0 || !bt_nodes(geo->region_count) ||
 	    tm_blocks_needed(geo->region_count) >= MD_ENTRY_MAX_BLOCKS)
 		return errf(err, len, -EINVAL, "region count %" PRIu64 " is out of range",
