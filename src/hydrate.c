@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Each worker holds one buffer: 256 KiB copies as fast as 1 MiB here and
@@ -35,6 +36,19 @@
 #define BACKOFF_MAX_US (30 * 1000 * 1000)
 /* Foreground I/O this recent counts as "busy": copies step back. */
 #define FOREGROUND_QUIET_US (20 * 1000)
+/* Chunks a worker leaves in write-out before it waits for the oldest: what
+ * of DEST a copy can leave for a foreground flush to wait for (spec 3.8). */
+#define WRITE_BEHIND 2
+/* While foreground flushes wait, copies stop for at most this long at a
+ * time, and at most a region a time is dispatched: progress, never zero. */
+#define FLUSH_YIELD_US (20 * 1000)
+/* The workers' I/O priority: best effort, the lowest level. Not the idle
+ * class: a foreground fdatasync can wait for a copy's data (ext4 orders a
+ * transaction's data before its commit), which idle I/O would starve. */
+#define IOPRIO_CLASS_BE 2
+#define IOPRIO_CLASS_SHIFT 13
+#define IOPRIO_WHO_PROCESS 1	/* with who = 0: the calling thread */
+#define COPY_IOPRIO (IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT | 7)
 
 struct hydrate {
 	struct hydrate_target t;
@@ -61,6 +75,13 @@ struct hydrate {
 	double rate;
 	char last_error[160];
 	gint64 foreground_at;  /* last foreground request, monotonic us (atomic) */
+	unsigned flushing;     /* foreground flushes waiting (atomic, and under
+				* the lock where it changes) */
+	unsigned flush_waiters; /* copies paused for them, on @flushed */
+	bool sched_flush_wait; /* the scheduler too, on @cond */
+	GCond flushed;         /* flushing went to 0 */
+	gint64 last_dispatch;  /* monotonic us */
+	int wb_fd;             /* DEST again, for write-behind; -1: none */
 	char *spare_buf[NR_WORKERS]; /* workers' copy buffers between batches */
 	unsigned nr_spare;
 	void (*on_complete)(void *arg); /* from the scheduler, unlocked */
@@ -83,6 +104,9 @@ struct batch {
 struct copy {
 	char *buf;            /* COPY_CHUNK bytes */
 	uint64_t read;        /* bytes read from SOURCE so far */
+	bool background;      /* writes out behind itself, yields to flushes */
+	unsigned nr_wb;       /* chunks in write-out, oldest first: */
+	uint64_t wb_off[WRITE_BEHIND], wb_len[WRITE_BEHIND];
 };
 
 /*
@@ -202,14 +226,76 @@ static int dest_hole(int fd, uint64_t off, uint64_t len)
 	return bio_zero(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
 }
 
-/* Put @n bytes read from SOURCE at @off into DEST: a hole if all zeros. */
-static int put_copied(struct hydrate *h, const char *buf, uint64_t off, size_t n)
+/*
+ * While a foreground flush waits, a background copy stops before its next
+ * chunk until no flush does, for FLUSH_YIELD_US at most: the flush then
+ * waits only for what the copy has already put in write-out.
+ */
+static void yield_to_flushes(struct hydrate *h)
 {
-	int ret = all_zero(buf, n) ? dest_hole(h->t.dest_fd, off, n)
-				   : bio_pwrite(h->t.dest_fd, buf, n, off);
+	gint64 until;
+
+	if (!__atomic_load_n(&h->flushing, __ATOMIC_RELAXED))
+		return;
+	until = g_get_monotonic_time() + FLUSH_YIELD_US;
+	g_mutex_lock(&h->lock);
+	h->flush_waiters++;
+	while (h->flushing && !h->stopping &&
+	       g_cond_wait_until(&h->flushed, &h->lock, until))
+		;
+	h->flush_waiters--;
+	g_mutex_unlock(&h->lock);
+}
+
+/*
+ * Background copies write DEST out right behind themselves and wait for
+ * the write-out of their chunk WRITE_BEHIND chunks back, so that DEST's
+ * dirty data from copies stays at about workers x WRITE_BEHIND x
+ * COPY_CHUNK (spec 3.8): left to the kernel's flusher, hundreds of MiB
+ * piled up for the next foreground fdatasync to write. Durability is the
+ * commit's, as before (spec 3.2): this only writes earlier.
+ *
+ * Through h->wb_fd, DEST opened again: sync_file_range reports a write-out
+ * error to the file it is called on, once (errseq), and on h->t.dest_fd it
+ * would then be gone for the commit's flush. A failed write-out fails the
+ * copy; the commit's flush sees the error too.
+ */
+static int write_behind(struct hydrate *h, struct copy *c, uint64_t off, size_t n)
+{
+	int ret = 0;
+
+	if (!c->background || h->wb_fd < 0)
+		return 0;
+	if (sync_file_range(h->wb_fd, (off_t)off, (off_t)n, SYNC_FILE_RANGE_WRITE))
+		return errno == EIO || errno == ENOSPC ? -errno : 0;
+	if (c->nr_wb == WRITE_BEHIND) {
+		if (sync_file_range(h->wb_fd, (off_t)c->wb_off[0], (off_t)c->wb_len[0],
+				    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+				    SYNC_FILE_RANGE_WAIT_AFTER) &&
+		    (errno == EIO || errno == ENOSPC))
+			ret = -errno;
+		c->nr_wb--;
+		memmove(c->wb_off, c->wb_off + 1, c->nr_wb * sizeof(c->wb_off[0]));
+		memmove(c->wb_len, c->wb_len + 1, c->nr_wb * sizeof(c->wb_len[0]));
+	}
+	c->wb_off[c->nr_wb] = off;
+	c->wb_len[c->nr_wb++] = n;
+	return ret;
+}
+
+/* Put @n bytes read from SOURCE at @off into DEST: a hole if all zeros.
+ * @c: the copy, which writes out behind itself; NULL for a write's. */
+static int put_copied(struct hydrate *h, struct copy *c, const char *buf,
+		      uint64_t off, size_t n)
+{
+	bool zero = all_zero(buf, n);
+	int ret = zero ? dest_hole(h->t.dest_fd, off, n)
+		       : bio_pwrite(h->t.dest_fd, buf, n, off);
 
 	if (!ret)
 		__atomic_add_fetch(&h->copied_bytes, n, __ATOMIC_RELAXED);
+	if (!ret && !zero && c)
+		ret = write_behind(h, c, off, n);
 	return ret;
 }
 
@@ -219,11 +305,14 @@ static int copy_data(struct hydrate *h, int src, struct copy *c, uint64_t off,
 {
 	while (off < end) {
 		size_t n = end - off < COPY_CHUNK ? (size_t)(end - off) : COPY_CHUNK;
-		int ret = bio_pread(src, c->buf, n, off);
+		int ret;
 
+		if (c->background)
+			yield_to_flushes(h);
+		ret = bio_pread(src, c->buf, n, off);
 		if (!ret) {
 			c->read += n;
-			ret = put_copied(h, c->buf, off, n);
+			ret = put_copied(h, c, c->buf, off, n);
 		}
 		if (ret)
 			return ret;
@@ -440,7 +529,7 @@ int hydrate_copy_write(struct hydrate *h, uint64_t region, const void *data,
 	ret = bio_pread(h->t.write_fd, buf, n, start);
 	if (!ret) {
 		memcpy(buf + (off - start), data, len);
-		ret = put_copied(h, buf, start, n);
+		ret = put_copied(h, NULL, buf, start, n);
 	}
 	foreground_copy_end(h, region, 1, ret);
 	free(buf);
@@ -589,7 +678,7 @@ static struct batch *take_batch(struct hydrate *h, gint64 now, bool busy)
 
 	if (r >= h->t.nr_regions)
 		return NULL;
-	room = busy ? 1 : MIN(h->batch_size, h->threshold - h->in_flight);
+	room = busy || h->flushing ? 1 : MIN(h->batch_size, h->threshold - h->in_flight);
 	for (n = 0; n < room && takeable(h, r + n); n++)
 		;
 	if (n) {
@@ -599,6 +688,7 @@ static struct batch *take_batch(struct hydrate *h, gint64 now, bool busy)
 	}
 	h->cursor = r + n;
 	h->in_flight += n; /* until the worker is done with the batch */
+	h->last_dispatch = now;
 	b = g_new0(struct batch, 1);
 	b->first = r;
 	b->n = n;
@@ -661,7 +751,7 @@ static bool users_busy(struct hydrate *h, gint64 now)
  */
 static bool may_go_on(struct hydrate *h, gint64 now)
 {
-	return !h->stopping && h->enabled && !h->rate_limit &&
+	return !h->stopping && h->enabled && !h->rate_limit && !h->flushing &&
 	       md_mode(h->t.md) == MD_MODE_RW && h->in_flight < h->threshold &&
 	       now >= h->backoff_until && !users_busy(h, now);
 }
@@ -670,7 +760,12 @@ static void worker(gpointer data, gpointer user)
 {
 	struct hydrate *h = user;
 	struct batch *b = data;
-	struct copy c = { .buf = buf_get(h) };
+	struct copy c = { .buf = buf_get(h), .background = true };
+	/* per thread; pool threads may serve others later: put back after */
+	long prio = syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0);
+
+	if (prio >= 0)
+		syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, COPY_IOPRIO);
 
 	while (b) {
 		uint64_t bad = b->first, nbad = b->n;
@@ -702,6 +797,8 @@ static void worker(gpointer data, gpointer user)
 		g_free(b);
 		b = next;
 	}
+	if (prio >= 0)
+		syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio);
 }
 
 static void update_rate(struct hydrate *h, gint64 now)
@@ -760,6 +857,14 @@ static gpointer scheduler(gpointer arg)
 					  now + FOREGROUND_QUIET_US);
 			continue;
 		}
+		/* Foreground flushes wait: a region per FLUSH_YIELD_US at most. */
+		if (h->flushing && now < h->last_dispatch + FLUSH_YIELD_US) {
+			h->sched_flush_wait = true;
+			g_cond_wait_until(&h->cond, &h->lock,
+					  h->last_dispatch + FLUSH_YIELD_US);
+			h->sched_flush_wait = false;
+			continue;
+		}
 		if (now < h->backoff_until || now < h->next_dispatch) {
 			g_cond_wait_until(&h->cond, &h->lock,
 					  MAX(h->backoff_until, h->next_dispatch));
@@ -791,6 +896,8 @@ struct hydrate *hydrate_new(const struct hydrate_target *t,
 	g_mutex_init(&h->lock);
 	g_cond_init(&h->cond);
 	g_cond_init(&h->unlocked);
+	g_cond_init(&h->flushed);
+	h->wb_fd = -1;
 	h->locked = g_tree_new_full(range_cmp, NULL, g_free, NULL);
 	g_queue_init(&h->cor);
 	h->enabled = !o->no_hydration && !o->ro;
@@ -803,10 +910,25 @@ struct hydrate *hydrate_new(const struct hydrate_target *t,
 	return h;
 }
 
+/* DEST again, a file of the workers' own for write-behind (write_behind
+ * says why); without it, copies leave write-out to the kernel. */
+static void open_write_behind(struct hydrate *h)
+{
+	char path[64];
+
+	if (h->wb_fd >= 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", h->t.dest_fd);
+	h->wb_fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (h->wb_fd < 0)
+		g_debug("no write-behind for copies: %s: %s", path, g_strerror(errno));
+}
+
 int hydrate_start(struct hydrate *h)
 {
 	GError *gerr = NULL;
 
+	open_write_behind(h);
 	h->pool = g_thread_pool_new(worker, h, NR_WORKERS, FALSE, &gerr);
 	if (!h->pool) {
 		g_warning("cannot start hydration workers: %s", gerr->message);
@@ -824,6 +946,7 @@ void hydrate_stop(struct hydrate *h)
 	g_mutex_lock(&h->lock);
 	h->stopping = true;
 	g_cond_broadcast(&h->cond);
+	g_cond_broadcast(&h->flushed); /* copies paused for a flush */
 	g_mutex_unlock(&h->lock);
 	if (!h->scheduler)
 		return;
@@ -843,6 +966,9 @@ void hydrate_free(struct hydrate *h)
 	g_queue_clear(&h->cor);
 	g_cond_clear(&h->cond);
 	g_cond_clear(&h->unlocked);
+	g_cond_clear(&h->flushed);
+	if (h->wb_fd >= 0)
+		close(h->wb_fd);
 	g_mutex_clear(&h->lock);
 	g_free(h);
 }
@@ -850,6 +976,25 @@ void hydrate_free(struct hydrate *h)
 void hydrate_foreground(struct hydrate *h)
 {
 	__atomic_store_n(&h->foreground_at, g_get_monotonic_time(), __ATOMIC_RELAXED);
+}
+
+void hydrate_flush_begin(struct hydrate *h)
+{
+	g_mutex_lock(&h->lock);
+	__atomic_store_n(&h->flushing, h->flushing + 1, __ATOMIC_RELAXED);
+	g_mutex_unlock(&h->lock);
+}
+
+void hydrate_flush_end(struct hydrate *h)
+{
+	g_mutex_lock(&h->lock);
+	g_assert(h->flushing);
+	__atomic_store_n(&h->flushing, h->flushing - 1, __ATOMIC_RELAXED);
+	if (!h->flushing && h->flush_waiters)
+		g_cond_broadcast(&h->flushed);
+	if (!h->flushing && h->sched_flush_wait)
+		g_cond_broadcast(&h->cond);
+	g_mutex_unlock(&h->lock);
 }
 
 void hydrate_queue(struct hydrate *h, uint64_t region)
