@@ -10,11 +10,13 @@
  * bits in core; the next commit flushes DEST before it writes the bits
  * (spec 3.2), so a bit never reaches META before its data is durable.
  *
- * Copies are sparse aware (spec 3.5): SOURCE holes (SEEK_DATA/SEEK_HOLE) and
- * all-zero chunks are punched in DEST instead of written.
+ * The copies themselves (sparse, reflinks, write-out behind them) are
+ * copier.c's; here they are paced: batches, threshold, rate limit, back-off
+ * after failures, foreground requests and flushes first (spec 3.1a, 3.8).
  */
 #include "clonefs/hydrate.h"
 #include "clonefs/blockio.h"
+#include "clonefs/copier.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,19 +28,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* Each worker holds one buffer: 256 KiB copies as fast as 1 MiB here and
- * keeps four workers' buffers at 1 MiB of memory rather than 4. */
-#define COPY_CHUNK (256u << 10)
-#define READ_AHEAD (4u << 20)	/* what 4 workers take at the default batch size */
 #define NR_WORKERS 4
 #define COR_QUEUE_MAX 4096
 #define BACKOFF_MIN_US (100 * 1000)
 #define BACKOFF_MAX_US (30 * 1000 * 1000)
 /* Foreground I/O this recent counts as "busy": copies step back. */
 #define FOREGROUND_QUIET_US (20 * 1000)
-/* Chunks a worker leaves in write-out before it waits for the oldest: what
- * of DEST a copy can leave for a foreground flush to wait for (spec 3.8). */
-#define WRITE_BEHIND 2
 /* While foreground flushes wait, copies stop for at most this long at a
  * time, and at most a region a time is dispatched: progress, never zero. */
 #define FLUSH_YIELD_US (20 * 1000)
@@ -62,14 +57,12 @@ struct hydrate {
 	uint64_t cursor;
 	uint64_t in_flight;
 	bool enabled, copy_on_read, stopping, done_logged;
-	int reflink;          /* FICLONERANGE works: 1, doesn't: 0, unknown: -1;
-			       * atomic, as copied_bytes: every copy updates them */
 	uint32_t threshold, batch_size;
 	uint64_t rate_limit;
 	gint64 next_dispatch;  /* rate limit: monotonic us */
 	gint64 backoff_until;  /* after a failed copy */
 	gint64 backoff_us;
-	uint64_t copied_bytes, copy_errors;
+	uint64_t copy_errors;
 	gint64 rate_t0;
 	uint64_t rate_b0;
 	double rate;
@@ -81,7 +74,7 @@ struct hydrate {
 	bool sched_flush_wait; /* the scheduler too, on @cond */
 	GCond flushed;         /* flushing went to 0 */
 	gint64 last_dispatch;  /* monotonic us */
-	int wb_fd;             /* DEST again, for write-behind; -1: none */
+	struct copier cp;      /* its own synchronisation (atomics) */
 	char *spare_buf[NR_WORKERS]; /* workers' copy buffers between batches */
 	unsigned nr_spare;
 	void (*on_complete)(void *arg); /* from the scheduler, unlocked */
@@ -94,19 +87,6 @@ struct hydrate {
 struct batch {
 	uint64_t first, n;
 	gint64 charged_us;    /* what take_batch added to next_dispatch */
-};
-
-/*
- * One copy's state: its buffer, and the bytes it has read from SOURCE,
- * which is what the rate limit counts (holes and punched zeros cost no
- * SOURCE bandwidth, spec 3.7).
- */
-struct copy {
-	char *buf;            /* COPY_CHUNK bytes */
-	uint64_t read;        /* bytes read from SOURCE so far */
-	bool background;      /* writes out behind itself, yields to flushes */
-	unsigned nr_wb;       /* chunks in write-out, oldest first: */
-	uint64_t wb_off[WRITE_BEHIND], wb_len[WRITE_BEHIND];
 };
 
 /*
@@ -209,30 +189,14 @@ void hydrate_unlock(struct hydrate *h, uint64_t first, uint64_t n)
 	g_free(r);
 }
 
-static bool all_zero(const char *p, size_t len)
-{
-	/* Compare the buffer with itself shifted by one word: fast and short. */
-	if (len < 16)
-		return len == 0 || (p[0] == 0 && !memcmp(p, p + 1, len - 1));
-	for (size_t i = 0; i < 16; i++)
-		if (p[i])
-			return false;
-	return !memcmp(p, p + 16, len - 16);
-}
-
-/* Make DEST read zeros in [off, off + len) without allocating. */
-static int dest_hole(int fd, uint64_t off, uint64_t len)
-{
-	return bio_zero(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
-}
-
 /*
  * While a foreground flush waits, a background copy stops before its next
  * chunk until no flush does, for FLUSH_YIELD_US at most: the flush then
  * waits only for what the copy has already put in write-out.
  */
-static void yield_to_flushes(struct hydrate *h)
+static void yield_to_flushes(void *arg)
 {
+	struct hydrate *h = arg;
 	gint64 until;
 
 	if (!__atomic_load_n(&h->flushing, __ATOMIC_RELAXED))
@@ -245,204 +209,6 @@ static void yield_to_flushes(struct hydrate *h)
 		;
 	h->flush_waiters--;
 	g_mutex_unlock(&h->lock);
-}
-
-/*
- * Background copies write DEST out right behind themselves and wait for
- * the write-out of their chunk WRITE_BEHIND chunks back, so that DEST's
- * dirty data from copies stays at about workers x WRITE_BEHIND x
- * COPY_CHUNK (spec 3.8): left to the kernel's flusher, hundreds of MiB
- * piled up for the next foreground fdatasync to write. Durability is the
- * commit's, as before (spec 3.2): this only writes earlier.
- *
- * Through h->wb_fd, DEST opened again: sync_file_range reports a write-out
- * error to the file it is called on, once (errseq), and on h->t.dest_fd it
- * would then be gone for the commit's flush. A failed write-out fails the
- * copy; the commit's flush sees the error too.
- */
-static int write_behind(struct hydrate *h, struct copy *c, uint64_t off, size_t n)
-{
-	int ret = 0;
-
-	if (!c->background || h->wb_fd < 0)
-		return 0;
-	if (sync_file_range(h->wb_fd, (off_t)off, (off_t)n, SYNC_FILE_RANGE_WRITE))
-		return errno == EIO || errno == ENOSPC ? -errno : 0;
-	if (c->nr_wb == WRITE_BEHIND) {
-		if (sync_file_range(h->wb_fd, (off_t)c->wb_off[0], (off_t)c->wb_len[0],
-				    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-				    SYNC_FILE_RANGE_WAIT_AFTER) &&
-		    (errno == EIO || errno == ENOSPC))
-			ret = -errno;
-		c->nr_wb--;
-		memmove(c->wb_off, c->wb_off + 1, c->nr_wb * sizeof(c->wb_off[0]));
-		memmove(c->wb_len, c->wb_len + 1, c->nr_wb * sizeof(c->wb_len[0]));
-	}
-	c->wb_off[c->nr_wb] = off;
-	c->wb_len[c->nr_wb++] = n;
-	return ret;
-}
-
-/* Put @n bytes read from SOURCE at @off into DEST: a hole if all zeros.
- * @c: the copy, which writes out behind itself; NULL for a write's. */
-static int put_copied(struct hydrate *h, struct copy *c, const char *buf,
-		      uint64_t off, size_t n)
-{
-	bool zero = all_zero(buf, n);
-	int ret = zero ? dest_hole(h->t.dest_fd, off, n)
-		       : bio_pwrite(h->t.dest_fd, buf, n, off);
-
-	if (!ret)
-		__atomic_add_fetch(&h->copied_bytes, n, __ATOMIC_RELAXED);
-	if (!ret && !zero && c)
-		ret = write_behind(h, c, off, n);
-	return ret;
-}
-
-/* Copy [off, end) of SOURCE (@src) holding data (not a hole) to DEST. */
-static int copy_data(struct hydrate *h, int src, struct copy *c, uint64_t off,
-		     uint64_t end)
-{
-	while (off < end) {
-		size_t n = end - off < COPY_CHUNK ? (size_t)(end - off) : COPY_CHUNK;
-		int ret;
-
-		if (c->background)
-			yield_to_flushes(h);
-		ret = bio_pread(src, c->buf, n, off);
-		if (!ret) {
-			c->read += n;
-			ret = put_copied(h, c, c->buf, off, n);
-		}
-		if (ret)
-			return ret;
-		off += n;
-	}
-	return 0;
-}
-
-/*
- * The image size is fixed at mount (spec 1.4): a SOURCE that has shrunk
- * below @end since is an I/O error, never a hole, so that no copy takes the
- * missing bytes for zeros and marks them.
- */
-static int source_covers(struct hydrate *h, uint64_t end)
-{
-	uint64_t size;
-	int ret = bio_size(h->t.src_fd, &size);
-
-	return ret ? ret : size < end ? -EIO : 0;
-}
-
-/*
- * Where SOURCE and DEST share a filesystem that can reflink (btrfs, xfs), a
- * copy is a metadata operation that also keeps holes: try it once, and keep
- * using it while it works. Elsewhere it fails at once (EXDEV, EOPNOTSUPP).
- * Returns 1 if it copied [off, end), 0 if it did not apply, or -errno.
- */
-static int try_reflink(struct hydrate *h, struct copy *c, uint64_t off,
-		       uint64_t end)
-{
-	int ret;
-
-	if (!__atomic_load_n(&h->reflink, __ATOMIC_RELAXED))
-		return 0;
-	/* "To the end of SOURCE" must still mean to the image's end */
-	if ((ret = source_covers(h, end)))
-		return ret;
-	/* length 0: to the end of SOURCE, which a short last region needs */
-	ret = bio_clone_range(h->t.dest_fd, h->t.src_fd, off,
-			      end == h->t.image_size ? 0 : end - off);
-	if (ret) {
-		/* SOURCE shrinking meanwhile says nothing about reflinks */
-		if (source_covers(h, end))
-			return -EIO;
-		if (__atomic_exchange_n(&h->reflink, 0, __ATOMIC_RELAXED) < 0)
-			g_debug("no reflink from source to dest (%s): copying",
-				g_strerror(-ret));
-		return 0;
-	}
-	__atomic_store_n(&h->reflink, 1, __ATOMIC_RELAXED);
-	/* and if it shrank during the clone, DEST may lack its tail */
-	if ((ret = source_covers(h, end)))
-		return ret;
-	__atomic_add_fetch(&h->copied_bytes, end - off, __ATOMIC_RELAXED);
-	c->read += end - off;
-	return 1;
-}
-
-/*
- * The first run of SOURCE data in [off, end): [*data, *stop), with *data ==
- * end when there is none (SEEK_DATA/SEEK_HOLE; a device, which has neither,
- * is all data). -EIO if SOURCE ends before @end.
- */
-static int data_run(struct hydrate *h, int src, uint64_t off, uint64_t end,
-		    uint64_t *data, uint64_t *stop)
-{
-	off_t d = lseek(src, (off_t)off, SEEK_DATA), e;
-
-	*data = *stop = end;
-	/* a hole up to EOF, or past EOF: the size tells which */
-	if (d < 0 && errno == ENXIO)
-		return source_covers(h, end);
-	if (d < 0)
-		d = (off_t)off;
-	if ((uint64_t)d >= end)
-		return 0;
-	e = lseek(src, d, SEEK_HOLE);
-	*data = (uint64_t)d;
-	if (e >= 0 && (uint64_t)e < end)
-		*stop = (uint64_t)e;
-	return 0;
-}
-
-/*
- * Copy regions [first, first + n) through @c's buffer, COPY_CHUNK bytes,
- * reading @src where data goes on past them, h->t.src_fd where a hole
- * follows: its readahead would only fill the page cache with the hole's zeros.
- */
-static int copy_range(struct hydrate *h, int src, uint64_t first, uint64_t n,
-		      struct copy *c)
-{
-	uint64_t off = first * h->t.region_size;
-	uint64_t end = (first + n) * h->t.region_size;
-	int ret = 0;
-
-	if (end > h->t.image_size)
-		end = h->t.image_size;
-	ret = try_reflink(h, c, off, end);
-	if (ret)
-		return ret < 0 ? ret : 0;
-	while (off < end && !ret) {
-		uint64_t data, stop;
-
-		if ((ret = data_run(h, src, off, end, &data, &stop)))
-			break;
-		if (data > off)
-			ret = dest_hole(h->t.dest_fd, off, data - off);
-		if (!ret && data < end)
-			ret = copy_data(h, stop < end ? h->t.src_fd : src, c,
-					data, stop);
-		off = stop;
-	}
-	return ret;
-}
-
-/* Why the copy of regions @bad+@nbad failed, for status: a SOURCE that
- * shrank under the mount is named as such (spec 1.4). Takes no lock. */
-static void describe_failure(struct hydrate *h, int ret, uint64_t bad,
-			     uint64_t nbad, char *msg, size_t len)
-{
-	uint64_t size;
-
-	if (ret == -EIO && !bio_size(h->t.src_fd, &size) && size < h->t.image_size)
-		snprintf(msg, len, "copy of regions %" G_GUINT64_FORMAT "+%"
-			 G_GUINT64_FORMAT " failed: source is shorter than the "
-			 "image (%" G_GUINT64_FORMAT " < %" G_GUINT64_FORMAT
-			 " bytes)", bad, nbad, size, h->t.image_size);
-	else
-		snprintf(msg, len, "copy of regions %" G_GUINT64_FORMAT "+%"
-			 G_GUINT64_FORMAT " failed: %s", bad, nbad, g_strerror(-ret));
 }
 
 /* Count a failed copy and say why; @msg from describe_failure. A failed
@@ -476,7 +242,7 @@ static void foreground_copy_end(struct hydrate *h, uint64_t first, uint64_t n,
 	char msg[sizeof(h->last_error)];
 
 	if (ret)
-		describe_failure(h, ret, first, n, msg, sizeof(msg));
+		copier_describe_failure(&h->cp, ret, first, n, msg, sizeof(msg));
 	g_mutex_lock(&h->lock);
 	if (ret)
 		count_failure(h, msg, false);
@@ -490,76 +256,38 @@ static void foreground_copy_end(struct hydrate *h, uint64_t first, uint64_t n,
 
 int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n)
 {
-	struct copy c = { .buf = malloc(COPY_CHUNK) };
+	struct copy c = { .buf = malloc(COPIER_CHUNK) };
 	int ret;
 
 	if (!c.buf)
 		return -ENOMEM;
 	foreground_copy_begin(h, n);
-	ret = copy_range(h, h->t.write_fd, first, n, &c);
+	ret = copier_copy(&h->cp, h->t.write_fd, first, n, &c);
 	foreground_copy_end(h, first, n, ret);
 	free(c.buf);
 	return ret;
 }
 
-/*
- * The region read whole, the write laid over it, one DEST write (or a hole,
- * if all of it is zeros): not a copy and then a write, each taking DEST's
- * inode lock, after two lseeks for SOURCE's holes (a hole reads as zeros,
- * which the zero check catches). 4 KiB O_DIRECT writes at QD32 to a cold,
- * unhydrated clone, 3 s runs, while most first writes still copy: 13.8-19.6k
- * IOPS against 11.6-15.1k.
- */
+/* copier_copy_write, counted in flight as hydrate_copy is. */
 int hydrate_copy_write(struct hydrate *h, uint64_t region, const void *data,
 		       uint64_t off, size_t len)
 {
-	uint64_t start = region * h->t.region_size;
-	size_t n = (size_t)MIN((uint64_t)h->t.region_size, h->t.image_size - start);
-	char *buf;
 	int ret;
 
-	/* A reflink shares SOURCE's blocks instead: keep it where it works. */
-	if (n > COPY_CHUNK || __atomic_load_n(&h->reflink, __ATOMIC_RELAXED) > 0)
+	if (!copier_copy_write_applies(&h->cp, region))
 		return -EOPNOTSUPP;
-	g_assert(off >= start && off + len <= start + n);
-	buf = malloc(n);
-	if (!buf)
-		return -ENOMEM;
 	foreground_copy_begin(h, 1);
-	ret = bio_pread(h->t.write_fd, buf, n, start);
-	if (!ret) {
-		memcpy(buf + (off - start), data, len);
-		ret = put_copied(h, NULL, buf, start, n);
-	}
+	ret = copier_copy_write(&h->cp, h->t.write_fd, region, data, off, len);
 	foreground_copy_end(h, region, 1, ret);
-	free(buf);
 	return ret;
 }
 
 static int copy_and_mark(struct hydrate *h, int src, uint64_t first, uint64_t n,
 			 struct copy *c)
 {
-	int ret = copy_range(h, src, first, n, c);
+	int ret = copier_copy(&h->cp, src, first, n, c);
 
 	return ret ? ret : md_set_range_hydrated(h->t.md, first, n);
-}
-
-/*
- * Where SOURCE is sparse, a worker asks for the data that follows its batch
- * (the first run within READ_AHEAD), which the next batches will read
- * through h->t.src_fd, without readahead. Dense data the stream file's
- * readahead brings sooner: asking for it there too made the copy slower.
- */
-static void read_ahead(struct hydrate *h, uint64_t off)
-{
-	uint64_t end = MIN(off + READ_AHEAD, h->t.image_size), data, stop;
-
-	if (off >= end)
-		return;
-	/* advice only: a short SOURCE is the copy's to report */
-	if (!data_run(h, h->t.src_fd, off, end, &data, &stop) &&
-	    stop > data && stop < end)
-		bio_read_ahead(h->t.src_fd, data, stop - data);
 }
 
 /*
@@ -578,7 +306,7 @@ static char *buf_get(struct hydrate *h)
 		buf = h->spare_buf[--h->nr_spare];
 	g_mutex_unlock(&h->lock);
 	if (!buf) {
-		buf = mmap(NULL, COPY_CHUNK, PROT_READ | PROT_WRITE,
+		buf = mmap(NULL, COPIER_CHUNK, PROT_READ | PROT_WRITE,
 			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (buf == MAP_FAILED)
 			return NULL;
@@ -592,14 +320,14 @@ static void buf_put(struct hydrate *h, char *buf)
 	if (h->nr_spare < NR_WORKERS && !h->done_logged)
 		h->spare_buf[h->nr_spare++] = buf;
 	else
-		munmap(buf, COPY_CHUNK);
+		munmap(buf, COPIER_CHUNK);
 }
 
 /* Called with h->lock held, or with the workers gone. */
 static void bufs_release(struct hydrate *h)
 {
 	while (h->nr_spare)
-		munmap(h->spare_buf[--h->nr_spare], COPY_CHUNK);
+		munmap(h->spare_buf[--h->nr_spare], COPIER_CHUNK);
 }
 
 /* Copy and mark batch @b; narrows *bad, *nbad (the batch) to a failed region. */
@@ -608,7 +336,7 @@ static int copy_batch(struct hydrate *h, const struct batch *b, struct copy *c,
 {
 	int ret;
 
-	read_ahead(h, (b->first + b->n) * h->t.region_size);
+	copier_read_ahead(&h->cp, (b->first + b->n) * h->t.region_size);
 	ret = copy_and_mark(h, h->t.stream_fd, b->first, b->n, c);
 
 	/* One bad region must not hold back the rest of its batch. */
@@ -777,7 +505,7 @@ static void worker(gpointer data, gpointer user)
 		c.read = 0;
 		ret = c.buf ? copy_batch(h, b, &c, &bad, &nbad) : -ENOMEM;
 		if (ret)
-			describe_failure(h, ret, bad, nbad, msg, sizeof(msg));
+			copier_describe_failure(&h->cp, ret, bad, nbad, msg, sizeof(msg));
 		g_mutex_lock(&h->lock);
 		if (ret)
 			count_failure(h, msg, true);
@@ -803,7 +531,7 @@ static void worker(gpointer data, gpointer user)
 
 static void update_rate(struct hydrate *h, gint64 now)
 {
-	uint64_t copied = __atomic_load_n(&h->copied_bytes, __ATOMIC_RELAXED);
+	uint64_t copied = copier_copied_bytes(&h->cp);
 
 	if (now - h->rate_t0 < G_USEC_PER_SEC)
 		return;
@@ -897,7 +625,7 @@ struct hydrate *hydrate_new(const struct hydrate_target *t,
 	g_cond_init(&h->cond);
 	g_cond_init(&h->unlocked);
 	g_cond_init(&h->flushed);
-	h->wb_fd = -1;
+	copier_init(&h->cp, t, yield_to_flushes, h);
 	h->locked = g_tree_new_full(range_cmp, NULL, g_free, NULL);
 	g_queue_init(&h->cor);
 	h->enabled = !o->no_hydration && !o->ro;
@@ -906,29 +634,14 @@ struct hydrate *hydrate_new(const struct hydrate_target *t,
 	h->batch_size = o->hydration_batch_size;
 	h->rate_limit = o->hydration_rate;
 	h->rate_t0 = g_get_monotonic_time();
-	h->reflink = -1;
 	return h;
-}
-
-/* DEST again, a file of the workers' own for write-behind (write_behind
- * says why); without it, copies leave write-out to the kernel. */
-static void open_write_behind(struct hydrate *h)
-{
-	char path[64];
-
-	if (h->wb_fd >= 0)
-		return;
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", h->t.dest_fd);
-	h->wb_fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (h->wb_fd < 0)
-		g_debug("no write-behind for copies: %s: %s", path, g_strerror(errno));
 }
 
 int hydrate_start(struct hydrate *h)
 {
 	GError *gerr = NULL;
 
-	open_write_behind(h);
+	copier_start(&h->cp);
 	h->pool = g_thread_pool_new(worker, h, NR_WORKERS, FALSE, &gerr);
 	if (!h->pool) {
 		g_warning("cannot start hydration workers: %s", gerr->message);
@@ -967,8 +680,7 @@ void hydrate_free(struct hydrate *h)
 	g_cond_clear(&h->cond);
 	g_cond_clear(&h->unlocked);
 	g_cond_clear(&h->flushed);
-	if (h->wb_fd >= 0)
-		close(h->wb_fd);
+	copier_fini(&h->cp);
 	g_mutex_clear(&h->lock);
 	g_free(h);
 }
@@ -1067,7 +779,7 @@ void hydrate_get_stats(struct hydrate *h, struct hydrate_stats *st)
 	g_mutex_lock(&h->lock);
 	update_rate(h, g_get_monotonic_time());
 	st->in_flight = h->in_flight;
-	st->copied_bytes = __atomic_load_n(&h->copied_bytes, __ATOMIC_RELAXED);
+	st->copied_bytes = copier_copied_bytes(&h->cp);
 	st->copy_errors = h->copy_errors;
 	st->rate = h->rate;
 	st->enabled = h->enabled;
