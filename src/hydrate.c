@@ -34,6 +34,9 @@
 #define BACKOFF_MAX_US (30 * 1000 * 1000)
 /* Foreground I/O this recent counts as "busy": copies step back. */
 #define FOREGROUND_QUIET_US (20 * 1000)
+/* While users are busy, a copy that took t is followed by BUSY_REST x t
+ * without one: copies then hold SOURCE and DEST a tenth of the time. */
+#define BUSY_REST 9
 /* While foreground flushes wait, copies stop for at most this long at a
  * time, and at most a region a time is dispatched: progress, never zero. */
 #define FLUSH_YIELD_US (20 * 1000)
@@ -74,6 +77,7 @@ struct hydrate {
 	bool sched_flush_wait; /* the scheduler too, on @cond */
 	GCond flushed;         /* flushing went to 0 */
 	gint64 last_dispatch;  /* monotonic us */
+	gint64 rest_until;     /* no dispatch before, while users are busy */
 	struct copier cp;      /* its own synchronisation (atomics) */
 	char *spare_buf[NR_WORKERS]; /* workers' copy buffers between batches */
 	unsigned nr_spare;
@@ -502,6 +506,8 @@ static void worker(gpointer data, gpointer user)
 		char msg[sizeof(h->last_error)];
 		gint64 now;
 
+		gint64 t0 = g_get_monotonic_time();
+
 		c.read = 0;
 		ret = c.buf ? copy_batch(h, b, &c, &bad, &nbad) : -ENOMEM;
 		if (ret)
@@ -515,6 +521,7 @@ static void worker(gpointer data, gpointer user)
 		h->in_flight -= b->n;
 		rate_refund(h, b, c.read);
 		now = g_get_monotonic_time();
+		h->rest_until = now + (now - t0) * BUSY_REST;
 		if (c.buf && may_go_on(h, now))
 			next = take_batch(h, now, false);
 		if (!next)
@@ -583,6 +590,12 @@ static gpointer scheduler(gpointer arg)
 		if (h->in_flight && busy) {
 			g_cond_wait_until(&h->cond, &h->lock,
 					  now + FOREGROUND_QUIET_US);
+			continue;
+		}
+		/* and with a rest after each copy, as long as they stay busy */
+		if (busy && now < h->rest_until) {
+			g_cond_wait_until(&h->cond, &h->lock,
+					  MIN(h->rest_until, now + FOREGROUND_QUIET_US));
 			continue;
 		}
 		/* Foreground flushes wait: a region per FLUSH_YIELD_US at most. */
