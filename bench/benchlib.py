@@ -187,6 +187,7 @@ def fio_summary(path):
         "clat_p50_us": p("50.000000"),
         "clat_p99_us": p("99.000000"),
         "clat_mean_us": d["clat_ns"]["mean"] / 1000.0,
+        "clat_max_us": d["clat_ns"]["max"] / 1000.0,
     }
 
 
@@ -198,6 +199,143 @@ def ratio(a, b):
 
 def fmt(v, spec="%.2f", none="-"):
     return none if v is None else spec % v
+
+
+SYNC_WL = [("syncwrite", "QD1"), ("syncwrite-8t", "8 threads")]
+SYNC_CONFIGS = [("raw", "raw file"), ("raw-near", "raw DEST, by cfs hyd."),
+                ("cfs-hyd", "clonefs hydrated"), ("cfs-unhyd", "clonefs unhydrated, idle"),
+                ("cfs-hydrating", "clonefs hydrating"), ("qemu-cor", "qemu overlay (unhyd.)"),
+                ("qemu-hyd", "qemu streamed")]
+SYNC_MAX_MS = 50.0
+
+
+def reps_of(byc, cfg):
+    """The runs of CFG, CFG.2, ... in order, as (suffix, run)."""
+    out = []
+    for n in REP_SUFFIXES:
+        r = byc.get(cfg + n)
+        if r is None:
+            if n:
+                break
+            continue
+        out.append((n, r))
+    return out
+
+
+def sync_write_section(runs, metrics, res, P):
+    """Table of 4 KiB O_DSYNC write latencies; returns the pair ratios the
+    targets take medians of: {(wl, what): [ratios]}."""
+    pairs = {}
+    if not any(runs.get(wl) for wl, _ in SYNC_WL):
+        return pairs
+    P("")
+    P("== 4 KiB random sync write (O_DSYNC) latency, us; one write durable at a time ==")
+    P("%-10s %-28s %9s %9s %9s %8s %8s" % ("threads", "config", "p50", "p99", "max",
+                                           "IOPS", "p50 xraw"))
+    for wl, wname in SYNC_WL:
+        byc = runs.get(wl, {})
+        raw50 = byc.get("raw", {}).get("clat_p50_us")
+        first = True
+        res["sync_write"][wl] = {}
+        for cfg, cname in SYNC_CONFIGS:
+            for n, r in reps_of(byc, cfg):
+                r["p50_x_raw"] = ratio(r["clat_p50_us"], raw50)
+                end = (metrics.get("hydrating_end/%s%s" % (wl, n))
+                       if cfg == "cfs-hydrating" else None)
+                if end:
+                    r["hydrated_at_end"] = end
+                res["sync_write"][wl][cfg + n] = r
+                P("%-10s %-28s %9s %9s %9s %8.0f %8s%s" % (
+                    wname if first else "", cname + n, fmt(r["clat_p50_us"], "%.0f"),
+                    fmt(r["clat_p99_us"], "%.0f"), fmt(r["clat_max_us"], "%.0f"),
+                    r["iops"], fmt(r["p50_x_raw"]),
+                    "  (hydrated at the end: %s)" % end if end else ""))
+                first = False
+
+        def pair(cfg, ref, key, what):
+            rs = []
+            for n, r in reps_of(byc, cfg):
+                v = ratio(r.get(key), byc.get(ref + n, {}).get(key))
+                if v is not None:
+                    rs.append(v)
+            pairs[wl, what] = rs
+            if rs:
+                P("%s %s: %s (median %.2f)" % (wname, what, " ".join("%.2f" % x for x in rs),
+                                            statistics.median(rs)))
+        pair("cfs-hyd", "raw-near", "clat_p50_us", "hydrated p50 / raw DEST p50, pairs")
+        pair("cfs-hydrating", "cfs-unhyd", "clat_p99_us", "hydrating p99 / idle p99, pairs")
+    return pairs
+
+
+def sync_write_targets(runs, pairs, target):
+    for wl, wname in SYNC_WL:
+        byc = runs.get(wl, {})
+        if not byc:
+            continue
+        for what, limit, name in (
+                ("hydrated p50 / raw DEST p50, pairs", 1.5,
+                 "sync write %s hydrated p50 <= 1.5 x raw" % wname),
+                ("hydrating p99 / idle p99, pairs", 2.0,
+                 "sync write %s hydrating p99 <= 2 x idle p99" % wname)):
+            rs = pairs.get((wl, what), [])
+            v = statistics.median(rs) if rs else None
+            sfx = ", median of %d pairs" % len(rs) if len(rs) > 1 else ""
+            target(name + sfx, v, limit, v is not None and v <= limit)
+        mx = [r["clat_max_us"] / 1000.0 for _, r in reps_of(byc, "cfs-hydrating")]
+        v = max(mx) if mx else None
+        target("sync write %s hydrating: no write over %d ms (max, ms)" % (wname, SYNC_MAX_MS),
+               v, SYNC_MAX_MS, v is not None and v <= SYNC_MAX_MS)
+        # unhydrated vs qemu's overlay: the median of the clonefs runs
+        q = byc.get("qemu-cor", {})
+        for key, limit, pname in (("clat_p50_us", 0.5, "p50"), ("clat_p99_us", 1.0, "p99")):
+            cs = [r[key] for _, r in reps_of(byc, "cfs-unhyd") if r.get(key) is not None]
+            v = ratio(statistics.median(cs) if cs else None, q.get(key))
+            target("sync write %s unhydrated %s <= %.1f x qemu overlay" % (wname, pname, limit),
+                   v, limit, v is not None and v <= limit)
+
+
+def ext4_section(metrics, res, P):
+    """ext4 on a loop device, copy + sync: returns the on/off speed ratios."""
+    ratios = []
+    if not any(k.startswith("ext4_s/") for k in metrics):
+        return ratios
+    size = metrics.get("ext4_payload_bytes", 0)
+    P("")
+    P("== ext4 on a loop device over the image: cp %d MiB + sync (s) ==" % (size >> 20))
+    P("%-24s %9s %9s %9s %8s  %s" % ("config", "median s", "MiB/s", "x off", "x qemu",
+                                     "all runs (s)"))
+
+    def runs_of(cfg):
+        out = []
+        for n in REP_SUFFIXES:
+            v = metrics.get("ext4_s/%s%s" % (cfg, n))
+            if v is None:
+                break
+            out.append(v)
+        return out
+    off, on, qemu = runs_of("cfs-off"), runs_of("cfs-on"), runs_of("qemu")
+    med = {k: statistics.median(v) if v else None
+           for k, v in (("cfs-off", off), ("cfs-on", on), ("qemu", qemu))}
+    for cfg, cname, vals in (("cfs-off", "clonefs, no hydration", off),
+                             ("cfs-on", "clonefs, hydrating", on),
+                             ("qemu", "qemu overlay", qemu)):
+        if not vals:
+            continue
+        t = med[cfg]
+        d = {"seconds": t, "samples": vals, "MiBps": size / t / 2**20 if t else None,
+             "x_off_speed": ratio(med["cfs-off"], t), "x_qemu_speed": ratio(med["qemu"], t)}
+        ends = [metrics.get("ext4_hydrated_end/%s%s" % (cfg, n)) for n in REP_SUFFIXES[:len(vals)]]
+        if any(ends):
+            d["hydrated_at_end"] = ends
+        res["ext4_loop"][cfg] = d
+        P("%-24s %9.2f %9.1f %9s %8s  %s%s" % (
+            cname, t, d["MiBps"] or 0, fmt(d["x_off_speed"]), fmt(d["x_qemu_speed"]),
+            " ".join("%.2f" % x for x in vals),
+            "  (hydrated at the end: %s)" % " ".join(ends) if any(ends) else ""))
+    ratios = [a / b for a, b in zip(off, on) if b]
+    if ratios:
+        P("hydrating speed / off, pairs: %s" % " ".join("%.2f" % r for r in ratios))
+    return ratios
 
 
 def report(resdir, out):
@@ -225,7 +363,8 @@ def report(resdir, out):
                 r["iops"] = r["iops"] * (r["runtime_ms"] / 1000.0) / secs
 
     res = {"meta": metrics.get("meta", {}), "workloads": {}, "hydration": {},
-           "latency": {}, "memory": {}, "large": {}, "targets": []}
+           "latency": {}, "sync_write": {}, "ext4_loop": {}, "memory": {},
+           "large": {}, "targets": []}
     lines = []
     P = lines.append
 
@@ -360,6 +499,9 @@ def report(resdir, out):
                                         metrics.get("during_copy_s/%s" % k, 0), 100 * f))
             res["latency"]["%s-overlap" % k] = f
 
+    sync_pairs = sync_write_section(runs, metrics, res, P)
+    ext4_pairs = ext4_section(metrics, res, P)
+
     # -- memory, large geometry
     P("")
     P("== Memory (VmHWM) and a 16 TiB geometry ==")
@@ -426,6 +568,11 @@ def report(resdir, out):
             what += ", median of %d pairs" % len(lat_ratios[sfx])
         target("p99 4k read latency during hydration <= 2 x idle (%s)" % what,
                v, 2.0, v is not None and v <= 2.0)
+    sync_write_targets(runs, sync_pairs, target)
+    v = statistics.median(ext4_pairs) if ext4_pairs else None
+    target("ext4-on-loop copy+sync hydrating >= 0.90 x hydration off (speed%s)" % (
+        ", median of %d pairs" % len(ext4_pairs) if len(ext4_pairs) > 1 else ""),
+        v, 0.90, v is not None and v >= 0.90)
     # Memory: at most 2 bits per region plus a fixed few MiB (taken as 8).
     # the 1 GiB clones' region count, from the hydrated one's status line
     st = metrics.get("status/cfs-hyd", "").split()

@@ -87,6 +87,15 @@ int hydrate_copy_write(struct hydrate *h, uint64_t region, const void *data,
 
 /* A foreground request arrived: background copies yield for a moment. */
 void hydrate_foreground(struct hydrate *h);
+/*
+ * Around a foreground flush of DEST (fdatasync for an fsync, a sync write,
+ * a commit): while one waits, background copies pause between chunks (for
+ * a bounded time: progress, never zero) and batches shrink to a region.
+ * Copies write DEST out behind themselves anyway, so a flush waits for at
+ * most a few MiB of theirs (spec 3.8). Pairs; any thread; they nest.
+ */
+void hydrate_flush_begin(struct hydrate *h);
+void hydrate_flush_end(struct hydrate *h);
 
 /* Copy on read: ask for @region to be hydrated before the cursor's. */
 void hydrate_queue(struct hydrate *h, uint64_t region);
