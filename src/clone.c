@@ -153,8 +153,13 @@ uint64_t clone_error_mark(struct clone *c)
 
 int clone_fsync(struct clone *c, uint64_t *seen)
 {
-	int ret = commit(c, true);
 	uint64_t now, was;
+	int ret;
+
+	/* A user waits on this one: copies make way while it runs (spec 3.8). */
+	hydrate_flush_begin(c->hy);
+	ret = commit(c, true);
+	hydrate_flush_end(c->hy);
 
 	if (!seen)
 		return ret;
