@@ -210,3 +210,34 @@ void bio_read_ahead(int fd, uint64_t off, uint64_t len)
 {
 	(void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
 }
+
+int bio_data_run(int fd, uint64_t off, uint64_t end, uint64_t *data, uint64_t *stop)
+{
+	off_t d = lseek(fd, (off_t)off, SEEK_DATA), e;
+
+	*data = *stop = end;
+	if (d < 0 && errno == ENXIO)
+		return 1;
+	if (d < 0)
+		d = (off_t)off;
+	if ((uint64_t)d >= end)
+		return 0;
+	e = lseek(fd, d, SEEK_HOLE);
+	*data = (uint64_t)d;
+	if (e >= 0 && (uint64_t)e < end)
+		*stop = (uint64_t)e;
+	return 0;
+}
+
+bool bio_all_zero(const void *p, size_t len)
+{
+	const char *b = p;
+
+	/* Compare the buffer with itself shifted by a few bytes: fast and short. */
+	if (len < 16)
+		return len == 0 || (b[0] == 0 && !memcmp(b, b + 1, len - 1));
+	for (size_t i = 0; i < 16; i++)
+		if (b[i])
+			return false;
+	return !memcmp(b, b + 16, len - 16);
+}

@@ -22,17 +22,6 @@
 
 #define READ_AHEAD (4u << 20)	/* what 4 workers take at the default batch size */
 
-static bool all_zero(const char *p, size_t len)
-{
-	/* Compare the buffer with itself shifted by one word: fast and short. */
-	if (len < 16)
-		return len == 0 || (p[0] == 0 && !memcmp(p, p + 1, len - 1));
-	for (size_t i = 0; i < 16; i++)
-		if (p[i])
-			return false;
-	return !memcmp(p, p + 16, len - 16);
-}
-
 /* Make DEST read zeros in [off, off + len) without allocating. */
 static int dest_hole(int fd, uint64_t off, uint64_t len)
 {
@@ -80,7 +69,7 @@ static int write_behind(struct copier *cp, struct copy *c, uint64_t off, size_t 
 static int put_copied(struct copier *cp, struct copy *c, const char *buf,
 		      uint64_t off, size_t n)
 {
-	bool zero = all_zero(buf, n);
+	bool zero = bio_all_zero(buf, n);
 	int ret = zero ? dest_hole(cp->t.dest_fd, off, n)
 		       : bio_pwrite(cp->t.dest_fd, buf, n, off);
 
@@ -163,29 +152,12 @@ static int try_reflink(struct copier *cp, struct copy *c, uint64_t off,
 	return 1;
 }
 
-/*
- * The first run of SOURCE data in [off, end): [*data, *stop), with *data ==
- * end when there is none (SEEK_DATA/SEEK_HOLE; a device, which has neither,
- * is all data). -EIO if SOURCE ends before @end.
- */
+/* The first run of SOURCE data in [off, end) (bio_data_run); -EIO if
+ * SOURCE now ends before @end. */
 static int data_run(struct copier *cp, int src, uint64_t off, uint64_t end,
 		    uint64_t *data, uint64_t *stop)
 {
-	off_t d = lseek(src, (off_t)off, SEEK_DATA), e;
-
-	*data = *stop = end;
-	/* a hole up to EOF, or past EOF: the size tells which */
-	if (d < 0 && errno == ENXIO)
-		return source_covers(cp, end);
-	if (d < 0)
-		d = (off_t)off;
-	if ((uint64_t)d >= end)
-		return 0;
-	e = lseek(src, d, SEEK_HOLE);
-	*data = (uint64_t)d;
-	if (e >= 0 && (uint64_t)e < end)
-		*stop = (uint64_t)e;
-	return 0;
+	return bio_data_run(src, off, end, data, stop) ? source_covers(cp, end) : 0;
 }
 
 /*

@@ -20,13 +20,6 @@
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/sha.h>
 
-bool md_all_zero(const void *p, size_t len)
-{
-	const uint8_t *b = p;
-
-	return len == 0 || (b[0] == 0 && memcmp(b, b + 1, len - 1) == 0);
-}
-
 const char *md_tree_name(unsigned tree)
 {
 	return tree == MD_TREE_BITMAP ? "bitmap" : "space map";
@@ -121,7 +114,7 @@ void mdb_sb_parse(const void *b, int slot, struct md_sb *s)
 	const struct md_superblock_disk *d = b;
 
 	memset(s, 0, sizeof(*s));
-	if (md_all_zero(b, BS)) {
+	if (bio_all_zero(b, BS)) {
 		s->state = MD_SB_EMPTY;
 		return;
 	}

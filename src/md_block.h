@@ -41,7 +41,6 @@ struct md_sb {
 };
 enum { MD_SB_EMPTY, MD_SB_FOREIGN, MD_SB_BAD, MD_SB_VALID };
 
-bool md_all_zero(const void *p, size_t len);
 const char *md_tree_name(unsigned tree);
 
 /*

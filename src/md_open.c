@@ -57,24 +57,21 @@ static int file_is_zero(int fd, uint64_t size, bool *zero)
 
 	*zero = true;
 	while (off < size && *zero) {
-		off_t data = lseek(fd, (off_t)off, SEEK_DATA), hole;
+		uint64_t data, hole;
 
-		if (data < 0 && errno == ENXIO)
+		if (bio_data_run(fd, off, size, &data, &hole))
 			break;
-		if (data < 0)
-			data = (off_t)off;
-		hole = lseek(fd, data, SEEK_HOLE);
-		if (hole < 0)
-			hole = (off_t)size;
-		for (off = (uint64_t)data; off < (uint64_t)hole && *zero; ) {
-			size_t n = (size_t)MIN((uint64_t)(1 << 20), (uint64_t)hole - off);
+		for (off = data; off < hole && *zero; ) {
+			size_t n = (size_t)MIN((uint64_t)(1 << 20), hole - off);
 
 			r = bio_pread(fd, buf, n, off);
 			if (r)
 				goto out;
-			*zero = md_all_zero(buf, n);
+			*zero = bio_all_zero(buf, n);
 			off += n;
 		}
+		if (data == size)
+			break;
 	}
 out:
 	g_free(buf);

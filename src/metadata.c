@@ -160,7 +160,7 @@ static int write_bitmap(struct md *md, bool upgrade)
 		md->next_hydrated += bt_popcount_leaf(w) - md->leaf_pop[idx];
 		if (!memcmp(w, bt_ones_leaf, sizeof(bt_ones_leaf)))
 			v = PTR_ONES;
-		else if (md_all_zero(w, sizeof(bt_ones_leaf)))
+		else if (bio_all_zero(w, sizeof(bt_ones_leaf)))
 			v = PTR_ZEROS;
 		else
 			bt_pack_leaf(md->buf, w);

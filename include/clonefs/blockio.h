@@ -125,6 +125,17 @@ int bio_size(int fd, uint64_t *size);
  */
 int bio_will_read(int fd, uint64_t off, size_t len);
 /*
+ * The first run of data of @fd in [off, end) (SEEK_DATA/SEEK_HOLE): 0 with
+ * [*data, *stop), *data == end when none starts before @end; a file that
+ * cannot tell (a device) is all data. 1 when there is no data from @off to
+ * the end of the file, which may lie before @end: callers that need the
+ * bytes up to @end check its size. Holes read as zeros.
+ */
+int bio_data_run(int fd, uint64_t off, uint64_t end, uint64_t *data, uint64_t *stop);
+/* True when the @len bytes at @p are all zero. */
+bool bio_all_zero(const void *p, size_t len);
+
+/*
  * Start reading [off, off + len) of @fd into the page cache and return
  * without waiting (POSIX_FADV_WILLNEED). Advice only: errors are the later
  * read's to report.
