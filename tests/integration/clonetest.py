@@ -5,6 +5,7 @@ the shell's trap can kill it if python itself is killed.
 """
 import json
 import os
+import random
 import signal
 import subprocess
 import time
@@ -36,6 +37,16 @@ def sigterm_exits():
     """Turn SIGTERM (the runner's timeout) into SystemExit, so finally
     blocks unmount and kill what they started."""
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(143)))
+
+
+def write_source(work, size, seed):
+    """SOURCE for a test: @size reproducible random bytes in @work/src.
+    Returns its path and its bytes."""
+    src = os.path.join(work, "src")
+    source = random.Random(seed).randbytes(size)
+    with open(src, "wb") as f:
+        f.write(source)
+    return src, source
 
 
 class Clone:

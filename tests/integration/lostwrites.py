@@ -38,7 +38,7 @@ import threading
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from clonetest import BLK, Clone, Fail, deadline_poll, sigterm_exits  # noqa: E402
+from clonetest import BLK, Clone, Fail, deadline_poll, sigterm_exits, write_source  # noqa: E402
 
 REGION = 65536
 SIZE = 2 << 20
@@ -80,6 +80,21 @@ class Scenario:
             f.write(rule + "\n" if rule else "")
         os.rename(self.faults + ".tmp", self.faults)
 
+    def open_pair(self, fds):
+        """Open the image buffered and O_DIRECT (into @fds, for the caller
+        to close), and write W0 through the first with an fsync that must
+        succeed: the baseline no fault may take back."""
+        c = self.c
+        fd1 = os.open(c.image, os.O_RDWR)
+        fds.append(fd1)
+        fd2 = os.open(c.image, os.O_RDWR | os.O_DIRECT)
+        fds.append(fd2)
+        self.w0 = self.rng.randbytes(BLK)
+        os.pwrite(fd1, self.w0, W0_OFF)
+        if call(os.fsync, fd1):
+            raise Fail("fsync of W0 failed before any fault")
+        return fd1, fd2
+
     def run(self):
         """Returns False when the rule never fired (a META write past the
         commit's last)."""
@@ -91,14 +106,7 @@ class Scenario:
         c.mount("no_hydration," + period, env={"CLONEFS_FAULTS_FILE": self.faults})
         fds = []
         try:
-            fd1 = os.open(c.image, os.O_RDWR)
-            fds.append(fd1)
-            fd2 = os.open(c.image, os.O_RDWR | os.O_DIRECT)
-            fds.append(fd2)
-            self.w0 = self.rng.randbytes(BLK)
-            os.pwrite(fd1, self.w0, W0_OFF)
-            if call(os.fsync, fd1):
-                raise Fail("fsync of W0 failed before any fault")
+            fd1, fd2 = self.open_pair(fds)
             self.set_faults(self.rule)
             w1 = self.rng.randbytes(BLK)
             dest_write = self.rule.startswith("dest:write")
@@ -241,14 +249,7 @@ class Scenario:
         threads = [threading.Thread(target=writer, args=(t,)) for t in range(nthreads)]
         fds = []
         try:
-            fd1 = os.open(c.image, os.O_RDWR)
-            fds.append(fd1)
-            fd2 = os.open(c.image, os.O_RDWR | os.O_DIRECT)
-            fds.append(fd2)
-            self.w0 = self.rng.randbytes(BLK)
-            os.pwrite(fd1, self.w0, W0_OFF)
-            if call(os.fsync, fd1):
-                raise Fail("fsync of W0 failed before any fault")
+            fd1, fd2 = self.open_pair(fds)
             for t in threads:
                 t.start()
             phase1.wait(30)
@@ -321,10 +322,7 @@ def main():
     sigterm_exits()
     top, work = sys.argv[1], sys.argv[2]
     only = re.compile(os.environ.get("LOST_CASES", ""))
-    src = os.path.join(work, "src")
-    source = random.Random(2).randbytes(SIZE)
-    with open(src, "wb") as f:
-        f.write(source)
+    src, source = write_source(work, SIZE, 2)
     n = failed = seq = 0
     done_loop = set()
     meta_writes = [0]

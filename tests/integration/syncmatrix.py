@@ -29,7 +29,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from clonetest import BLK, Clone, Fail, deadline_poll, sigterm_exits  # noqa: E402
+from clonetest import BLK, Clone, Fail, deadline_poll, sigterm_exits, write_source  # noqa: E402
 
 REGION = 65536
 SIZE = 2 << 20
@@ -212,10 +212,7 @@ def main():
     sigterm_exits()
     top, work = sys.argv[1], sys.argv[2]
     only = re.compile(os.environ.get("SYNC_CASES", ""))
-    src = os.path.join(work, "src")
-    source = random.Random(1).randbytes(SIZE)
-    with open(src, "wb") as f:
-        f.write(source)
+    src, source = write_source(work, SIZE, 1)
     n = failed = 0
     for prim, mode, shape in cases():
         name = "%s/%s/%s" % (prim, mode, shape)

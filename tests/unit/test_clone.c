@@ -6,6 +6,8 @@
 #include "clonefs/clone.h"
 #include "clonefs/control.h"
 
+#include "unit.h"
+
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -833,11 +835,5 @@ static Suite *clone_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(clone_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(clone_suite());
 }

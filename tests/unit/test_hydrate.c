@@ -8,6 +8,8 @@
 #include "clonefs/metadata.h"
 #include "clonefs/options.h"
 
+#include "unit.h"
+
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -662,11 +664,5 @@ static Suite *hydrate_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(hydrate_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(hydrate_suite());
 }

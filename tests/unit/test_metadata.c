@@ -13,6 +13,8 @@
 #include "clonefs/metadata.h"
 #include "clonefs/blockio.h"
 
+#include "unit.h"
+
 #include <check.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -1344,11 +1346,5 @@ static Suite *metadata_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(metadata_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(metadata_suite());
 }

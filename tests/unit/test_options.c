@@ -8,6 +8,8 @@
 #include "clonefs/control.h"
 #include "clonefs/options.h"
 
+#include "unit.h"
+
 #include <check.h>
 #include <errno.h>
 #include <glib.h>
@@ -313,11 +315,5 @@ static Suite *options_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(options_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(options_suite());
 }
