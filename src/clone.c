@@ -325,18 +325,15 @@ static int copy_if_unhydrated(struct clone *c, uint64_t r)
 }
 
 /* A write to [pos, end), part of region r only, locked by the caller: its
- * bytes go to DEST with the region's copy where hydrate can merge them. */
+ * bytes go to DEST with the region's copy. */
 static int write_part(struct clone *c, const struct wsrc *w, uint64_t r,
 		      uint64_t pos, uint64_t end)
 {
 	int ret;
 
-	if (w->mem && !md_region_hydrated(c->md, r)) {
-		ret = hydrate_copy_write(c->hy, r, w->mem + (pos - w->base), pos,
-					 end - pos);
-		if (ret != -EOPNOTSUPP)
-			return ret;
-	}
+	if (w->mem && !md_region_hydrated(c->md, r))
+		return hydrate_copy_write(c->hy, r, w->mem + (pos - w->base), pos,
+					  end - pos);
 	ret = copy_if_unhydrated(c, r);
 	return ret ? ret : put(c, w, pos, end - pos);
 }

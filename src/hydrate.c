@@ -204,8 +204,10 @@ int hydrate_copy_write(struct hydrate *h, uint64_t region, const void *data,
 {
 	int ret;
 
-	if (!copier_copy_write_applies(&h->cp, region))
-		return -EOPNOTSUPP;
+	if (!copier_copy_write_applies(&h->cp, region)) {
+		ret = hydrate_copy(h, region, 1);
+		return ret ? ret : bio_pwrite(h->t.dest_fd, data, len, off);
+	}
 	foreground_copy_begin(h, 1);
 	ret = copier_copy_write(&h->cp, h->t.write_fd, region, data, off, len);
 	foreground_copy_end(h, region, 1, ret);

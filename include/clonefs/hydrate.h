@@ -77,9 +77,9 @@ void hydrate_unlock(struct hydrate *h, uint64_t first, uint64_t n);
 int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n);
 /*
  * Hydrate @region, which the caller holds locked, with [off, off + len) of
- * it replaced by @data: SOURCE's bytes and the write's in one DEST write.
- * -EOPNOTSUPP where it does not apply (a region above 256 KiB, or SOURCE
- * and DEST reflink): then hydrate_copy() and write. Does not mark it.
+ * it replaced by @data: SOURCE's bytes and the write's in one DEST write
+ * (a region above 256 KiB, or SOURCE and DEST that reflink: the copy, then
+ * the write). Does not mark it.
  * -EIO, counted, as hydrate_copy's, if SOURCE no longer covers the region.
  */
 int hydrate_copy_write(struct hydrate *h, uint64_t region, const void *data,

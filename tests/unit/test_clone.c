@@ -226,6 +226,27 @@ START_TEST(write_run_copies_only_partial_ends)
 }
 END_TEST
 
+/* Regions above the copier's chunk are copied, then written: the write
+ * lands over the copy, the rest of the region is SOURCE's. */
+START_TEST(partial_write_big_region)
+{
+	struct clone_options o;
+	struct clone *c;
+
+	options_defaults(&o);
+	o.region_size = 1024 * 1024;
+	o.no_hydration = true;
+	c = open_with(&o);
+	model_write(c, 100, 5000, 'q');
+	model_write(c, 1024 * 1024 + 7, 3, 'r'); /* the short last region */
+	check_image(c);
+	ck_assert_int_eq(clone_close(c), 0);
+	c = open_with(&o);
+	check_image(c);
+	ck_assert_int_eq(clone_close(c), 0);
+}
+END_TEST
+
 START_TEST(write_past_end)
 {
 	struct clone *c = open_clone(false);
@@ -804,6 +825,7 @@ static Suite *clone_suite(void)
 	tcase_add_test(tc, whole_region_write_copies_nothing);
 	tcase_add_test(tc, short_last_region_always_hydrates);
 	tcase_add_test(tc, write_run_copies_only_partial_ends);
+	tcase_add_test(tc, partial_write_big_region);
 	tcase_add_test(tc, write_past_end);
 	tcase_add_test(tc, spanning_read_mixes_dest_and_source);
 	tcase_add_test(tc, writes_persist_after_reopen);
