@@ -16,8 +16,8 @@ daemon=$(make -s -C "$TOP" print-daemon-sources)
 TSAN_DAEMON=$T/mount.clonefs-tsan
 (cd "$TOP" && gcc -std=gnu11 -g -O1 -fsanitize=thread -fno-omit-frame-pointer \
 	-D_GNU_SOURCE -DPACKAGE_VERSION='"tsan"' -Iinclude -Isrc \
-	$(pkg-config --cflags fuse3 glib-2.0 json-glib-1.0) $sources $daemon tests/unit/tsan_glib.c \
-	-o "$TSAN_DAEMON" $(pkg-config --libs fuse3 glib-2.0 json-glib-1.0 libcrypto)) ||
+	$(pkg-config --cflags fuse3 glib-2.0) $sources $daemon tests/unit/tsan_glib.c \
+	-o "$TSAN_DAEMON" $(pkg-config --libs fuse3 glib-2.0 libcrypto)) ||
 	die "cannot build the TSan daemon"
 "$TSAN_DAEMON" --version > /dev/null 2>&1 || die "the TSan daemon does not run here"
 
