@@ -241,7 +241,7 @@ static int format_new(const struct opener *o, uint64_t nr, bool replace, struct 
 	if (r)	/* META is in place and valid; only its name may not be durable */
 		errf(err, len, r, "cannot sync its directory: %s", strerror(-r));
 	if (!r && !o->lock)
-		flock(md->tm.fd, LOCK_UN);	/* md_open's caller locks META itself */
+		flock(md->tm.fd, LOCK_UN);	/* md_open holds no lock */
 out:
 	if (r) {
 		if (md) {
@@ -536,7 +536,7 @@ int md_open_fd(const struct md_open_args *a, struct md **out, char *err, size_t 
 int md_open(const char *path, const struct md_geometry *geo, bool readonly,
 	    struct md **out, char *err, size_t errlen)
 {
-	/* no lock: clone.c still takes its own on a second fd */
+	/* no lock: its callers open one META several times at once */
 	struct opener o = { .path = path, .have_geo = true, .geo = *geo, .rs_explicit = true,
 			    .readonly = readonly, .slot = -1 };
 	int fd, r = md_open_path(path, readonly, !readonly, &fd, err, errlen);

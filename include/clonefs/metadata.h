@@ -65,8 +65,9 @@ struct md_open_args {
 int md_open_fd(const struct md_open_args *a, struct md **out, char *err, size_t errlen);
 
 /*
- * The older path-based open, for the given geometry (region size always
- * explicit). Like md_open_fd, but opens @path itself and takes no lock.
+ * A path-based open for the given geometry (region size always explicit),
+ * for tests and tools that open one META several times at once: like
+ * md_open_fd, but opens @path itself and holds no lock.
  */
 int md_open(const char *path, const struct md_geometry *geo, bool readonly,
 	    struct md **out, char *err, size_t errlen);
