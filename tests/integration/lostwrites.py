@@ -47,10 +47,10 @@ W1_OFF = 7 * REGION + 2 * BLK
 W2_OFF = 11 * REGION + 5 * BLK
 
 
-def call(fn, fd):
-    """0, or the errno fn(fd) failed with."""
+def call(fn, *args):
+    """0, or the errno fn(*args) failed with."""
     try:
-        fn(fd)
+        fn(*args)
         return 0
     except OSError as e:
         return e.errno
@@ -110,11 +110,7 @@ class Scenario:
             self.set_faults(self.rule)
             w1 = self.rng.randbytes(BLK)
             dest_write = self.rule.startswith("dest:write")
-            try:
-                os.pwrite(fd1, w1, W1_OFF)
-                w1_err = 0
-            except OSError as e:
-                w1_err = e.errno
+            w1_err = call(os.pwrite, fd1, w1, W1_OFF)
             if dest_write:
                 return self.check_failed_write(fds, w1_err)
             if w1_err:
@@ -130,11 +126,7 @@ class Scenario:
                 fd4 = os.open(c.image, os.O_RDWR | os.O_DSYNC)
                 fds.append(fd4)
                 w2_off = W0_OFF + BLK if self.trigger == "o_dsync-hydrated" else W2_OFF
-                try:
-                    os.pwrite(fd4, self.rng.randbytes(BLK), w2_off)
-                    w2 = 0
-                except OSError as e:
-                    w2 = e.errno
+                w2 = call(os.pwrite, fd4, self.rng.randbytes(BLK), w2_off)
                 self.want(w2 == errno.EIO, "O_DSYNC write meeting the fault: %s, want EIO"
                           % ename(w2))
                 first = call(os.fsync, fd1)
@@ -236,11 +228,7 @@ class Scenario:
                     off = (10 + t * (before + after) + i) * REGION + rng.randrange(16) * BLK
                     data = rng.randbytes(BLK)
                     buf[:] = data
-                    try:
-                        os.pwrite(fd, buf, off)
-                        err = 0
-                    except OSError as e:
-                        err = e.errno
+                    err = call(os.pwrite, fd, buf, off)
                     with lock:
                         results.append((off, data, err))
             finally:
