@@ -76,8 +76,20 @@ except OSError as e:
         sys.exit(f"FAIL: a writable open beside a passed-through one: {e}")
 os.close(fd)
 
+def open_writable():
+    """The kernel sends RELEASE after close(2) returns: until the daemon has
+    it, the reader still counts and a writer still gets ETXTBSY."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return os.open(img, os.O_RDWR)
+        except OSError as e:
+            if e.errno != errno.ETXTBSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
 # writers go through the daemon: a write past the end is never acknowledged
-wfd = os.open(img, os.O_RDWR)
+wfd = open_writable()
 dfd = os.open(img, os.O_RDWR | os.O_DIRECT)
 data = os.urandom(100000)
 os.pwrite(wfd, data, 12345)
