@@ -231,6 +231,8 @@ struct hydrate *hydrate_new(const struct hydrate_target *t,
 	copier_init(&h->cp, t, yield_to_flushes, h);
 	h->locked = g_tree_new_full(range_cmp, NULL, g_free, NULL);
 	g_queue_init(&h->cor);
+	g_queue_init(&h->hints);
+	h->read_hints = !o->no_read_hints && !o->ro;
 	h->enabled = !o->no_hydration && !o->ro;
 	h->copy_on_read = o->copy_on_read;
 	h->threshold = o->hydration_threshold;
@@ -280,6 +282,8 @@ void hydrate_free(struct hydrate *h)
 	hy_bufs_release(h);
 	g_tree_destroy(h->locked);
 	g_queue_clear(&h->cor);
+	g_queue_clear_full(&h->hints, g_free);
+	g_free(h->pf);
 	g_cond_clear(&h->cond);
 	g_cond_clear(&h->unlocked);
 	g_cond_clear(&h->flushed);
@@ -390,6 +394,10 @@ void hydrate_get_stats(struct hydrate *h, struct hydrate_stats *st)
 	st->threshold = h->threshold;
 	st->batch_size = h->batch_size;
 	st->rate_limit = h->rate_limit;
+	st->read_hints = h->read_hints;
+	st->hint_copies = h->hint_copies;
+	st->hint_regions = h->hint_regions;
+	hy_prefetch_progress(h, &st->prefetch_total, &st->prefetch_hydrated);
 	memcpy(st->last_error, h->last_error, sizeof(st->last_error));
 	g_mutex_unlock(&h->lock);
 }

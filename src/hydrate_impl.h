@@ -14,6 +14,14 @@
 
 #define NR_WORKERS 4
 #define COR_QUEUE_MAX 4096
+/* Reads as hints: ranges waiting at the head of the queue (the oldest are
+ * dropped past this), streams of sequential reads told apart, and the
+ * read-ahead window after a hinted read: from HINT_WINDOW_MIN, doubled on
+ * each sequential read up to HINT_WINDOW_MAX (bytes; a region at least). */
+#define HINT_QUEUE_MAX 256
+#define HINT_STREAMS 8
+#define HINT_WINDOW_MIN (512u << 10)
+#define HINT_WINDOW_MAX (16u << 20)
 #define BACKOFF_MIN_US (100 * 1000)
 #define BACKOFF_MAX_US (30 * 1000 * 1000)
 /* Foreground I/O this recent counts as "busy": copies step back. */
@@ -32,6 +40,16 @@
 #define IOPRIO_WHO_PROCESS 1	/* with who = 0: the calling thread */
 #define COPY_IOPRIO (IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT | 7)
 
+/* A stream of sequential reads, for the read-ahead window of hints. */
+struct hint_stream {
+	uint64_t next;    /* the region after its last read */
+	uint64_t window;  /* regions hinted after its next read */
+	gint64 used;      /* monotonic us; 0: free */
+};
+
+/* Where a batch's regions were picked. */
+enum batch_from { FROM_SWEEP, FROM_COR, FROM_HINT, FROM_PREFETCH };
+
 struct hydrate {
 	struct hydrate_target t;
 
@@ -41,6 +59,15 @@ struct hydrate {
 	GTree *locked;        /* locked ranges of regions (struct range) */
 	unsigned lock_waiters;
 	GQueue cor;           /* copy-on-read requests, regions */
+	GQueue hints;         /* hinted ranges (struct range), newest first */
+	struct hint_stream streams[HINT_STREAMS];
+	bool read_hints;      /* atomic too: the read path asks unlocked */
+	uint64_t hint_copies, hint_regions;
+	struct profile_run *pf; /* prefetch runs, in order */
+	uint64_t pf_nr, pf_idx; /* runs; the run being copied */
+	uint64_t pf_pos;        /* where in pf[pf_idx] to look next */
+	void (*on_batch)(void *arg, uint64_t first, uint64_t n); /* tests */
+	void *batch_arg;
 	uint64_t cursor;
 	uint64_t in_flight;
 	bool enabled, copy_on_read, stopping, done_logged;
@@ -74,6 +101,7 @@ struct hydrate {
 
 struct batch {
 	uint64_t first, n;
+	enum batch_from from;
 	gint64 charged_us;    /* what take_batch added to next_dispatch */
 };
 
@@ -93,6 +121,8 @@ void hy_count_failure(struct hydrate *h, const char *msg, bool background);
 gpointer hy_scheduler(gpointer arg);
 void hy_worker(gpointer data, gpointer user);
 void hy_bufs_release(struct hydrate *h);
+/* Regions of the prefetch profile, and of those hydrated; h->lock held. */
+void hy_prefetch_progress(struct hydrate *h, uint64_t *total, uint64_t *done);
 /* The recent copy rate into h->rate; h->lock held. */
 void hy_update_rate(struct hydrate *h, gint64 now);
 

@@ -91,6 +91,7 @@ static int apply_flag(struct clone_options *o, const char *name,
 	struct flag { const char *name; bool *field; } flags[] = {
 		{ "no_hydration", &o->no_hydration },
 		{ "copy_on_read", &o->copy_on_read },
+		{ "no_read_hints", &o->no_read_hints },
 		{ "no_discard_passdown", &o->no_discard_passdown },
 		{ "ro", &o->ro },
 		{ "nofollow", &o->nofollow },
@@ -181,6 +182,11 @@ static int apply_value(struct clone_options *o, const char *name,
 			*(name[0] == 'u' ? &o->uid : &o->gid) = (int64_t)v;
 	} else if (!strcmp(name, "umask")) {
 		*why = parse_umask(val, &o->umask);
+	} else if (!strcmp(name, "prefetch")) {
+		if (!val || !*val || strlen(val) >= sizeof(o->prefetch))
+			*why = OPTIONS_PATH_RULE;
+		else
+			g_strlcpy(o->prefetch, val, sizeof(o->prefetch));
 	} else if (!strcmp(name, "commit_period")) {
 		*why = parse_commit_period(val, &o->commit_period_ms);
 	} else {

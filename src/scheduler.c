@@ -100,51 +100,118 @@ static bool takeable(struct hydrate *h, uint64_t r)
 	       !md_region_hydrated(h->t.md, r);
 }
 
-/* The next region to hydrate, or nr_regions if none can be taken now. */
-static uint64_t pick(struct hydrate *h)
+/* The first region in [from, end) the scheduler can take now, or @end.
+ * Called with h->lock held. */
+static uint64_t next_takeable(struct hydrate *h, uint64_t from, uint64_t end)
+{
+	while (from < end) {
+		const struct range *l;
+
+		from = md_find_next_unhydrated(h->t.md, from);
+		if (from >= end)
+			break;
+		l = hy_locked_range(h, from, 1);
+		if (!l)
+			return from;
+		from = l->end; /* past the whole range: a discard may hold millions */
+	}
+	return end;
+}
+
+/* The newest hinted range with a region to take: its first such region,
+ * and the range's end in *@end; nr_regions if none. Spent ranges go. */
+static uint64_t pick_hint(struct hydrate *h, uint64_t *end)
+{
+	struct range *top;
+
+	while ((top = g_queue_peek_head(&h->hints))) {
+		uint64_t r = next_takeable(h, top->first, top->end);
+
+		if (r < top->end) {
+			top->first = r;
+			*end = top->end;
+			return r;
+		}
+		g_free(g_queue_pop_head(&h->hints));
+	}
+	return h->t.nr_regions;
+}
+
+/* The prefetch profile's next region to take, in its order; as pick_hint. */
+static uint64_t pick_prefetch(struct hydrate *h, uint64_t *end)
+{
+	for (; h->pf_idx < h->pf_nr; h->pf_idx++) {
+		const struct profile_run *run = &h->pf[h->pf_idx];
+		uint64_t run_end = run->first + run->n;
+		uint64_t r = next_takeable(h, MAX(h->pf_pos, run->first), run_end);
+
+		if (r < run_end) {
+			h->pf_pos = r;
+			*end = run_end;
+			return r;
+		}
+		h->pf_pos = 0;
+	}
+	return h->t.nr_regions;
+}
+
+/* Hinted ranges or prefetch runs still wait: copies for users' reads,
+ * which their being busy must not hold back. Called with h->lock held. */
+static bool urgent(struct hydrate *h)
+{
+	return !g_queue_is_empty(&h->hints) || h->pf_idx < h->pf_nr;
+}
+
+/*
+ * The next region to hydrate, or nr_regions if none can be taken now:
+ * hinted ranges (newest first), copy-on-read requests, the prefetch
+ * profile, then the ascending cursor (spec 3.1, 3.6, 3.9). *@end: where a
+ * batch from it must stop; *@from: which it was.
+ */
+static uint64_t pick(struct hydrate *h, uint64_t *end, enum batch_from *from)
 {
 	uint64_t nr = h->t.nr_regions;
-	uint64_t r, scanned = 0;
+	uint64_t r;
 
+	*end = nr;
+	*from = FROM_HINT;
+	if ((r = pick_hint(h, end)) < nr)
+		return r;
+	*from = FROM_COR;
 	while (h->copy_on_read && !g_queue_is_empty(&h->cor)) {
 		r = (uint64_t)GPOINTER_TO_SIZE(g_queue_pop_head(&h->cor)) - 1;
 		if (takeable(h, r))
 			return r;
 	}
+	*from = FROM_PREFETCH;
+	if ((r = pick_prefetch(h, end)) < nr)
+		return r;
+	*from = FROM_SWEEP;
+	*end = nr;
 	r = h->cursor < nr ? h->cursor : 0;
-	while (scanned < nr) {
-		uint64_t next = md_find_next_unhydrated(h->t.md, r), stop;
-		const struct range *l;
-
-		if (next >= nr) { /* wrap */
-			scanned += nr - r;
-			r = 0;
-			continue;
-		}
-		l = hy_locked_range(h, next, 1);
-		if (!l)
-			return next;
-		/* past the whole range: a discard may hold millions */
-		stop = MIN(l->end, nr);
-		scanned += stop - r;
-		r = stop;
-	}
-	return nr;
+	r = next_takeable(h, r, nr);
+	return r < nr ? r : next_takeable(h, 0, nr); /* wrap */
 }
 
 /*
  * Lock the next batch and count it in flight, or NULL if every region left
- * is locked. While users are busy, a region at a time: their reads then
- * wait behind one region's copy, not a batch's. Called with h->lock held.
+ * is locked. While users are busy, a region at a time from the sweep: their
+ * reads then wait behind one region's copy, not a batch's; hinted and
+ * prefetched regions are what they will read, and go in whole batches.
+ * Only the sweep moves the cursor: it goes on behind the others.
+ * Called with h->lock held.
  */
 static struct batch *take_batch(struct hydrate *h, gint64 now, bool busy)
 {
-	uint64_t r = pick(h), n, room;
+	enum batch_from from;
+	uint64_t end, r = pick(h, &end, &from), n, room;
 	struct batch *b;
 
 	if (r >= h->t.nr_regions)
 		return NULL;
-	room = busy || h->flushing ? 1 : MIN(h->batch_size, h->threshold - h->in_flight);
+	room = (busy && from != FROM_HINT && from != FROM_PREFETCH) || h->flushing ?
+	       1 : MIN(h->batch_size, h->threshold - h->in_flight);
+	room = MIN(room, end - r);
 	for (n = 0; n < room && takeable(h, r + n); n++)
 		;
 	if (n) {
@@ -152,12 +219,18 @@ static struct batch *take_batch(struct hydrate *h, gint64 now, bool busy)
 
 		g_tree_insert(h->locked, l, l); /* key and value: see locked_range */
 	}
-	h->cursor = r + n;
+	if (from == FROM_SWEEP)
+		h->cursor = r + n;
+	else if (from == FROM_HINT)
+		((struct range *)g_queue_peek_head(&h->hints))->first = r + n;
+	else if (from == FROM_PREFETCH)
+		h->pf_pos = r + n;
 	h->in_flight += n; /* until the worker is done with the batch */
 	h->last_dispatch = now;
 	b = g_new0(struct batch, 1);
 	b->first = r;
 	b->n = n;
+	b->from = from;
 	if (h->rate_limit) {
 		/* all of it for now: rate_refund gives back what was not read */
 		uint64_t end = MIN((r + n) * h->t.region_size, h->t.image_size);
@@ -211,7 +284,7 @@ static bool users_busy(struct hydrate *h, gint64 now)
 /*
  * May a worker that just finished a batch take the next one itself? Only
  * in the plain case (no rate limit, back-off or busy users, which the
- * scheduler paces): a round trip through the scheduler is two thread
+ * scheduler paces; users' hints and prefetching go on while they are busy): a round trip through the scheduler is two thread
  * wake-ups per batch, and batches of SOURCE holes take less than that.
  * Called with h->lock held.
  */
@@ -219,7 +292,7 @@ static bool may_go_on(struct hydrate *h, gint64 now)
 {
 	return !h->stopping && h->enabled && !h->rate_limit && !h->flushing &&
 	       md_mode(h->t.md) == MD_MODE_RW && h->in_flight < h->threshold &&
-	       now >= h->backoff_until && !users_busy(h, now);
+	       now >= h->backoff_until && (!users_busy(h, now) || urgent(h));
 }
 
 void hy_worker(gpointer data, gpointer user)
@@ -253,11 +326,17 @@ void hy_worker(gpointer data, gpointer user)
 			h->backoff_us = 0;
 		g_free(hy_unlock_locked(h, b->first, b->n));
 		h->in_flight -= b->n;
+		if (!ret && b->from == FROM_HINT) {
+			h->hint_copies++;
+			h->hint_regions += b->n;
+		}
+		if (!ret && h->on_batch)
+			h->on_batch(h->batch_arg, b->first, b->n);
 		rate_refund(h, b, c.read);
 		now = g_get_monotonic_time();
 		h->rest_until = now + (now - t0) * BUSY_REST;
 		if (c.buf && may_go_on(h, now))
-			next = take_batch(h, now, false);
+			next = take_batch(h, now, users_busy(h, now));
 		if (!next)
 			g_cond_broadcast(&h->cond);
 		if (!next && c.buf)
@@ -292,6 +371,8 @@ gpointer hy_scheduler(gpointer arg)
 		gint64 wake = now + G_USEC_PER_SEC;
 		bool busy = users_busy(h, now);
 		struct batch *b;
+		/* hints and prefetching serve users: not held back for them */
+		bool pace = busy && !urgent(h);
 
 		hy_update_rate(h, now);
 		/* Before the enabled check: writes may finish the job too. */
@@ -321,13 +402,13 @@ gpointer hy_scheduler(gpointer arg)
 		}
 		/* Foreground first, but never zero (spec 3.1a): while users are
 		 * busy, one batch at a time instead of threshold's worth. */
-		if (h->in_flight && busy) {
+		if (h->in_flight && pace) {
 			g_cond_wait_until(&h->cond, &h->lock,
 					  now + FOREGROUND_QUIET_US);
 			continue;
 		}
 		/* and with a rest after each copy, as long as they stay busy */
-		if (busy && now < h->rest_until) {
+		if (pace && now < h->rest_until) {
 			g_cond_wait_until(&h->cond, &h->lock,
 					  MIN(h->rest_until, now + FOREGROUND_QUIET_US));
 			continue;
@@ -356,4 +437,113 @@ gpointer hy_scheduler(gpointer arg)
 	}
 	g_mutex_unlock(&h->lock);
 	return NULL;
+}
+
+/* ---- reads as hints, prefetching (spec 3.9) ---- */
+
+/* The stream a read at @first continues (it lies within a window of where
+ * that stream's last read ended: parallel requests arrive out of order),
+ * or the least recently used one, started afresh (window 0). */
+static struct hint_stream *hint_stream(struct hydrate *h, uint64_t first)
+{
+	struct hint_stream *s, *lru = &h->streams[0];
+
+	for (s = h->streams; s < h->streams + HINT_STREAMS; s++) {
+		if (s->used && first + s->window >= s->next &&
+		    first <= s->next + s->window)
+			return s;
+		if (s->used < lru->used)
+			lru = s;
+	}
+	lru->window = 0;
+	return lru;
+}
+
+void hydrate_hint(struct hydrate *h, uint64_t first, uint64_t n)
+{
+	uint64_t min_w = MAX(HINT_WINDOW_MIN / h->t.region_size, 1);
+	uint64_t max_w = MAX(HINT_WINDOW_MAX / h->t.region_size, 1);
+	struct hint_stream *s;
+	struct range *top;
+	uint64_t end;
+	gint64 now;
+
+	if (!__atomic_load_n(&h->read_hints, __ATOMIC_RELAXED) || !n)
+		return;
+	now = g_get_monotonic_time();
+	g_mutex_lock(&h->lock);
+	if (h->stopping || first >= h->t.nr_regions) {
+		g_mutex_unlock(&h->lock);
+		return;
+	}
+	s = hint_stream(h, first);
+	s->next = s->window ? MAX(s->next, first + n) : first + n;
+	s->window = s->window ? MIN(s->window * 2, max_w) : min_w;
+	s->used = now;
+	end = MIN(first + n + s->window, h->t.nr_regions);
+	top = g_queue_peek_head(&h->hints);
+	if (top && first <= top->end && end >= top->first) {
+		/* the same stream again: one range, reaching further */
+		top->first = MIN(top->first, first);
+		top->end = MAX(top->end, end);
+	} else {
+		g_queue_push_head(&h->hints, hy_new_range(first, end - first));
+		if (h->hints.length > HINT_QUEUE_MAX)
+			g_free(g_queue_pop_tail(&h->hints));
+	}
+	if (h->enabled)
+		g_cond_broadcast(&h->cond);
+	g_mutex_unlock(&h->lock);
+}
+
+void hydrate_set_read_hints(struct hydrate *h, bool on)
+{
+	g_mutex_lock(&h->lock);
+	__atomic_store_n(&h->read_hints, on, __ATOMIC_RELAXED);
+	if (!on)
+		while (!g_queue_is_empty(&h->hints))
+			g_free(g_queue_pop_head(&h->hints));
+	g_mutex_unlock(&h->lock);
+}
+
+void hydrate_set_prefetch(struct hydrate *h, const struct profile_run *runs,
+			  uint64_t nr)
+{
+	struct profile_run *copy = nr ? g_memdup2(runs, nr * sizeof(*runs)) : NULL;
+
+	g_mutex_lock(&h->lock);
+	g_free(h->pf);
+	h->pf = copy;
+	h->pf_nr = nr;
+	h->pf_idx = h->pf_pos = 0;
+	g_cond_broadcast(&h->cond);
+	g_mutex_unlock(&h->lock);
+}
+
+void hydrate_on_batch(struct hydrate *h,
+		      void (*fn)(void *arg, uint64_t first, uint64_t n), void *arg)
+{
+	g_mutex_lock(&h->lock);
+	h->on_batch = fn;
+	h->batch_arg = arg;
+	g_mutex_unlock(&h->lock);
+}
+
+/* Regions of the prefetch profile, and how many are hydrated: hops over
+ * runs of one state, so a run costs its changes of state, not its length.
+ * Called with h->lock held. */
+void hy_prefetch_progress(struct hydrate *h, uint64_t *total, uint64_t *done)
+{
+	*total = *done = 0;
+	for (uint64_t i = 0; i < h->pf_nr; i++) {
+		uint64_t pos = h->pf[i].first, end = pos + h->pf[i].n;
+
+		*total += h->pf[i].n;
+		while (pos < end) {
+			uint64_t u = MIN(md_find_next_unhydrated(h->t.md, pos), end);
+
+			*done += u - pos;
+			pos = u < end ? md_find_next_hydrated(h->t.md, u) : end;
+		}
+	}
 }

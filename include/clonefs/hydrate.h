@@ -14,6 +14,7 @@
 
 #include "clonefs/metadata.h"
 #include "clonefs/options.h"
+#include "clonefs/profile.h"
 
 struct hydrate;
 
@@ -41,6 +42,11 @@ struct hydrate_stats {
 	uint32_t threshold;
 	uint32_t batch_size;
 	uint64_t rate_limit;    /* bytes/s, 0 = unlimited */
+	bool read_hints;
+	uint64_t hint_copies;   /* background copies a read asked for */
+	uint64_t hint_regions;  /* the regions they copied */
+	uint64_t prefetch_total;    /* regions in the prefetch profile */
+	uint64_t prefetch_hydrated; /* of those, hydrated */
 	char last_error[160];
 };
 
@@ -99,6 +105,29 @@ void hydrate_flush_end(struct hydrate *h);
 
 /* Copy on read: ask for @region to be hydrated before the cursor's. */
 void hydrate_queue(struct hydrate *h, uint64_t region);
+
+/*
+ * Reads as hints (spec 3.9): a read found regions [first, first + n)
+ * unhydrated. They and a read-ahead window after them go to the head of
+ * the queue; the window grows while reads stay sequential (per stream, as
+ * the kernel's readahead) and starts small again when they jump. Never
+ * waits for a copy; a region is still copied once only. No-op while
+ * read_hints is off.
+ */
+void hydrate_hint(struct hydrate *h, uint64_t first, uint64_t n);
+void hydrate_set_read_hints(struct hydrate *h, bool on);
+/*
+ * Prefetch: copy the regions of these runs first, in their order (after
+ * hinted ones), then go on with the ascending sweep. Replaces any earlier
+ * list; NULL/0 drops it. Regions already hydrated are skipped. The runs
+ * are copied; they must lie inside the image.
+ */
+void hydrate_set_prefetch(struct hydrate *h, const struct profile_run *runs,
+			  uint64_t nr);
+/* Test hook: @fn(@arg, first, n) after each background batch copied and
+ * marked, from the worker, in the order they finish. */
+void hydrate_on_batch(struct hydrate *h,
+		      void (*fn)(void *arg, uint64_t first, uint64_t n), void *arg);
 
 void hydrate_set_enabled(struct hydrate *h, bool on);
 void hydrate_set_threshold(struct hydrate *h, uint32_t n);

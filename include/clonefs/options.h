@@ -24,6 +24,9 @@
 #define CLONE_DEFAULT_THRESHOLD 64u
 #define CLONE_DEFAULT_COMMIT_MS 1000u
 
+/* The longest path an option takes (prefetch=). */
+#define OPTIONS_PATH_MAX 4096
+
 struct clone_options {
 	uint32_t region_size;
 	bool region_size_explicit; /* given, not the default: META's must match */
@@ -33,6 +36,9 @@ struct clone_options {
 	uint32_t commit_period_ms;
 	bool no_hydration;
 	bool copy_on_read;
+	bool no_read_hints;  /* reads do not steer hydration (spec 3.9) */
+	/* -o prefetch=FILE: a profile to hydrate first; "" for none */
+	char prefetch[OPTIONS_PATH_MAX];
 	bool no_discard_passdown;
 	bool ro;
 	bool nofollow;
@@ -59,6 +65,7 @@ int options_parse_bool(const char *s, bool *out);
 #define OPTIONS_COUNT_RULE "must be a number from 1 to 1048576"
 #define OPTIONS_RATE_RULE "must be bytes per second (0 = unlimited)"
 #define OPTIONS_BOOL_RULE "expected on or off"
+#define OPTIONS_PATH_RULE "must be a file name (at most 4095 bytes)"
 
 /* Apply "name" or "name=value" for a clone option. Returns 0 if applied,
  * 1 if @opt is not a clone option, -EINVAL (with @err) if the value is bad. */
