@@ -608,10 +608,8 @@ static void cfs_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
-static void reply_string(fuse_req_t req, char *s, size_t size)
+static void reply_bytes(fuse_req_t req, void *s, size_t len, size_t size)
 {
-	size_t len = strlen(s);
-
 	if (size == 0)
 		fuse_reply_xattr(req, len);
 	else if (size < len)
@@ -619,6 +617,11 @@ static void reply_string(fuse_req_t req, char *s, size_t size)
 	else
 		fuse_reply_buf(req, s, len);
 	g_free(s);
+}
+
+static void reply_string(fuse_req_t req, char *s, size_t size)
+{
+	reply_bytes(req, s, strlen(s), size);
 }
 
 /* Reading the status commits first, so its counts are durable; only the
@@ -643,7 +646,12 @@ static void cfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		reply_string(req, control_status_line(c, may_commit(req, c)), size);
 	else if (ino == IMAGE_INO && !strcmp(name, CONTROL_XATTR_JSON))
 		reply_string(req, control_status_json(c, may_commit(req, c)), size);
-	else
+	else if (ino == IMAGE_INO && !strcmp(name, CONTROL_XATTR_PROFILE)) {
+		size_t len;
+		void *p = control_profile(c, &len);
+
+		reply_bytes(req, p, len, size);
+	} else
 		fuse_reply_err(req, ENODATA);
 }
 

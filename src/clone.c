@@ -10,6 +10,7 @@
  */
 #include "clone_impl.h"
 #include "clonefs/blockio.h"
+#include "clonefs/errf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +32,7 @@ void clone_tune(struct clone *c, enum clone_knob knob, uint64_t value)
 	case CLONE_HYDRATION_BATCH_SIZE: hydrate_set_batch_size(c->hy, (uint32_t)value); break;
 	case CLONE_HYDRATION_RATE: hydrate_set_rate(c->hy, value); break;
 	case CLONE_COPY_ON_READ: hydrate_set_copy_on_read(c->hy, value != 0); break;
+	case CLONE_READ_HINTS: hydrate_set_read_hints(c->hy, value != 0); break;
 	}
 }
 
@@ -47,6 +49,12 @@ void clone_set_discard_passdown(struct clone *c, bool on)
 static uint64_t region_of(struct clone *c, uint64_t off)
 {
 	return off >> c->region_shift;
+}
+
+/* Regions [first, first + n) covering bytes [off, end), end > off. */
+static uint64_t regions_in(struct clone *c, uint64_t off, uint64_t end)
+{
+	return region_of(c, end - 1) - region_of(c, off) + 1;
 }
 
 static uint64_t region_start(struct clone *c, uint64_t region)
@@ -250,6 +258,7 @@ static ssize_t map_read(struct clone *c, uint64_t off, size_t len,
 		hydrate_foreground(c->hy);
 		cor = hydrate_copy_on_read(c->hy);
 	}
+	profile_rec_touch(c->rec, region_of(c, off), regions_in(c, off, end));
 
 	/* Runs of regions in one state become one extent. */
 	for (pos = off; pos < end;) {
@@ -266,6 +275,9 @@ static ssize_t map_read(struct clone *c, uint64_t off, size_t len,
 				hydrate_queue(c->hy, region_of(c, run_end));
 			run_end = MIN(run_end + c->region_size, end);
 		}
+		/* a read as a hint (spec 3.9): never waits for the copy */
+		if (!hyd && !c->opt.ro)
+			hydrate_hint(c->hy, r, regions_in(c, pos, run_end));
 		fd = hyd ? c->dest_fd : c->src_fd;
 		ret = checked ? 0 : bio_will_read(fd, pos, run_end - pos);
 		if (ret || (ret = fn(arg, fd, pos, run_end - pos)))
@@ -417,6 +429,7 @@ ssize_t clone_write(struct clone *c, const void *buf, size_t len, uint64_t off)
 		return -ENOSPC; /* like writing past the end of a device */
 	end = MIN(off + len, c->size);
 	hydrate_foreground(c->hy);
+	profile_rec_touch(c->rec, region_of(c, off), regions_in(c, off, end));
 	ret = write_walk(c, &w, off, end);
 	return ret ? ret : (ssize_t)(end - off);
 }
@@ -479,4 +492,38 @@ void clone_get_status(struct clone *c, struct clone_status *st)
 	st->discard_passdown = __atomic_load_n(&c->discard_passdown, __ATOMIC_RELAXED);
 	st->lost_writes = clone_error_mark(c);
 	hydrate_get_stats(c->hy, &st->hy);
+}
+
+/* ---- access profiles (spec 3.9) ---- */
+
+int clone_prefetch(struct clone *c, const char *path, char *err, size_t errlen)
+{
+	struct profile p;
+	char why[256];
+	int ret = profile_load(path, &p, err, errlen);
+
+	if (ret)
+		return ret;
+	ret = profile_check_geometry(&p, c->region_size, c->nr_regions, c->size,
+				     why, sizeof(why));
+	if (ret) {
+		errf(err, errlen, ret, "profile %s: %s", path, why);
+	} else {
+		hydrate_set_prefetch(c->hy, p.runs, p.nr_runs);
+		g_message("prefetch: %" G_GUINT64_FORMAT " regions in %"
+			  G_GUINT64_FORMAT " runs from %s", p.total, p.nr_runs, path);
+	}
+	profile_clear(&p);
+	return ret;
+}
+
+void *clone_profile(struct clone *c, size_t *len)
+{
+	struct profile p;
+	void *b;
+
+	profile_rec_get(c->rec, &p);
+	b = profile_encode(&p, len);
+	profile_clear(&p);
+	return b;
 }

@@ -7,6 +7,7 @@
 #define CLONEFS_CLONE_IMPL_H
 
 #include "clonefs/clone.h"
+#include "clonefs/profile.h"
 
 #include <glib.h>
 #include <sys/types.h>
@@ -21,6 +22,7 @@ struct clone {
 	uint64_t nr_regions;
 	struct md *md;
 	struct hydrate *hy;
+	struct profile_rec *rec; /* regions in first-touch order (spec 3.9) */
 	bool discard_passdown;
 
 	uid_t image_uid;

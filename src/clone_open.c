@@ -333,6 +333,11 @@ int clone_open(const char *source, const char *dest, const char *meta,
 		.nr_regions = c->nr_regions,
 	};
 	c->hy = hydrate_new(&t, o);
+	c->rec = profile_rec_new(c->region_size, c->nr_regions, c->size);
+	if (o->prefetch[0] && (ret = clone_prefetch(c, o->prefetch, err, errlen))) {
+		hydrate_free(c->hy);
+		goto out;
+	}
 	*out = c;
 	return 0;
 out:
@@ -353,6 +358,7 @@ void clone_free_files(struct clone *c)
 		bio_forget(*fds[i]);
 		close(*fds[i]);
 	}
+	profile_rec_free(c->rec);
 	g_mutex_clear(&c->group_lock);
 	g_cond_clear(&c->group_cond);
 	g_mutex_clear(&c->timer_lock);

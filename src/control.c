@@ -20,6 +20,8 @@ static const struct {
 	{ "hydration_batch_size", MSG_HYDRATION_BATCH_SIZE, true },
 	{ "hydration_rate", MSG_HYDRATION_RATE, true },
 	{ "copy_on_read", MSG_COPY_ON_READ, true },
+	{ "read_hints", MSG_READ_HINTS, true },
+	{ "prefetch", MSG_PREFETCH, true },
 };
 
 /* The value of @verb from @word into @msg; NULL, or why it is refused. */
@@ -37,7 +39,14 @@ static const char *parse_value(enum control_verb verb, const char *word,
 	case MSG_HYDRATION_RATE:
 		return options_parse_size(word, &msg->value) ?
 		       OPTIONS_RATE_RULE : NULL;
+	case MSG_PREFETCH:
+		/* the daemon's working directory is not the sender's */
+		if (word[0] != '/' || strlen(word) >= sizeof(msg->path))
+			return "must be an absolute path";
+		g_strlcpy(msg->path, word, sizeof(msg->path));
+		return NULL;
 	case MSG_COPY_ON_READ:
+	case MSG_READ_HINTS:
 		if (options_parse_bool(word, &on))
 			return OPTIONS_BOOL_RULE;
 		msg->value = on;
@@ -99,6 +108,13 @@ int control_message(struct clone *c, const char *text, char *err,
 	case MSG_HYDRATION_BATCH_SIZE: clone_tune(c, CLONE_HYDRATION_BATCH_SIZE, m.value); break;
 	case MSG_HYDRATION_RATE: clone_tune(c, CLONE_HYDRATION_RATE, m.value); break;
 	case MSG_COPY_ON_READ: clone_tune(c, CLONE_COPY_ON_READ, m.value); break;
+	case MSG_READ_HINTS: clone_tune(c, CLONE_READ_HINTS, m.value); break;
+	case MSG_PREFETCH:
+		/* any failure is the message's: EINVAL (ENOENT would read as
+		 * "not a clonefs mount" to the tool) */
+		if (clone_prefetch(c, m.path, err, errlen))
+			return -EINVAL;
+		break;
 	}
 	g_message("message: %s", text);
 	return 0;
@@ -240,6 +256,13 @@ char *control_format_json(const struct clone_status *st)
 	add_int(o, CONTROL_KEY_COPY_ERRORS, st->hy.copy_errors);
 	add_int(o, CONTROL_KEY_LOST_WRITES, st->lost_writes);
 	add_string(o, CONTROL_KEY_LAST_ERROR, st->hy.last_error);
+	add_bool(o, CONTROL_KEY_READ_HINTS, st->hy.read_hints);
+	add_int(o, CONTROL_KEY_HINT_COPIES, st->hy.hint_copies);
+	add_int(o, CONTROL_KEY_HINT_REGIONS, st->hy.hint_regions);
+	add_int(o, CONTROL_KEY_PREFETCH_REGIONS, st->hy.prefetch_total);
+	add_int(o, CONTROL_KEY_PREFETCH_HYDRATED, st->hy.prefetch_hydrated);
+	add_bool(o, CONTROL_KEY_PREFETCH_DONE,
+		 st->hy.prefetch_hydrated == st->hy.prefetch_total);
 	g_string_append_c(o, '}');
 	return g_string_free(o, FALSE);
 }
@@ -262,4 +285,9 @@ char *control_status_json(struct clone *c, bool commit)
 		clone_commit(c);
 	clone_get_status(c, &st);
 	return control_format_json(&st);
+}
+
+void *control_profile(struct clone *c, size_t *len)
+{
+	return clone_profile(c, len);
 }

@@ -91,11 +91,23 @@ enum clone_knob {
 	CLONE_HYDRATION_BATCH_SIZE, /* contiguous regions per copy */
 	CLONE_HYDRATION_RATE,       /* bytes/s, 0 = unlimited */
 	CLONE_COPY_ON_READ,         /* 1 or 0 */
+	CLONE_READ_HINTS,           /* 1 or 0 */
 };
 void clone_tune(struct clone *c, enum clone_knob knob, uint64_t value);
 /* Call @fn(@arg) once every region is hydrated (within a second of the
  * last bit; again after a rollback un-hydrates some). Before clone_start. */
 void clone_on_complete(struct clone *c, void (*fn)(void *arg), void *arg);
 void clone_set_discard_passdown(struct clone *c, bool on);
+
+/*
+ * Access profiles (spec 3.9). clone_prefetch: hydrate the regions of the
+ * profile file @path first, in its order (replacing any earlier one); a
+ * corrupt profile or one of another geometry is refused, -EINVAL with one
+ * line in @err naming the file. clone_profile: the regions read or written
+ * since the clone opened, in first-touch order, encoded as a profile file
+ * (g_malloc'd, *@len bytes).
+ */
+int clone_prefetch(struct clone *c, const char *path, char *err, size_t errlen);
+void *clone_profile(struct clone *c, size_t *len);
 
 #endif

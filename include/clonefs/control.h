@@ -51,6 +51,15 @@
 #define CONTROL_KEY_COPY_ERRORS "copy_errors"
 #define CONTROL_KEY_LOST_WRITES "lost_writes"
 #define CONTROL_KEY_LAST_ERROR "last_error"
+/* Reads as hints and prefetching (spec 3.9) */
+#define CONTROL_KEY_READ_HINTS "read_hints"               /* boolean */
+#define CONTROL_KEY_HINT_COPIES "hint_copies"             /* copies hints asked for */
+#define CONTROL_KEY_HINT_REGIONS "hint_regions"           /* regions they copied */
+#define CONTROL_KEY_PREFETCH_REGIONS "prefetch_regions"   /* in the profile; 0: none */
+#define CONTROL_KEY_PREFETCH_HYDRATED "prefetch_hydrated" /* of those, hydrated */
+#define CONTROL_KEY_PREFETCH_DONE "prefetch_done"         /* boolean */
+/* The recorded access profile (binary, docs/profile.md): read-only, not listed */
+#define CONTROL_XATTR_PROFILE "user.clonefs.profile"
 
 enum control_verb {
 	MSG_ENABLE_HYDRATION,
@@ -59,11 +68,14 @@ enum control_verb {
 	MSG_HYDRATION_BATCH_SIZE,
 	MSG_HYDRATION_RATE,
 	MSG_COPY_ON_READ,
+	MSG_READ_HINTS,
+	MSG_PREFETCH,
 };
 
 struct control_msg {
 	enum control_verb verb;
 	uint64_t value;
+	char path[OPTIONS_PATH_MAX]; /* MSG_PREFETCH: an absolute path */
 };
 
 /* Parse "verb [value]" (words separated by blanks). -EINVAL with @err. */
@@ -78,6 +90,8 @@ int control_message(struct clone *c, const char *text, char *err,
  * core. Return a g_malloc'd string. */
 char *control_status_line(struct clone *c, bool commit);
 char *control_status_json(struct clone *c, bool commit);
+/* The recorded access profile (clone_profile), g_malloc'd, *@len bytes. */
+void *control_profile(struct clone *c, size_t *len);
 /* Format from a status snapshot (for tests). */
 char *control_format_line(const struct clone_status *st);
 char *control_format_json(const struct clone_status *st);
