@@ -6,6 +6,7 @@
  *   clonefs wait MOUNTPOINT [--timeout S] [--interval S]
  *   clonefs check [-n] META
  *   clonefs dump META
+ *   clonefs profile save|load MOUNTPOINT FILE | merge FILE... | show FILE
  *
  * status, message and wait talk to a running daemon through the extended
  * attributes of MOUNTPOINT/image (control.h), so this tool needs no FUSE and
@@ -392,11 +393,14 @@ static const struct command commands[] = {
 	  "  hydration_batch_size N     contiguous regions per copy\n"
 	  "  hydration_rate BYTES       bytes/s of background copying, 0 = any\n"
 	  "  copy_on_read on|off\n"
+	  "  read_hints on|off          reads steer hydration\n"
+	  "  prefetch /ABSOLUTE/FILE    hydrate a profile's regions first\n"
 	  "The message is checked before it is sent; a bad one exits 2.\n",
 	  cmd_message },
-	{ "wait", "MOUNTPOINT [--timeout S] [--interval S]",
+	{ "wait", "MOUNTPOINT [--timeout S] [--interval S] [--prefetch]",
 	  "Wait until every region is hydrated. On a terminal, draw a progress\n"
 	  "bar; otherwise print one line per interval.\n\n"
+	  "  -p, --prefetch     wait only for the regions of the prefetch profile\n"
 	  "  -t, --timeout S    give up after S seconds with exit code 124\n"
 	  "                     (0, the default: wait for ever)\n"
 	  "  -i, --interval S   seconds between reports (1 on a terminal, 5 not)\n\n"
@@ -414,6 +418,17 @@ static const struct command commands[] = {
 	{ "dump", "META",
 	  "Print the metadata file META as JSON on standard output.\n",
 	  cmd_dump },
+	{ "profile", "save|load MOUNTPOINT FILE | merge FILE FILE... | show FILE",
+	  "Access profiles: the order in which a clone's regions were first read\n"
+	  "or written since it was mounted (docs/profile.md).\n\n"
+	  "  save MOUNTPOINT FILE    write the running clone's profile to FILE\n"
+	  "  load MOUNTPOINT FILE    hydrate FILE's regions first, in its order\n"
+	  "                          (as -o prefetch=FILE at mount)\n"
+	  "  merge FILE FILE...      the first profile, then what the others add,\n"
+	  "                          on standard output\n"
+	  "  show FILE               the geometry and the runs, one per line\n\n"
+	  "A profile of another geometry, or a corrupt one, is refused.\n",
+	  cmd_profile },
 	{ 0 },
 };
 

@@ -60,5 +60,7 @@ char *get_status(const char *arg, const char *name);
 
 /* clonefs wait (cli_wait.c). */
 int cmd_wait(const struct command *cmd, int argc, char **argv);
+/* clonefs profile (cli_profile.c). */
+int cmd_profile(const struct command *cmd, int argc, char **argv);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * cli_wait.c - clonefs wait: poll the daemon's JSON status until every
- * region is hydrated, drawing a progress bar on a terminal or printing a
+ * region is hydrated (--prefetch: every region of the prefetch profile), drawing a progress bar on a terminal or printing a
  * line per interval otherwise.
  *
  * Exit codes (cli.h): 0 all hydrated, EXIT_FAIL the mount went away, the
@@ -31,6 +31,8 @@ struct progress {
 	uint64_t copy_errors;
 	bool enabled;
 	char mode[8], metadata_mode[8]; /* "rw", "ro"; metadata also "fail" */
+	bool has_prefetch;              /* the three below were there */
+	uint64_t pf_total, pf_hydrated, region_bytes;
 };
 
 /* Member @key of @o if it holds a value of @type, else NULL. */
@@ -102,6 +104,9 @@ static bool parse_progress(const char *json, struct progress *p)
 	     json_word(o, CONTROL_KEY_MODE, p->mode, sizeof(p->mode)) &&
 	     json_word(o, CONTROL_KEY_METADATA_MODE, p->metadata_mode,
 		       sizeof(p->metadata_mode));
+	p->has_prefetch = json_u64(o, CONTROL_KEY_PREFETCH_REGIONS, &p->pf_total) &&
+			  json_u64(o, CONTROL_KEY_PREFETCH_HYDRATED, &p->pf_hydrated) &&
+			  json_u64(o, CONTROL_KEY_REGION_SIZE_BYTES, &p->region_bytes);
 out:
 	g_object_unref(parser);
 	return ok;
@@ -287,6 +292,7 @@ struct waiter {
 	struct rate_window win;
 	struct progress p;        /* the last status read */
 	int fd;                   /* the image, for poll(2); -1 until needed */
+	bool prefetch;            /* --prefetch: the profile's regions only */
 };
 
 /* wait's arguments into @w (@pos holds the positional ones). 0 or
@@ -298,6 +304,7 @@ static int wait_args(const struct command *cmd, int argc, char **argv,
 	const struct optdef opts[] = {
 		{ "--timeout", "-t", NULL, &timeout_s },
 		{ "--interval", "-i", NULL, &interval_s },
+		{ "--prefetch", "-p", &w->prefetch, NULL },
 		{ 0 },
 	};
 	int npos, ret;
@@ -336,6 +343,28 @@ static void wait_report(struct waiter *w, double rate)
 	w->last_report = w->now;
 }
 
+/* --prefetch: the progress of the prefetch profile instead of the whole
+ * image. EXIT_FAIL (said) when there is none to wait for. */
+static int prefetch_progress(struct waiter *w)
+{
+	struct progress *p = &w->p;
+
+	if (!p->has_prefetch) {
+		errmsg("%s: this clonefs daemon does not prefetch\n", w->arg);
+		return EXIT_FAIL;
+	}
+	if (!p->pf_total && p->hydrated < p->total) {
+		errmsg("%s: no prefetch profile in force (mount with -o "
+		       "prefetch=FILE, or clonefs profile load)\n", w->arg);
+		return EXIT_FAIL;
+	}
+	p->hydrated = p->pf_hydrated;
+	p->total = p->pf_total;
+	p->bytes = p->pf_hydrated * p->region_bytes;
+	p->bytes_total = p->pf_total * p->region_bytes;
+	return 0;
+}
+
 /* Read the status into @w and report it. 0, or the exit code of a failure
  * (already explained). */
 static int wait_sample(struct waiter *w)
@@ -352,6 +381,8 @@ static int wait_sample(struct waiter *w)
 		       "(unexpected JSON from the daemon)\n", w->arg);
 		return EXIT_FAIL;
 	}
+	if (w->prefetch && prefetch_progress(w))
+		return EXIT_FAIL;
 	w->now = g_get_monotonic_time();
 	wait_report(w, rate_update(&w->win, w->now, w->p.bytes, w->p.rate));
 	return 0;
@@ -416,8 +447,9 @@ static void wait_finish(const struct waiter *w, int ret, const char *why)
 	} else if (ret == 0 && !w->tty) {
 		format_hms(hms, sizeof(hms),
 			   (double)(w->now - w->start) / G_USEC_PER_SEC);
-		printf("clonefs: 100.0%% hydrated (%" G_GUINT64_FORMAT "/%"
-		       G_GUINT64_FORMAT " regions) in %s\n", w->p.hydrated,
+		printf("clonefs: 100.0%% %s (%" G_GUINT64_FORMAT "/%"
+		       G_GUINT64_FORMAT " regions) in %s\n",
+		       w->prefetch ? "prefetched" : "hydrated", w->p.hydrated,
 		       w->p.total, hms);
 	}
 	cli_line_end();
@@ -445,7 +477,8 @@ int cmd_wait(const struct command *cmd, int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	w.poll_us = (int64_t)(MIN(w.interval, 1.0) * G_USEC_PER_SEC);
+	/* the daemon wakes poll(2) only for the whole image */
+	w.poll_us = (int64_t)(MIN(w.interval, w.prefetch ? 0.2 : 1.0) * G_USEC_PER_SEC);
 	w.start = g_get_monotonic_time();
 	w.deadline = w.start + (int64_t)(w.timeout * G_USEC_PER_SEC);
 	while (!(ret = wait_sample(&w)) && (ret = wait_verdict(&w, &why)) < 0)
