@@ -68,11 +68,15 @@ static int cmp_first(const void *x, const void *y)
 	return a->first < b->first ? -1 : a->first > b->first;
 }
 
-/* The runs of @p sorted by region (g_malloc'd); NULL if two overlap. */
+/* The runs of @p sorted by region (g_malloc'd); NULL if two overlap (or
+ * there are none). */
 static struct profile_run *sorted_runs(const struct profile *p)
 {
-	struct profile_run *s = g_memdup2(p->runs, p->nr_runs * sizeof(*s));
+	struct profile_run *s;
 
+	if (!p->nr_runs)
+		return NULL;
+	s = g_memdup2(p->runs, p->nr_runs * sizeof(*s));
 	qsort(s, p->nr_runs, sizeof(*s), cmp_first);
 	for (uint64_t i = 1; i < p->nr_runs; i++)
 		if (s[i].first < s[i - 1].first + s[i - 1].n) {
@@ -107,7 +111,7 @@ static int decode_runs(const uint8_t *b, struct profile *p, char *err,
 			    " regions, the header says %" G_GUINT64_FORMAT, total,
 			    p->total);
 	s = sorted_runs(p);
-	if (!s)
+	if (!s && p->nr_runs)
 		return errf(err, errlen, -EINVAL, "a region is named twice");
 	g_free(s);
 	return 0;

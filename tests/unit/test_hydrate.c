@@ -393,6 +393,11 @@ START_TEST(range_lock_memory)
 }
 END_TEST
 
+static bool outside_9_hydrated(void)
+{
+	return md_range_hydrated(md, 0, 9) && md_range_hydrated(md, 10, 22);
+}
+
 static bool outside_2_to_6_hydrated(void)
 {
 	return md_range_hydrated(md, 0, 2) && md_range_hydrated(md, 6, NR - 6);
@@ -636,6 +641,172 @@ START_TEST(stop_without_start)
 }
 END_TEST
 
+
+/* ---- reads as hints, prefetching (spec 3.9) ---- */
+
+static GArray *copied_order; /* regions, in the order batches finished */
+
+/* Called by workers with the engine's lock held. */
+static void record_batch(void *arg, uint64_t first, uint64_t n)
+{
+	(void)arg;
+	for (uint64_t r = first; r < first + n; r++)
+		g_array_append_val(copied_order, r);
+}
+
+/* 32 regions, the engine stopped, then one region per batch and in flight:
+ * the order of copies is the order regions are picked. */
+static void open_ordered_engine(void)
+{
+	make_source(32 * RS, 0xffffffffu);
+	open_engine(false, 0);
+	copied_order = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	hydrate_set_threshold(hy, 1);
+	hydrate_set_batch_size(hy, 1);
+	hydrate_on_batch(hy, record_batch, NULL);
+}
+
+static void assert_order(const uint64_t *want, size_t n)
+{
+	GString *got = g_string_new(NULL);
+
+	for (guint i = 0; i < copied_order->len; i++)
+		g_string_append_printf(got, " %" PRIu64,
+				       g_array_index(copied_order, uint64_t, i));
+	ck_assert_msg(copied_order->len == n, "copied:%s", got->str);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_msg(g_array_index(copied_order, uint64_t, i) == want[i],
+			      "copy %zu: copied:%s", i, got->str);
+	g_string_free(got, TRUE);
+	g_array_free(copied_order, TRUE);
+	copied_order = NULL;
+}
+
+/* Hinted ranges first (newest first, each with its read-ahead window), then
+ * the prefetch profile in its order, then the sweep from region 0, which
+ * the others did not move; every region copied once. */
+START_TEST(hints_then_prefetch_then_sweep)
+{
+	const struct profile_run pf[] = { { 30, 1 }, { 15, 2 }, { 5, 1 } };
+	/* the window after a first read: HINT_WINDOW_MIN, 8 regions of 64 KiB */
+	const uint64_t want[] = { 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 21, 22, 23, 24,
+				  25, 26, 27, 28, 30, 15, 16, 0, 1, 11, 12, 13, 14,
+				  17, 18, 19, 29, 31 };
+	struct hydrate_stats st;
+
+	open_ordered_engine();
+	hydrate_set_prefetch(hy, pf, 3);
+	hydrate_hint(hy, 20, 1);
+	hydrate_hint(hy, 2, 1); /* far from 20: a stream of its own, newer */
+	st = stats();
+	ck_assert_uint_eq(st.prefetch_total, 4);
+	ck_assert_uint_eq(st.prefetch_hydrated, 0);
+	hydrate_set_enabled(hy, true);
+	ck_assert(wait_for(all_hydrated, 10000));
+	hydrate_stop(hy);
+	assert_order(want, G_N_ELEMENTS(want));
+	ck_assert(dest_matches(0, image_size));
+	st = stats();
+	ck_assert_uint_eq(st.prefetch_hydrated, 4);
+	ck_assert_uint_eq(st.hint_regions, 18);
+	ck_assert_uint_eq(st.hint_copies, 18);
+}
+END_TEST
+
+/* Sequential reads grow the window; hinted regions already hydrated or
+ * locked are skipped, and never copied twice. */
+START_TEST(sequential_hints_grow_the_window)
+{
+	uint64_t want[32], n = 0;
+
+	open_ordered_engine();
+	ck_assert_int_eq(md_set_range_hydrated(md, 6, 2), 0);
+	hydrate_lock(hy, 9, 1);
+	hydrate_hint(hy, 0, 1);  /* 0..8 */
+	hydrate_hint(hy, 1, 1);  /* sequential: window 16, 1..17 */
+	hydrate_hint(hy, 2, 1);  /* window 32: to the end */
+	hydrate_set_enabled(hy, true);
+	for (uint64_t r = 0; r < 32; r++)
+		if (r != 6 && r != 7 && r != 9)
+			want[n++] = r;
+	ck_assert(wait_for(outside_9_hydrated, 10000));
+	g_usleep(50 * 1000);
+	ck_assert(!md_region_hydrated(md, 9));
+	hydrate_unlock(hy, 9, 1);
+	ck_assert(wait_for(all_hydrated, 10000));
+	hydrate_stop(hy);
+	want[n++] = 9; /* by the sweep, once free */
+	assert_order(want, n);
+}
+END_TEST
+
+/* read_hints off: a hint changes nothing, the sweep goes in order. */
+START_TEST(hints_off_keep_ascending_order)
+{
+	uint64_t want[32];
+
+	open_ordered_engine();
+	hydrate_set_read_hints(hy, false);
+	hydrate_hint(hy, 20, 4);
+	hydrate_set_enabled(hy, true);
+	ck_assert(wait_for(all_hydrated, 10000));
+	hydrate_stop(hy);
+	for (uint64_t r = 0; r < 32; r++)
+		want[r] = r;
+	assert_order(want, 32);
+	ck_assert_uint_eq(stats().hint_copies, 0);
+}
+END_TEST
+
+/* A hint never waits for a copy: regions locked (a copy or a write in
+ * progress) are hinted at once, and copied only once free. */
+START_TEST(hint_does_not_wait_for_locked_regions)
+{
+	gint64 t0;
+
+	make_source(NR * RS, 0xff);
+	open_engine(false, 0);
+	hydrate_lock(hy, 0, NR);
+	hydrate_set_enabled(hy, true);
+	t0 = g_get_monotonic_time();
+	for (int i = 0; i < 1000; i++)
+		hydrate_hint(hy, (uint64_t)i % NR, 1);
+	ck_assert_int_lt(g_get_monotonic_time() - t0, G_USEC_PER_SEC);
+	ck_assert_uint_eq(md_nr_hydrated(md), 0);
+	hydrate_unlock(hy, 0, NR);
+	ck_assert(wait_for(all_hydrated, 10000));
+	hydrate_stop(hy);
+	ck_assert(dest_matches(0, image_size));
+}
+END_TEST
+
+/* A new prefetch list replaces the old; regions already hydrated count as
+ * prefetched and are not copied again. */
+START_TEST(prefetch_replaced_and_skips_hydrated)
+{
+	const struct profile_run a[] = { { 25, 4 } }, b[] = { { 3, 2 }, { 10, 1 } };
+	const uint64_t want[] = { 4, 0, 1, 2 };
+	struct hydrate_stats st;
+
+	open_ordered_engine();
+	hydrate_set_prefetch(hy, a, 1);
+	ck_assert_int_eq(md_set_range_hydrated(md, 3, 1), 0);
+	ck_assert_int_eq(md_set_range_hydrated(md, 5, 27), 0);
+	hydrate_set_prefetch(hy, b, 2);
+	st = stats();
+	ck_assert_uint_eq(st.prefetch_total, 3);
+	ck_assert_uint_eq(st.prefetch_hydrated, 2); /* 3 and 10 */
+	hydrate_set_enabled(hy, true);
+	ck_assert(wait_for(all_hydrated, 10000));
+	hydrate_stop(hy);
+	assert_order(want, G_N_ELEMENTS(want));
+	st = stats();
+	ck_assert_uint_eq(st.prefetch_hydrated, 3);
+	hydrate_set_prefetch(hy, NULL, 0);
+	ck_assert_uint_eq(stats().prefetch_total, 0);
+}
+END_TEST
+
 static Suite *hydrate_suite(void)
 {
 	Suite *s = suite_create("hydrate");
@@ -658,6 +829,11 @@ static Suite *hydrate_suite(void)
 	tcase_add_test(tc, copies_pause_for_flushes);
 	tcase_add_test(tc, calls_between_stop_and_free);
 	tcase_add_test(tc, stop_without_start);
+	tcase_add_test(tc, hints_then_prefetch_then_sweep);
+	tcase_add_test(tc, sequential_hints_grow_the_window);
+	tcase_add_test(tc, hints_off_keep_ascending_order);
+	tcase_add_test(tc, hint_does_not_wait_for_locked_regions);
+	tcase_add_test(tc, prefetch_replaced_and_skips_hydrated);
 	suite_add_tcase(s, tc);
 	return s;
 }
