@@ -5,6 +5,7 @@
 #include "clonefs/blockio.h"
 #include "clonefs/clone.h"
 #include "clonefs/control.h"
+#include "clonefs/profile.h"
 
 #include "unit.h"
 
@@ -812,6 +813,82 @@ START_TEST(image_owner_and_mode)
 }
 END_TEST
 
+
+/* ---- access profiles (spec 3.9) ---- */
+
+/* Reads and writes are recorded in first-touch order, each region once. */
+START_TEST(reads_and_writes_record_profile)
+{
+	const struct profile_run want[] = { { 7, 1 }, { 2, 1 }, { 6, 1 }, { 8, 1 },
+					    { 20, 1 } };
+	struct clone *c = open_clone(false);
+	struct profile p;
+	char buf[3 * RS], err[256];
+	size_t len;
+	void *b;
+
+	ck_assert_int_eq(clone_read(c, buf, 1, 7 * RS + 5), 1);
+	model_write(c, 2 * RS + 10, 100, 'w');
+	ck_assert_int_eq(clone_read(c, buf, 3 * RS, 6 * RS), 3 * RS);
+	ck_assert_int_eq(clone_read(c, buf, 10, 20 * RS), 10);
+	ck_assert_int_eq(clone_read(c, buf, 10, 2 * RS), 10);
+	b = clone_profile(c, &len);
+	ck_assert_msg(profile_decode(b, len, &p, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(p.region_size, RS);
+	ck_assert_uint_eq(p.nr_regions, 21);
+	ck_assert_uint_eq(p.image_size, image_size);
+	ck_assert_uint_eq(p.nr_runs, G_N_ELEMENTS(want));
+	for (size_t i = 0; i < G_N_ELEMENTS(want); i++) {
+		ck_assert_uint_eq(p.runs[i].first, want[i].first);
+		ck_assert_uint_eq(p.runs[i].n, want[i].n);
+	}
+	profile_clear(&p);
+	g_free(b);
+	ck_assert_int_eq(clone_close(c), 0);
+}
+END_TEST
+
+/* -o prefetch= loads a profile of this geometry, and refuses a corrupt one
+ * or one of another geometry with one line naming the file. */
+START_TEST(prefetch_option_checks_the_profile)
+{
+	const struct profile_run runs[] = { { 9, 2 }, { 1, 1 } };
+	struct profile p = { .region_size = RS, .nr_regions = 21,
+			     .image_size = image_size, .nr_runs = 2,
+			     .runs = (struct profile_run *)runs, .total = 3 };
+	char *path = g_build_filename(dir, "boot.profile", NULL), err[512] = "";
+	struct clone_options o;
+	struct clone_status st;
+	struct clone *c = NULL;
+
+	options_defaults(&o);
+	o.region_size = RS;
+	o.no_hydration = true;
+	g_strlcpy(o.prefetch, path, sizeof(o.prefetch));
+	ck_assert_int_eq(profile_save(path, &p, err, sizeof(err)), 0);
+	c = open_with(&o);
+	clone_get_status(c, &st);
+	ck_assert_uint_eq(st.hy.prefetch_total, 3);
+	ck_assert_uint_eq(st.hy.prefetch_hydrated, 0);
+	model_write(c, 9 * RS, 2 * RS, 'p'); /* two of them, by a write */
+	clone_get_status(c, &st);
+	ck_assert_uint_eq(st.hy.prefetch_hydrated, 2);
+	ck_assert_int_eq(clone_close(c), 0);
+
+	p.nr_regions = 42;
+	p.region_size = RS / 2;
+	ck_assert_int_eq(profile_save(path, &p, err, sizeof(err)), 0);
+	ck_assert_int_eq(clone_open(src, dst, meta, &o, &c, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, path) && strstr(err, "another geometry"), "%s", err);
+	ck_assert(g_file_set_contents(path, "CFSPROF1 and then junk that is long enough "
+				      "to be a header and a checksum, or nearly", -1, NULL));
+	ck_assert_int_eq(clone_open(src, dst, meta, &o, &c, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, path), "%s", err);
+	unlink(path);
+	g_free(path);
+}
+END_TEST
+
 static Suite *clone_suite(void)
 {
 	Suite *s = suite_create("clone");
@@ -839,6 +916,8 @@ static Suite *clone_suite(void)
 	tcase_add_test(tc, hydration_progresses_under_load);
 	tcase_add_test(tc, status_line_fields);
 	tcase_add_test(tc, refuses_bad_input);
+	tcase_add_test(tc, reads_and_writes_record_profile);
+	tcase_add_test(tc, prefetch_option_checks_the_profile);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("durability");

@@ -250,7 +250,10 @@ START_TEST(json_keys)
 		CONTROL_KEY_HYDRATION_RATE, CONTROL_KEY_HYDRATION_RATE_LIMIT,
 		CONTROL_KEY_COPY_ON_READ, CONTROL_KEY_BYTES_COPIED,
 		CONTROL_KEY_COPY_ERRORS, CONTROL_KEY_LOST_WRITES,
-		CONTROL_KEY_LAST_ERROR };
+		CONTROL_KEY_LAST_ERROR, CONTROL_KEY_READ_HINTS,
+		CONTROL_KEY_HINT_COPIES, CONTROL_KEY_HINT_REGIONS,
+		CONTROL_KEY_PREFETCH_REGIONS, CONTROL_KEY_PREFETCH_HYDRATED,
+		CONTROL_KEY_PREFETCH_DONE };
 	struct clone_status st = spec_example();
 	char *s = control_format_json(&st);
 	JsonObject *o = parse_json(s);
@@ -481,6 +484,9 @@ START_TEST(parse_each_verb)
 	parse_ok("copy_on_read off", MSG_COPY_ON_READ, 0);
 	parse_ok("copy_on_read 1", MSG_COPY_ON_READ, 1);
 	parse_ok("copy_on_read no", MSG_COPY_ON_READ, 0);
+	parse_ok("read_hints off", MSG_READ_HINTS, 0);
+	parse_ok("read_hints on", MSG_READ_HINTS, 1);
+	parse_ok("prefetch /var/lib/vm/boot.profile", MSG_PREFETCH, 0);
 }
 END_TEST
 
@@ -532,7 +538,52 @@ START_TEST(parse_bad_values)
 	parse_bad("hydration_rate 5Q", "bytes per second");
 	parse_bad("hydration_rate -5", "bad value");
 	parse_bad("copy_on_read maybe", "expected on or off");
+	parse_bad("read_hints maybe", "expected on or off");
+	parse_bad("prefetch boot.profile", "must be an absolute path");
+	parse_bad("prefetch", "prefetch takes one value");
 }
+
+/* The prefetch path arrives whole. */
+START_TEST(parse_prefetch_path)
+{
+	struct control_msg m;
+
+	ck_assert_int_eq(control_parse("prefetch  /a/b.profile ", &m, err, sizeof(err)), 0);
+	ck_assert_int_eq(m.verb, MSG_PREFETCH);
+	ck_assert_str_eq(m.path, "/a/b.profile");
+}
+END_TEST
+
+/* Prefetch progress and hint counts, and prefetch_done without a profile. */
+START_TEST(json_prefetch_fields)
+{
+	struct clone_status st = spec_example();
+	char *s;
+	JsonObject *o;
+
+	st.hy.read_hints = true;
+	st.hy.hint_copies = 7;
+	st.hy.hint_regions = 90;
+	st.hy.prefetch_total = 640;
+	st.hy.prefetch_hydrated = 600;
+	s = control_format_json(&st);
+	o = parse_json(s);
+	ck_assert(json_object_get_boolean_member(o, CONTROL_KEY_READ_HINTS));
+	ck_assert_int_eq(json_object_get_int_member(o, CONTROL_KEY_HINT_COPIES), 7);
+	ck_assert_int_eq(json_object_get_int_member(o, CONTROL_KEY_HINT_REGIONS), 90);
+	ck_assert_int_eq(json_object_get_int_member(o, CONTROL_KEY_PREFETCH_REGIONS), 640);
+	ck_assert_int_eq(json_object_get_int_member(o, CONTROL_KEY_PREFETCH_HYDRATED), 600);
+	ck_assert(!json_object_get_boolean_member(o, CONTROL_KEY_PREFETCH_DONE));
+	json_object_unref(o);
+	g_free(s);
+	st.hy.prefetch_total = st.hy.prefetch_hydrated = 0;
+	s = control_format_json(&st);
+	o = parse_json(s);
+	ck_assert(json_object_get_boolean_member(o, CONTROL_KEY_PREFETCH_DONE));
+	json_object_unref(o);
+	g_free(s);
+}
+END_TEST
 END_TEST
 
 /* A short error buffer is filled, not overrun. */
@@ -580,6 +631,8 @@ static Suite *control_suite(void)
 	tcase_add_test(tc, parse_unknown);
 	tcase_add_test(tc, parse_wrong_arity);
 	tcase_add_test(tc, parse_bad_values);
+	tcase_add_test(tc, parse_prefetch_path);
+	tcase_add_test(tc, json_prefetch_fields);
 	tcase_add_test(tc, parse_short_err_buffer);
 	suite_add_tcase(s, tc);
 

@@ -184,6 +184,9 @@ START_TEST(options_apply_flags)
 	ck_assert(!o.copy_on_read);
 	apply(&o, "no_hydration=yes", 0);
 	ck_assert(o.no_hydration);
+	ck_assert(!o.no_read_hints);
+	apply(&o, "no_read_hints", 0);
+	ck_assert(o.no_read_hints);
 	apply(&o, "no_hydration=maybe", -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err, "bad value 'maybe' for no_hydration"));
 	ck_assert(o.no_hydration);
@@ -217,6 +220,10 @@ START_TEST(options_apply_values)
 	ck_assert_int_eq(applied("uid=1000").uid, 1000);
 	ck_assert_int_eq(applied("gid=0").gid, 0);
 	ck_assert_int_eq(applied("umask=027").umask, 027);
+	ck_assert_str_eq(applied("prefetch=/var/lib/vm/boot.profile").prefetch,
+			 "/var/lib/vm/boot.profile");
+	ck_assert_str_eq(applied("prefetch=boot.profile").prefetch, "boot.profile");
+	ck_assert_str_eq(applied("ro").prefetch, "");
 }
 END_TEST
 
@@ -242,6 +249,18 @@ START_TEST(options_apply_bad_values)
 	apply(&o, "commit_period=3601", -EINVAL);
 	apply(&o, "commit_period=5ms", -EINVAL);
 	apply(&o, "commit_period=1.5", -EINVAL);
+	apply(&o, "prefetch=", -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "bad value '' for prefetch: must be a file name"));
+	apply(&o, "prefetch", -EINVAL);
+	{
+		char *long_path = g_strnfill(OPTIONS_PATH_MAX, 'p');
+		char *opt = g_strdup_printf("prefetch=%s", long_path);
+
+		/* (the message quotes the value, so err holds only its start) */
+		ck_assert_int_eq(options_apply(&o, opt, err, sizeof(err)), -EINVAL);
+		g_free(opt);
+		g_free(long_path);
+	}
 	ck_assert_mem_eq(&o, &before, sizeof(o));
 }
 END_TEST
