@@ -38,6 +38,8 @@ static const char usage[] =
 	"  hydration_batch_size=N   contiguous regions per copy (16)\n"
 	"  hydration_rate=BYTES     bound background copying, bytes/s (0: none)\n"
 	"  copy_on_read             hydrate regions that are read first\n"
+	"  no_read_hints            reads do not steer hydration\n"
+	"  prefetch=FILE            hydrate an access profile's regions first\n"
 	"  no_discard_passdown      discards write zeros instead of holes in DEST\n"
 	"  commit_period=SECONDS    commit metadata this often (1)\n"
 	"  ro                       read-only image, nothing is written\n"
