@@ -338,6 +338,53 @@ def ext4_section(metrics, res, P):
     return ratios
 
 
+BOOT_MODES = (("asc", "clonefs, ascending order"), ("hints", "clonefs, reads as hints"),
+              ("prefetch", "clonefs, prefetch= profile"), ("qemu", "qemu overlay, copy-on-read"))
+
+
+def boot_section(metrics, res, P):
+    """The boot set over NBD: read times by mode and delay, full copies."""
+    if "boot/bytes" not in metrics:
+        return
+    b = res["boot_set"] = {"bytes": metrics["boot/bytes"], "files": metrics.get("boot/files"),
+                           "source": metrics.get("boot/source"),
+                           "profile_regions": metrics.get("boot/profile_regions"),
+                           "record_read_s": metrics.get("boot_read_s/record")}
+    P("")
+    P("== boot set: %s files, %.1f MiB, read via loop+ext4 from a clone of an NBD "
+      "SOURCE (2 ms/read, 40 MiB/s; %s) ==" % (b["files"], b["bytes"] / 2**20, b["source"]))
+    P("%-30s %12s %12s %12s %10s" % ("config", "read @0s (s)", "read @5s (s)",
+                                     "full copy (s)", "hint copies"))
+    for mode, name in BOOT_MODES:
+        row = {"read_s@0": metrics.get("boot_read_s/%s@0" % mode),
+               "read_s@5": metrics.get("boot_read_s/%s@5" % mode),
+               "full_s": metrics.get("boot_full_s/%s" % mode),
+               "hint_copies@0": metrics.get("boot_hint_copies/%s@0" % mode)}
+        b[mode] = row
+        P("%-30s %12s %12s %12s %10s" % (name, fmt(row["read_s@0"]), fmt(row["read_s@5"]),
+                                         fmt(row["full_s"]), fmt(row["hint_copies@0"], "%d")))
+
+
+def boot_targets(res, target):
+    b = res.get("boot_set")
+    if not b:
+        return
+    t = {m: b[m] for m, _ in BOOT_MODES}
+    v = ratio(t["asc"]["read_s@5"], t["prefetch"]["read_s@5"])
+    target("boot set @5s: prefetch >= 3 x faster than ascending", v, 3.0,
+           v is not None and v >= 3.0)
+    v = ratio(t["qemu"]["read_s@5"], t["prefetch"]["read_s@5"])
+    target("boot set @5s: prefetch >= 3 x faster than qemu", v, 3.0,
+           v is not None and v >= 3.0)
+    v = ratio(t["asc"]["read_s@0"], t["hints"]["read_s@0"])
+    target("boot set @0s: hints >= 1.5 x faster than ascending", v, 1.5,
+           v is not None and v >= 1.5)
+    for mode in ("hints", "prefetch"):
+        v = ratio(t[mode]["full_s"], t["asc"]["full_s"])
+        target("full copy with %s <= 1.05 x ascending (time)" % mode, v, 1.05,
+               v is not None and v <= 1.05)
+
+
 def report(resdir, out):
     metrics = load_metrics(resdir)
     fiodir = os.path.join(resdir, "fio")
@@ -501,6 +548,7 @@ def report(resdir, out):
 
     sync_pairs = sync_write_section(runs, metrics, res, P)
     ext4_pairs = ext4_section(metrics, res, P)
+    boot_section(metrics, res, P)
 
     # -- memory, large geometry
     P("")
@@ -585,6 +633,7 @@ def report(resdir, out):
         limit_kb = regions * 2 / 8 / 1024 + 8 * 1024
         target("memory %s VmHWM <= 2 bits/region + 8 MiB (MiB)" % key, v / 1024.0,
                limit_kb / 1024.0, v <= limit_kb)
+    boot_targets(res, target)
     res["targets"] = targets
 
     P("")
