@@ -496,23 +496,28 @@ void clone_get_status(struct clone *c, struct clone_status *st)
 
 /* ---- access profiles (spec 3.9) ---- */
 
+int clone_set_prefetch(struct clone *c, const struct profile *p,
+		       const char *path, char *err, size_t errlen)
+{
+	char why[256];
+	int ret = profile_check_geometry(p, c->region_size, c->nr_regions, c->size,
+					 why, sizeof(why));
+
+	if (ret)
+		return errf(err, errlen, ret, "profile %s: %s", path, why);
+	hydrate_set_prefetch(c->hy, p->runs, p->nr_runs);
+	g_message("prefetch: %" G_GUINT64_FORMAT " regions in %" G_GUINT64_FORMAT
+		  " runs from %s", p->total, p->nr_runs, path);
+	return 0;
+}
+
 int clone_prefetch(struct clone *c, const char *path, char *err, size_t errlen)
 {
 	struct profile p;
-	char why[256];
 	int ret = profile_load(path, &p, err, errlen);
 
-	if (ret)
-		return ret;
-	ret = profile_check_geometry(&p, c->region_size, c->nr_regions, c->size,
-				     why, sizeof(why));
-	if (ret) {
-		errf(err, errlen, ret, "profile %s: %s", path, why);
-	} else {
-		hydrate_set_prefetch(c->hy, p.runs, p.nr_runs);
-		g_message("prefetch: %" G_GUINT64_FORMAT " regions in %"
-			  G_GUINT64_FORMAT " runs from %s", p.total, p.nr_runs, path);
-	}
+	if (!ret)
+		ret = clone_set_prefetch(c, &p, path, err, errlen);
 	profile_clear(&p);
 	return ret;
 }

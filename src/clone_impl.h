@@ -46,6 +46,11 @@ struct clone {
 	GThread *committer;
 };
 
+/* Hydrate @p's regions first, once it is found to fit @c (clone.c); @path
+ * names it in messages. */
+int clone_set_prefetch(struct clone *c, const struct profile *p,
+		       const char *path, char *err, size_t errlen);
+
 /* Close every file of @c and free it (the end of clone_close, and of a
  * clone_open that failed). */
 void clone_free_files(struct clone *c);

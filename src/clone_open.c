@@ -293,6 +293,19 @@ static int open_copy_files(struct clone *c, const char *source, char *err,
 	return 0;
 }
 
+/* A prefetch profile made for an image of another size is refused before
+ * DEST or META are touched; the region size is checked once META's is
+ * known (clone_set_prefetch). */
+static int prefetch_fits_source(struct clone *c, const struct profile *pf,
+				const char *path, char *err, size_t errlen)
+{
+	if (!path[0] || pf->image_size == c->size)
+		return 0;
+	return errf(err, errlen, -EINVAL, "profile %s: recorded for an image of %"
+		    G_GUINT64_FORMAT " bytes, this one is %" G_GUINT64_FORMAT,
+		    path, pf->image_size, c->size);
+}
+
 int clone_open(const char *source, const char *dest, const char *meta,
 	       const struct clone_options *o, struct clone **out, char *err,
 	       size_t errlen)
@@ -300,6 +313,7 @@ int clone_open(const char *source, const char *dest, const char *meta,
 	struct clone *c = g_new0(struct clone, 1);
 	struct paths p = { source, dest, meta };
 	struct stat sst, dst = { 0 };
+	struct profile pf = { 0 };
 	uint64_t dsize;
 	bool dest_exists;
 	int ret;
@@ -318,7 +332,11 @@ int clone_open(const char *source, const char *dest, const char *meta,
 			   o->region_size);
 		goto out;
 	}
+	/* A bad profile is refused before any file is touched (spec 1.3). */
+	if (o->prefetch[0] && (ret = profile_load(o->prefetch, &pf, err, errlen)))
+		goto out;
 	if ((ret = open_source(c, source, &sst, err, errlen)) ||
+	    (ret = prefetch_fits_source(c, &pf, o->prefetch, err, errlen)) ||
 	    (ret = open_dest(c, dest, &sst, &dst, &dsize, &dest_exists, err, errlen)) ||
 	    (ret = open_meta(c, &p, &sst, &dst, dest_exists, err, errlen)) ||
 	    (ret = check_dest_belongs(c, &p, &dst, dsize, dest_exists, err, errlen)) ||
@@ -334,13 +352,16 @@ int clone_open(const char *source, const char *dest, const char *meta,
 	};
 	c->hy = hydrate_new(&t, o);
 	c->rec = profile_rec_new(c->region_size, c->nr_regions, c->size);
-	if (o->prefetch[0] && (ret = clone_prefetch(c, o->prefetch, err, errlen))) {
+	if (o->prefetch[0] &&
+	    (ret = clone_set_prefetch(c, &pf, o->prefetch, err, errlen))) {
 		hydrate_free(c->hy);
 		goto out;
 	}
+	profile_clear(&pf);
 	*out = c;
 	return 0;
 out:
+	profile_clear(&pf);
 	if (c->md)
 		md_close(c->md);
 	clone_free_files(c);
