@@ -20,8 +20,8 @@
  * each sequential read up to HINT_WINDOW_MAX (bytes; a region at least). */
 #define HINT_QUEUE_MAX 256
 #define HINT_STREAMS 8
-#define HINT_WINDOW_MIN (512u << 10)
-#define HINT_WINDOW_MAX (16u << 20)
+#define HINT_WINDOW_MIN (256u << 10)
+#define HINT_WINDOW_MAX (2u << 20)
 #define BACKOFF_MIN_US (100 * 1000)
 #define BACKOFF_MAX_US (30 * 1000 * 1000)
 /* Foreground I/O this recent counts as "busy": copies step back. */

@@ -459,20 +459,45 @@ static struct hint_stream *hint_stream(struct hydrate *h, uint64_t first)
 	return lru;
 }
 
+/* Queue [first, end) at the head (@head) or the tail of the hints; a range
+ * that continues the head one (the same stream, further) extends it. */
+static void push_hint(struct hydrate *h, uint64_t first, uint64_t end, bool head)
+{
+	struct range *top = g_queue_peek_head(&h->hints);
+
+	if (first >= end)
+		return;
+	if (head && top && first >= top->first && first <= top->end) {
+		top->end = MAX(top->end, end);
+		return;
+	}
+	if (head)
+		g_queue_push_head(&h->hints, hy_new_range(first, end - first));
+	else
+		g_queue_push_tail(&h->hints, hy_new_range(first, end - first));
+	if (h->hints.length > HINT_QUEUE_MAX)
+		g_free(g_queue_pop_tail(&h->hints));
+}
+
+/*
+ * The read-ahead window goes to the head: the reader will want it next. The
+ * regions read go to the tail of the hints, still before the prefetch list
+ * and the sweep: the reader is fetching them from SOURCE right now, and a
+ * copy at once would read them a second time beside it.
+ */
 void hydrate_hint(struct hydrate *h, uint64_t first, uint64_t n)
 {
 	uint64_t min_w = MAX(HINT_WINDOW_MIN / h->t.region_size, 1);
 	uint64_t max_w = MAX(HINT_WINDOW_MAX / h->t.region_size, 1);
 	struct hint_stream *s;
-	struct range *top;
-	uint64_t end;
+	uint64_t nr = h->t.nr_regions;
 	gint64 now;
 
 	if (!__atomic_load_n(&h->read_hints, __ATOMIC_RELAXED) || !n)
 		return;
 	now = g_get_monotonic_time();
 	g_mutex_lock(&h->lock);
-	if (h->stopping || first >= h->t.nr_regions) {
+	if (h->stopping || first >= nr) {
 		g_mutex_unlock(&h->lock);
 		return;
 	}
@@ -480,17 +505,8 @@ void hydrate_hint(struct hydrate *h, uint64_t first, uint64_t n)
 	s->next = s->window ? MAX(s->next, first + n) : first + n;
 	s->window = s->window ? MIN(s->window * 2, max_w) : min_w;
 	s->used = now;
-	end = MIN(first + n + s->window, h->t.nr_regions);
-	top = g_queue_peek_head(&h->hints);
-	if (top && first <= top->end && end >= top->first) {
-		/* the same stream again: one range, reaching further */
-		top->first = MIN(top->first, first);
-		top->end = MAX(top->end, end);
-	} else {
-		g_queue_push_head(&h->hints, hy_new_range(first, end - first));
-		if (h->hints.length > HINT_QUEUE_MAX)
-			g_free(g_queue_pop_tail(&h->hints));
-	}
+	push_hint(h, first, MIN(first + n, nr), false);
+	push_hint(h, MIN(first + n, nr), MIN(first + n + s->window, nr), true);
 	if (h->enabled)
 		g_cond_broadcast(&h->cond);
 	g_mutex_unlock(&h->lock);
