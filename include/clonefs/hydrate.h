@@ -108,11 +108,12 @@ void hydrate_queue(struct hydrate *h, uint64_t region);
 
 /*
  * Reads as hints (spec 3.9): a read found regions [first, first + n)
- * unhydrated. They and a read-ahead window after them go to the head of
- * the queue; the window grows while reads stay sequential (per stream, as
- * the kernel's readahead) and starts small again when they jump. Never
- * waits for a copy; a region is still copied once only. No-op while
- * read_hints is off.
+ * unhydrated. A read-ahead window after them goes to the head of the
+ * queue, the regions themselves after the hinted windows (the reader is
+ * fetching them now), all before the prefetch list and the sweep. The
+ * window grows while reads stay sequential (per stream, as the kernel's
+ * readahead) and starts small again when they jump. Never waits for a
+ * copy; a region is still copied once only. No-op while read_hints is off.
  */
 void hydrate_hint(struct hydrate *h, uint64_t first, uint64_t n);
 void hydrate_set_read_hints(struct hydrate *h, bool on);
