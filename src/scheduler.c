@@ -155,11 +155,15 @@ static uint64_t pick_prefetch(struct hydrate *h, uint64_t *end)
 	return h->t.nr_regions;
 }
 
-/* Hinted ranges or prefetch runs still wait: copies for users' reads,
- * which their being busy must not hold back. Called with h->lock held. */
+/* A hinted or prefetched region can be taken now: a copy for users' reads,
+ * which their being busy must not hold back (while those left are in
+ * flight, the sweep keeps its pace). Called with h->lock held. */
 static bool urgent(struct hydrate *h)
 {
-	return !g_queue_is_empty(&h->hints) || h->pf_idx < h->pf_nr;
+	uint64_t end;
+
+	return pick_hint(h, &end) < h->t.nr_regions ||
+	       pick_prefetch(h, &end) < h->t.nr_regions;
 }
 
 /*
