@@ -16,12 +16,16 @@
 #define COR_QUEUE_MAX 4096
 /* Reads as hints: ranges waiting at the head of the queue (the oldest are
  * dropped past this), streams of sequential reads told apart, and the
- * read-ahead window after a hinted read: from HINT_WINDOW_MIN, doubled on
- * each sequential read up to HINT_WINDOW_MAX (bytes; a region at least). */
+ * read-ahead window after a read that continues a stream: from
+ * HINT_WINDOW_MIN, doubled on each sequential read up to HINT_WINDOW_MAX
+ * (bytes; a region at least). While such windows came in the last
+ * HINT_HOLD_US, the sweep waits: a boot reading files gets SOURCE to itself
+ * and its windows. */
 #define HINT_QUEUE_MAX 256
 #define HINT_STREAMS 8
 #define HINT_WINDOW_MIN (256u << 10)
 #define HINT_WINDOW_MAX (2u << 20)
+#define HINT_HOLD_US (500 * 1000)
 #define BACKOFF_MIN_US (100 * 1000)
 #define BACKOFF_MAX_US (30 * 1000 * 1000)
 /* Foreground I/O this recent counts as "busy": copies step back. */
@@ -47,8 +51,15 @@ struct hint_stream {
 	gint64 used;      /* monotonic us; 0: free */
 };
 
-/* Where a batch's regions were picked. */
-enum batch_from { FROM_SWEEP, FROM_COR, FROM_HINT, FROM_PREFETCH };
+/* Where a batch's regions were picked: FROM_AHEAD a hinted read-ahead
+ * window, FROM_READ hinted regions that were read. */
+enum batch_from { FROM_SWEEP, FROM_COR, FROM_AHEAD, FROM_READ, FROM_PREFETCH };
+
+/* A hinted range of regions, [first, end). */
+struct hint {
+	uint64_t first, end;
+	bool ahead;           /* a read-ahead window: copied while users are busy */
+};
 
 struct hydrate {
 	struct hydrate_target t;
@@ -59,7 +70,8 @@ struct hydrate {
 	GTree *locked;        /* locked ranges of regions (struct range) */
 	unsigned lock_waiters;
 	GQueue cor;           /* copy-on-read requests, regions */
-	GQueue hints;         /* hinted ranges (struct range), newest first */
+	GQueue hints;         /* struct hint: windows newest first, then reads */
+	gint64 hint_hold_until; /* the sweep waits until then (monotonic us) */
 	struct hint_stream streams[HINT_STREAMS];
 	bool read_hints;      /* atomic too: the read path asks unlocked */
 	uint64_t hint_copies, hint_regions;

@@ -118,11 +118,12 @@ static uint64_t next_takeable(struct hydrate *h, uint64_t from, uint64_t end)
 	return end;
 }
 
-/* The newest hinted range with a region to take: its first such region,
- * and the range's end in *@end; nr_regions if none. Spent ranges go. */
-static uint64_t pick_hint(struct hydrate *h, uint64_t *end)
+/* The first hinted range with a region to take: its first such region, the
+ * range's end in *@end, whether a window in *@ahead; nr_regions if none.
+ * Spent ranges go. */
+static uint64_t pick_hint(struct hydrate *h, uint64_t *end, bool *ahead)
 {
-	struct range *top;
+	struct hint *top;
 
 	while ((top = g_queue_peek_head(&h->hints))) {
 		uint64_t r = next_takeable(h, top->first, top->end);
@@ -130,6 +131,7 @@ static uint64_t pick_hint(struct hydrate *h, uint64_t *end)
 		if (r < top->end) {
 			top->first = r;
 			*end = top->end;
+			*ahead = top->ahead;
 			return r;
 		}
 		g_free(g_queue_pop_head(&h->hints));
@@ -155,20 +157,31 @@ static uint64_t pick_prefetch(struct hydrate *h, uint64_t *end)
 	return h->t.nr_regions;
 }
 
-/* A hinted or prefetched region can be taken now: a copy for users' reads,
- * which their being busy must not hold back (while those left are in
- * flight, the sweep keeps its pace). Called with h->lock held. */
+/* A region of a read-ahead window or of the prefetch profile can be taken
+ * now: a copy for what users will read, which their being busy must not
+ * hold back (while those left are in flight, the sweep keeps its pace).
+ * Windows come before the hinted reads in the queue. Called with h->lock
+ * held. */
 static bool urgent(struct hydrate *h)
 {
 	uint64_t end;
+	bool ahead = false;
 
-	return pick_hint(h, &end) < h->t.nr_regions ||
+	return (pick_hint(h, &end, &ahead) < h->t.nr_regions && ahead) ||
 	       pick_prefetch(h, &end) < h->t.nr_regions;
+}
+
+/* Sequential reads were hinted just now: all but urgent copies wait. */
+static bool held(struct hydrate *h, gint64 now)
+{
+	return now < h->hint_hold_until &&
+	       !(h->copy_on_read && !g_queue_is_empty(&h->cor));
 }
 
 /*
  * The next region to hydrate, or nr_regions if none can be taken now:
- * hinted ranges (newest first), copy-on-read requests, the prefetch
+ * copy-on-read requests (asked for), hinted windows (newest first), hinted
+ * reads, the prefetch
  * profile, then the ascending cursor (spec 3.1, 3.6, 3.9). *@end: where a
  * batch from it must stop; *@from: which it was.
  */
@@ -176,16 +189,18 @@ static uint64_t pick(struct hydrate *h, uint64_t *end, enum batch_from *from)
 {
 	uint64_t nr = h->t.nr_regions;
 	uint64_t r;
+	bool ahead = false;
 
 	*end = nr;
-	*from = FROM_HINT;
-	if ((r = pick_hint(h, end)) < nr)
-		return r;
 	*from = FROM_COR;
 	while (h->copy_on_read && !g_queue_is_empty(&h->cor)) {
 		r = (uint64_t)GPOINTER_TO_SIZE(g_queue_pop_head(&h->cor)) - 1;
 		if (takeable(h, r))
 			return r;
+	}
+	if ((r = pick_hint(h, end, &ahead)) < nr) {
+		*from = ahead ? FROM_AHEAD : FROM_READ;
+		return r;
 	}
 	*from = FROM_PREFETCH;
 	if ((r = pick_prefetch(h, end)) < nr)
@@ -199,9 +214,9 @@ static uint64_t pick(struct hydrate *h, uint64_t *end, enum batch_from *from)
 
 /*
  * Lock the next batch and count it in flight, or NULL if every region left
- * is locked. While users are busy, a region at a time from the sweep: their
- * reads then wait behind one region's copy, not a batch's; hinted and
- * prefetched regions are what they will read, and go in whole batches.
+ * is locked. While users are busy, a region at a time (their reads then
+ * wait behind one region's copy, not a batch's), but for read-ahead
+ * windows and prefetched regions: what they will read, in whole batches.
  * Only the sweep moves the cursor: it goes on behind the others.
  * Called with h->lock held.
  */
@@ -213,7 +228,7 @@ static struct batch *take_batch(struct hydrate *h, gint64 now, bool busy)
 
 	if (r >= h->t.nr_regions)
 		return NULL;
-	room = (busy && from != FROM_HINT && from != FROM_PREFETCH) || h->flushing ?
+	room = (busy && from != FROM_AHEAD && from != FROM_PREFETCH) || h->flushing ?
 	       1 : MIN(h->batch_size, h->threshold - h->in_flight);
 	room = MIN(room, end - r);
 	for (n = 0; n < room && takeable(h, r + n); n++)
@@ -225,8 +240,8 @@ static struct batch *take_batch(struct hydrate *h, gint64 now, bool busy)
 	}
 	if (from == FROM_SWEEP)
 		h->cursor = r + n;
-	else if (from == FROM_HINT)
-		((struct range *)g_queue_peek_head(&h->hints))->first = r + n;
+	else if (from == FROM_AHEAD || from == FROM_READ)
+		((struct hint *)g_queue_peek_head(&h->hints))->first = r + n;
 	else if (from == FROM_PREFETCH)
 		h->pf_pos = r + n;
 	h->in_flight += n; /* until the worker is done with the batch */
@@ -296,7 +311,8 @@ static bool may_go_on(struct hydrate *h, gint64 now)
 {
 	return !h->stopping && h->enabled && !h->rate_limit && !h->flushing &&
 	       md_mode(h->t.md) == MD_MODE_RW && h->in_flight < h->threshold &&
-	       now >= h->backoff_until && (!users_busy(h, now) || urgent(h));
+	       now >= h->backoff_until &&
+	       (urgent(h) || (!users_busy(h, now) && !held(h, now)));
 }
 
 void hy_worker(gpointer data, gpointer user)
@@ -330,7 +346,7 @@ void hy_worker(gpointer data, gpointer user)
 			h->backoff_us = 0;
 		g_free(hy_unlock_locked(h, b->first, b->n));
 		h->in_flight -= b->n;
-		if (!ret && b->from == FROM_HINT) {
+		if (!ret && (b->from == FROM_AHEAD || b->from == FROM_READ)) {
 			h->hint_copies++;
 			h->hint_regions += b->n;
 		}
@@ -375,8 +391,8 @@ gpointer hy_scheduler(gpointer arg)
 		gint64 wake = now + G_USEC_PER_SEC;
 		bool busy = users_busy(h, now);
 		struct batch *b;
-		/* hints and prefetching serve users: not held back for them */
-		bool pace = busy && !urgent(h);
+		/* windows and prefetching serve users: not held back for them */
+		bool urg = urgent(h), pace = busy && !urg;
 
 		hy_update_rate(h, now);
 		/* Before the enabled check: writes may finish the job too. */
@@ -415,6 +431,11 @@ gpointer hy_scheduler(gpointer arg)
 		if (pace && now < h->rest_until) {
 			g_cond_wait_until(&h->cond, &h->lock,
 					  MIN(h->rest_until, now + FOREGROUND_QUIET_US));
+			continue;
+		}
+		/* sequential reads were hinted just now: their windows only */
+		if (!urg && held(h, now)) {
+			g_cond_wait_until(&h->cond, &h->lock, h->hint_hold_until);
 			continue;
 		}
 		/* Foreground flushes wait: a region per FLUSH_YIELD_US at most. */
@@ -463,38 +484,43 @@ static struct hint_stream *hint_stream(struct hydrate *h, uint64_t first)
 	return lru;
 }
 
-/* Queue [first, end) at the head (@head) or the tail of the hints; a range
- * that continues the head one (the same stream, further) extends it. */
-static void push_hint(struct hydrate *h, uint64_t first, uint64_t end, bool head)
+/* Queue [first, end): a window at the head of the hints, where one that
+ * continues the head window (the same stream, further) extends it; read
+ * regions at the tail. */
+static void push_hint(struct hydrate *h, uint64_t first, uint64_t end, bool ahead)
 {
-	struct range *top = g_queue_peek_head(&h->hints);
+	struct hint *top = g_queue_peek_head(&h->hints), *n;
 
 	if (first >= end)
 		return;
-	if (head && top && first >= top->first && first <= top->end) {
+	if (ahead && top && top->ahead && first >= top->first && first <= top->end) {
 		top->end = MAX(top->end, end);
 		return;
 	}
-	if (head)
-		g_queue_push_head(&h->hints, hy_new_range(first, end - first));
+	n = g_new(struct hint, 1);
+	*n = (struct hint){ first, end, ahead };
+	if (ahead)
+		g_queue_push_head(&h->hints, n);
 	else
-		g_queue_push_tail(&h->hints, hy_new_range(first, end - first));
+		g_queue_push_tail(&h->hints, n);
 	if (h->hints.length > HINT_QUEUE_MAX)
 		g_free(g_queue_pop_tail(&h->hints));
 }
 
 /*
- * The read-ahead window goes to the head: the reader will want it next. The
- * regions read go to the tail of the hints, still before the prefetch list
- * and the sweep: the reader is fetching them from SOURCE right now, and a
- * copy at once would read them a second time beside it.
+ * The regions read go to the tail of the hints, before the prefetch list
+ * and the sweep, paced as the sweep is while users are busy: the reader is
+ * fetching them from SOURCE right now, and a random reader would otherwise
+ * have each 4 KiB read followed by a region's copy at full speed. A read
+ * that continues a stream also puts a read-ahead window after it at the
+ * head, copied at once, and holds the sweep back for HINT_HOLD_US.
  */
 void hydrate_hint(struct hydrate *h, uint64_t first, uint64_t n)
 {
 	uint64_t min_w = MAX(HINT_WINDOW_MIN / h->t.region_size, 1);
 	uint64_t max_w = MAX(HINT_WINDOW_MAX / h->t.region_size, 1);
 	struct hint_stream *s;
-	uint64_t nr = h->t.nr_regions;
+	uint64_t nr = h->t.nr_regions, end = first + n;
 	gint64 now;
 
 	if (!__atomic_load_n(&h->read_hints, __ATOMIC_RELAXED) || !n)
@@ -506,11 +532,17 @@ void hydrate_hint(struct hydrate *h, uint64_t first, uint64_t n)
 		return;
 	}
 	s = hint_stream(h, first);
-	s->next = s->window ? MAX(s->next, first + n) : first + n;
-	s->window = s->window ? MIN(s->window * 2, max_w) : min_w;
 	s->used = now;
-	push_hint(h, first, MIN(first + n, nr), false);
-	push_hint(h, MIN(first + n, nr), MIN(first + n + s->window, nr), true);
+	push_hint(h, first, MIN(end, nr), false);
+	if (!s->window) { /* a new stream: no window before it proves sequential */
+		s->next = end;
+		s->window = min_w;
+	} else {
+		s->next = MAX(s->next, end);
+		push_hint(h, MIN(end, nr), MIN(end + s->window, nr), true);
+		s->window = MIN(s->window * 2, max_w);
+		h->hint_hold_until = now + HINT_HOLD_US;
+	}
 	if (h->enabled)
 		g_cond_broadcast(&h->cond);
 	g_mutex_unlock(&h->lock);
