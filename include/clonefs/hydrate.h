@@ -108,12 +108,13 @@ void hydrate_queue(struct hydrate *h, uint64_t region);
 
 /*
  * Reads as hints (spec 3.9): a read found regions [first, first + n)
- * unhydrated. A read-ahead window after them goes to the head of the
- * queue, the regions themselves after the hinted windows (the reader is
- * fetching them now), all before the prefetch list and the sweep. The
- * window grows while reads stay sequential (per stream, as the kernel's
- * readahead) and starts small again when they jump. Never waits for a
- * copy; a region is still copied once only. No-op while read_hints is off.
+ * unhydrated. They are queued before the prefetch list and the sweep
+ * (behind copy-on-read requests), paced as the sweep while users are busy.
+ * A read that continues a sequential stream (per stream, as the kernel's
+ * readahead) also puts a read-ahead window after it at the head of the
+ * queue, copied at once, and holds the sweep back for a moment; the window
+ * grows while the stream stays sequential. Never waits for a copy; a
+ * region is still copied once only. No-op while read_hints is off.
  */
 void hydrate_hint(struct hydrate *h, uint64_t first, uint64_t n);
 void hydrate_set_read_hints(struct hydrate *h, bool on);
