@@ -26,6 +26,7 @@ struct md {
 	uint32_t flags;
 	uint32_t version;		/* of the committed trees: 1 until upgraded */
 	int slot;
+	bool refreshed;			/* a commit since open rewrote old nodes */
 	uint64_t committed_hydrated;	/* regions hydrated in the committed state */
 	uint64_t next_hydrated;		/* ... in the transaction being written */
 	uint16_t *leaf_pop;		/* committed bits of each bitmap leaf */

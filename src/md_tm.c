@@ -201,6 +201,21 @@ int tm_upgrade_space_map(struct md_tm *tm)
 	return 0;
 }
 
+int tm_refresh_space_map(struct md_tm *tm, uint64_t age)
+{
+	uint64_t txid = tm->txid + 1;
+
+	for (unsigned l = 0; l <= tm->sm.levels; l++)
+		for (uint64_t i = 0; i < tm->sm.count[l]; i++) {
+			int r = tm->sm.loc[l][i] > PTR_ONES && txid - tm->sm.txid[l][i] >= age ?
+				sm_move(tm, l, i) : 0;
+
+			if (r)
+				return r;
+		}
+	return 0;
+}
+
 int tm_write_space_map(struct md_tm *tm)
 {
 	for (guint k = 0; k < tm->moved->len; k++) {

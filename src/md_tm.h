@@ -81,6 +81,8 @@ int tm_write(struct md_tm *tm, uint64_t nr, uint8_t *b, uint32_t kind, unsigned 
 
 /* Version 1 -> 2: moves every real space-map index node (for child txids). */
 int tm_upgrade_space_map(struct md_tm *tm);
+/* Moves every space-map node written more than @age transactions ago. */
+int tm_refresh_space_map(struct md_tm *tm, uint64_t age);
 /* Writes the space-map nodes moved in this transaction (all allocation done). */
 int tm_write_space_map(struct md_tm *tm);
 

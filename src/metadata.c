@@ -143,8 +143,42 @@ static int bm_set_node(struct md *md, unsigned level, uint64_t idx, uint64_t v)
 	return r;
 }
 
-/* Writes the frozen leaves, then their ancestors level by level. */
-static int write_bitmap(struct md *md, bool upgrade)
+/*
+ * Index entries keep only the low 32 bits of a child's transaction id
+ * (format.h), so no node may fall 2^32 transactions behind the parent that
+ * points at it. The first commit after open and every REFRESH_EVERY-th one
+ * rewrite every node older than REFRESH_AGE, which keeps every node younger
+ * than REFRESH_AGE + REFRESH_EVERY. (A META may come with a superblock far
+ * ahead of its untouched nodes.)
+ */
+#define REFRESH_AGE	(1ULL << 31)
+#define REFRESH_EVERY	(1ULL << 20)
+
+/* Rewrites bitmap leaves older than REFRESH_AGE, unchanged, at new blocks. */
+static int refresh_leaves(struct md *md)
+{
+	uint64_t txid = md->tm.txid + 1;
+
+	for (uint64_t idx = 0; idx < md->bm.count[0]; idx++) {
+		uint64_t loc = md->bm.loc[0][idx];
+		int r;
+
+		if (loc <= PTR_ONES || md->frozen[idx] || txid - md->bm.txid[0][idx] < REFRESH_AGE)
+			continue;
+		r = bio_pread(md->tm.fd, md->buf, BS, loc * BS);
+		if (!r)
+			r = bm_set_node(md, 0, idx, 2);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/*
+ * Writes the frozen leaves, then their ancestors level by level; @all:
+ * every index node (a version 1 upgrade, or a refresh).
+ */
+static int write_bitmap(struct md *md, bool all)
 {
 	GArray *a = g_array_new(FALSE, FALSE, sizeof(uint64_t));
 	GArray *b = g_array_new(FALSE, FALSE, sizeof(uint64_t));
@@ -167,7 +201,7 @@ static int write_bitmap(struct md *md, bool upgrade)
 		r = bm_set_node(md, 0, idx, v);
 	}
 	for (unsigned l = 1; l <= md->bm.levels && !r; l++) {
-		bt_parents_of(&md->bm, l, cur, next, upgrade);
+		bt_parents_of(&md->bm, l, cur, next, all);
 		for (guint k = 0; k < next->len && !r; k++) {
 			uint64_t p = g_array_index(next, uint64_t, k);
 
@@ -203,12 +237,18 @@ static void free_frozen(struct md *md)
 int md_commit_locked(struct md *md)
 {
 	uint32_t old_version = md->version, flags = md->flags | md->frozen_flags;
+	bool upgrade = old_version < MD_SB_VERSION;
+	bool refresh = !md->refreshed || (md->tm.txid + 1) % REFRESH_EVERY == 0;
 	int r;
 
 	md->version = MD_SB_VERSION;
-	r = write_bitmap(md, old_version < MD_SB_VERSION);
-	if (!r && old_version < MD_SB_VERSION)
+	r = refresh ? refresh_leaves(md) : 0;
+	if (!r)
+		r = write_bitmap(md, upgrade || refresh);
+	if (!r && upgrade)
 		r = tm_upgrade_space_map(&md->tm);
+	if (!r && refresh)
+		r = tm_refresh_space_map(&md->tm, REFRESH_AGE);
 	if (!r)
 		r = tm_write_space_map(&md->tm);
 	if (!r)
@@ -222,6 +262,7 @@ int md_commit_locked(struct md *md)
 		return r;
 	}
 	tm_commit_done(&md->tm);
+	md->refreshed = true;
 	md->slot = 1 - md->slot;
 	md->flags = flags;
 	__atomic_store_n(&md->frozen_flags, 0, __ATOMIC_RELAXED);
@@ -320,6 +361,7 @@ static int commit_failed(struct md *md, int err)
 	}
 	md->flags |= MD_SB_NEEDS_CHECK;
 	tm_commit_done(&md->tm);
+	md->refreshed = true;
 	md->slot = 1 - md->slot;
 	return err;
 }
