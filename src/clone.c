@@ -70,9 +70,22 @@ static void lost_writes(struct clone *c)
 	__atomic_add_fetch(&c->lost_writes, 1, __ATOMIC_SEQ_CST);
 }
 
-/* One transaction: freeze, flush DEST, commit (spec 2.5, 3.2). With
- * @flush, DEST is flushed even when no bit changed. */
-static int commit_now(struct clone *c, bool flush)
+/* A commit or checkpoint failed: marks are rolled back, so acknowledged
+ * writes may be lost. */
+static int commit_failed(struct clone *c, int ret)
+{
+	g_warning("metadata commit failed: %s", g_strerror(-ret));
+	lost_writes(c);
+	hydrate_kick(c->hy);
+	return ret;
+}
+
+/*
+ * One transaction: freeze, flush DEST, commit (spec 2.5, 3.2): a journal
+ * record, one META flush. With @flush, DEST is flushed even when no bit
+ * changed; with @checkpoint, the journal is then folded into the trees.
+ */
+static int commit_now(struct clone *c, bool flush, bool checkpoint)
 {
 	int ret;
 
@@ -82,6 +95,8 @@ static int commit_now(struct clone *c, bool flush)
 			lost_writes(c);
 			return ret;
 		}
+		if (checkpoint && md_mode(c->md) == MD_MODE_RW && (ret = md_checkpoint(c->md)))
+			return commit_failed(c, ret);
 		return 0;
 	}
 	ret = md_pre_commit(c->md);
@@ -97,12 +112,9 @@ static int commit_now(struct clone *c, bool flush)
 	}
 	if (!ret)
 		ret = md_commit(c->md);
-	if (ret) {
-		g_warning("metadata commit failed: %s", g_strerror(-ret));
-		lost_writes(c);
-		hydrate_kick(c->hy);
-	}
-	return ret;
+	if (!ret && checkpoint)
+		ret = md_checkpoint(c->md);
+	return ret ? commit_failed(c, ret) : 0;
 }
 
 /*
@@ -114,7 +126,7 @@ static int commit_now(struct clone *c, bool flush)
  * its commit returns 0; a failure of that commit reaches it through the
  * error marks (clone_fsync).
  */
-static int commit(struct clone *c, bool flush)
+static int commit(struct clone *c, bool flush, bool checkpoint)
 {
 	uint64_t want;
 	int ret;
@@ -124,6 +136,7 @@ static int commit(struct clone *c, bool flush)
 	g_mutex_lock(&c->group_lock);
 	want = c->commits_started + 1;
 	c->next_flushes |= flush;
+	c->next_checkpoint |= checkpoint;
 	while (c->commits_finished < want) {
 		if (c->committing) {
 			g_cond_wait(&c->group_cond, &c->group_lock);
@@ -131,10 +144,11 @@ static int commit(struct clone *c, bool flush)
 		}
 		c->committing = true;
 		flush = c->next_flushes;
-		c->next_flushes = false;
+		checkpoint = c->next_checkpoint;
+		c->next_flushes = c->next_checkpoint = false;
 		c->commits_started++;
 		g_mutex_unlock(&c->group_lock);
-		ret = commit_now(c, flush);
+		ret = commit_now(c, flush, checkpoint);
 		g_mutex_lock(&c->group_lock);
 		c->committing = false;
 		c->commits_finished = c->commits_started;
@@ -158,7 +172,7 @@ int clone_fsync(struct clone *c, uint64_t *seen)
 
 	/* A user waits on this one: copies make way while it runs (spec 3.8). */
 	hydrate_flush_begin(c->hy);
-	ret = commit(c, true);
+	ret = commit(c, true, false);
 	hydrate_flush_end(c->hy);
 
 	if (!seen)
@@ -175,7 +189,7 @@ int clone_fsync(struct clone *c, uint64_t *seen)
 	return ret;
 }
 
-int clone_commit(struct clone *c) { return commit(c, false); }
+int clone_commit(struct clone *c) { return commit(c, false, true); }
 
 static gpointer committer(gpointer arg)
 {
@@ -192,7 +206,7 @@ static gpointer committer(gpointer arg)
 		if (c->stopping)
 			break;
 		g_mutex_unlock(&c->timer_lock);
-		commit(c, false);
+		commit(c, false, true);	/* the periodic checkpoint */
 		g_mutex_lock(&c->timer_lock);
 	}
 	g_mutex_unlock(&c->timer_lock);
@@ -225,7 +239,7 @@ int clone_close(struct clone *c)
 		g_thread_join(c->committer);
 	}
 	/* The final commit, after the timer is gone (spec 6.7). */
-	ret = commit(c, true);
+	ret = commit(c, true, true);
 	hydrate_free(c->hy);
 	md_close(c->md);
 	clone_free_files(c);
@@ -455,7 +469,7 @@ int clone_hydrated_dest(struct clone *c)
 	/* The kernel will write DEST itself: only once no rollback can take
 	 * a bit back, i.e. every bit is committed and metadata is healthy
 	 * (spec 2.9). */
-	if (commit(c, false) || md_changed(c->md) || md_mode(c->md) != MD_MODE_RW)
+	if (commit(c, false, false) || md_changed(c->md) || md_mode(c->md) != MD_MODE_RW)
 		return -1;
 	if (fstat(c->dest_fd, &st))
 		return -1;

@@ -34,7 +34,7 @@ struct clone {
 	 * meanwhile all ride the next one (clone.c). */
 	GMutex group_lock;
 	GCond group_cond;
-	bool committing, next_flushes;
+	bool committing, next_flushes, next_checkpoint;
 	uint64_t commits_started, commits_finished;
 	int last_result;
 

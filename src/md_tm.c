@@ -56,11 +56,12 @@ void tm_free(struct md_tm *tm)
 
 uint64_t tm_blocks_needed(uint64_t nbits)
 {
-	uint64_t h = bt_nodes(nbits), n = 2 + 2 * h + SLACK_BLOCKS;
+	uint64_t h = bt_nodes(nbits), fixed = 2 + MD_JOURNAL_BLOCKS + SLACK_BLOCKS;
+	uint64_t n = fixed + 2 * h;
 
 	/* the space map depends on the size: iterate */
 	for (int i = 0; i < 8; i++) {
-		uint64_t next = 2 + 2 * h + 2 * bt_nodes(n) + SLACK_BLOCKS;
+		uint64_t next = fixed + 2 * h + 2 * bt_nodes(n);
 
 		if (next == n)
 			break;
@@ -167,6 +168,30 @@ int tm_alloc(struct md_tm *tm, uint64_t *out)
 		}
 		if (b >= n)
 			b = 0;
+	}
+	return -ENOSPC;
+}
+
+int tm_alloc_run(struct md_tm *tm, uint64_t n, uint64_t *start)
+{
+	uint64_t end = tm->limit ? MIN(tm->limit, tm->nr_blocks) : tm->nr_blocks, run = 0;
+
+	for (uint64_t b = 2; b < end; b++) {
+		run = test_bit(tm->busy, b) ? 0 : run + 1;
+		if (run < n)
+			continue;
+		*start = b + 1 - n;
+		for (uint64_t i = *start; i <= b; i++) {
+			set_bit(tm->busy, i);
+			g_array_append_val(tm->allocated, i);
+		}
+		for (uint64_t i = *start; i <= b; i++) {
+			int r = tm_mark(tm, i, true);
+
+			if (r)
+				return r;
+		}
+		return 0;
 	}
 	return -ENOSPC;
 }

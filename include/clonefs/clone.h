@@ -62,7 +62,8 @@ int clone_zero(struct clone *c, uint64_t off, uint64_t len, bool punch);
 int clone_fsync(struct clone *c, uint64_t *seen);
 /* How many errors have lost acknowledged data since the clone opened. */
 uint64_t clone_error_mark(struct clone *c);
-/* Commit pending metadata, if any (used before reporting status). */
+/* Commit pending metadata and fold the journal into the trees (before a
+ * status report, and by the periodic timer). */
 int clone_commit(struct clone *c);
 
 struct clone_status {
