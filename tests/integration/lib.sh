@@ -54,6 +54,10 @@ cleanup() {
 	for p in "${_pids[@]}"; do kill -9 "$p" 2>/dev/null; done
 	for p in "${_pids[@]}"; do wait "$p" 2>/dev/null; done
 	for c in "${_atexit[@]}"; do eval "$c"; done
+	# CLONEFS_KEEP=DIR: a failed test's files are moved there to look at
+	if [ $rc -ne 0 ] && [ -n "${CLONEFS_KEEP:-}" ]; then
+		mkdir -p "$CLONEFS_KEEP" && mv "$T" "$CLONEFS_KEEP/" && echo "# kept $T in $CLONEFS_KEEP"
+	fi
 	rm -rf "$T"
 	exit $rc
 }
@@ -116,7 +120,8 @@ mount_clone_fg() {
 	"$MOUNT_CLONEFS" "$1" "$2" "$3" "$4" -f ${5:+-o "$5"} "${@:6}" 2>>"$T/daemon.log" &
 	DAEMON_PID=$!
 	_pids+=("$DAEMON_PID")
-	poll 10 mountpoint -q "$4" || die "mount of $4 did not appear"
+	poll 10 mountpoint -q "$4" ||
+		die "mount of $4 did not appear; the daemon said: $(tail -n 3 "$T/daemon.log")"
 }
 
 # unmount_clone MNT META: unmount and wait until the daemon has committed and
