@@ -163,6 +163,15 @@ static int bm_set_node(struct md *md, unsigned level, uint64_t idx, uint64_t v)
 static uint32_t journal_blocks = MD_JOURNAL_BLOCKS;
 #define REFRESH_EVERY	(1ULL << 20)
 
+static int write_zeros(int fd, uint64_t off, uint64_t len)
+{
+	void *z = g_malloc0(len);
+	int r = bio_pwrite(fd, z, len, off);
+
+	g_free(z);
+	return r;
+}
+
 /* Rewrites bitmap leaves older than REFRESH_AGE, unchanged, at new blocks. */
 static int refresh_leaves(struct md *md)
 {
@@ -260,6 +269,9 @@ int md_commit_locked(struct md *md)
 		if (new_journal) {
 			md->j_start = start;
 			md->j_blocks = journal_blocks;
+			/* Written once, so that a record overwrites allocated
+			 * blocks and its flush has no file metadata to commit. */
+			r = write_zeros(md->tm.fd, start * BS, (uint64_t)journal_blocks * BS);
 		}
 	}
 	if (md->j_blocks) {
@@ -267,7 +279,7 @@ int md_commit_locked(struct md *md)
 		md->j_head = (uint32_t)(((uint64_t)md->j_head + md->j_count) % md->j_blocks);
 		md->j_txid = md->tm.txid + 2;
 	}
-	if (refresh)
+	if (refresh && !r)
 		r = refresh_leaves(md);
 	if (!r)
 		r = write_bitmap(md, upgrade || refresh);
