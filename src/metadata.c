@@ -6,17 +6,21 @@
  * docs/format.md.
  *
  * META holds two bit trees: the hydration bitmap (1 bit per region, 1 =
- * hydrated) and the space map (1 bit per META block, 1 = in use). Blocks 0
- * and 1 are superblock slots that alternate; a commit writes every changed
- * node to a free block, flushes, then writes the other slot with
- * transaction id + 1 and flushes again.
+ * hydrated) and the space map (1 bit per META block, 1 = in use), and a
+ * journal (md_journal.c). Blocks 0 and 1 are superblock slots that
+ * alternate. A flush's commit appends one journal record and flushes; a
+ * checkpoint (md_commit_locked) writes every changed node to a free block,
+ * flushes, then writes the other slot with transaction id + 1, the journal
+ * head moved past the records it folded in, and flushes again.
  *
  * In core the hydration leaves are allocated on first use (NULL = all
  * zeros, bt_ones_leaf = all ones). Each leaf has a dirty flag;
  * md_pre_commit() copies exactly the dirty leaves into a frozen set, which
- * md_commit() writes, so marks made in between belong to the next
- * transaction (spec 4.5, 6.1). A failed commit rolls the transaction back
- * (tm_rollback), re-reads the committed leaves and goes read-only (spec 4.6).
+ * md_commit() makes durable (a record) and the next checkpoint writes, so
+ * marks made in between belong to the next transaction (spec 4.5, 6.1). The
+ * frozen set lives until a checkpoint. A failed commit rolls the
+ * transaction back (tm_rollback), re-reads the committed leaves, replays the
+ * journal and goes read-only (spec 4.6).
  *
  * Locking: commit_lock (outer) serializes pre_commit/commit/abort and guards
  * node locations, the space map and the frozen set; lock (inner) guards the
