@@ -122,7 +122,7 @@ static int open_source(struct clone *c, const char *path, struct stat *st,
  * An NBD export (spec 1.7): its size is the server's, and as no file of
  * ours it cannot be DEST or META (@st stays zero for those checks). The
  * image's mode is 0600 unless umask= says otherwise, as for a file that
- * lets its owner read it.
+ * lets its owner read it. Hydration batches are bigger by default (source.h).
  */
 static int open_nbd_source(struct clone *c, const char *uri, struct stat *st,
 			   char *err, size_t errlen)
@@ -131,6 +131,11 @@ static int open_nbd_source(struct clone *c, const char *uri, struct stat *st,
 
 	if (ret)
 		return ret;
+	if (c->opt.hydration_batch_size == CLONE_DEFAULT_BATCH &&
+	    c->opt.hydration_threshold == CLONE_DEFAULT_THRESHOLD) {
+		c->opt.hydration_batch_size = NBD_SOURCE_BATCH;
+		c->opt.hydration_threshold = NBD_SOURCE_THRESHOLD;
+	}
 	c->size = nbd_source_size(c->nbd);
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFREG | 0400;
@@ -359,7 +364,7 @@ int clone_open(const char *source, const char *dest, const char *meta,
 		.image_size = c->size, .region_size = c->region_size,
 		.nr_regions = c->nr_regions, .nbd = c->nbd,
 	};
-	c->hy = hydrate_new(&t, o);
+	c->hy = hydrate_new(&t, &c->opt);
 	*out = c;
 	return 0;
 out:

@@ -36,6 +36,11 @@ struct nbd_source;
  * of buffers (scripts/bench: enough for 2 ms of latency). */
 #define NBD_SOURCE_WINDOW 4
 #define NBD_SOURCE_MAX_CONNS 4
+/* Hydration defaults for an NBD SOURCE, taken where the options hold the
+ * local ones: 4 MiB batches keep a connection's window full between
+ * batches (scripts/bench, at 2 ms a read). */
+#define NBD_SOURCE_BATCH 64u
+#define NBD_SOURCE_THRESHOLD 256u
 
 /* True if @source names an NBD export (nbd:// nbds:// nbd+unix:// ...). */
 bool source_is_nbd_uri(const char *source);

@@ -1,0 +1,81 @@
+#!/bin/bash
+# SOURCE as an NBD URI (spec 1.7, issue 24), nbdkit's file plugin over a
+# unix socket: the image reads as SOURCE before hydration; hydration copies
+# it with holes and zero extents left as holes (base:allocation); the JSON
+# status shows the source; the mount(8)/fstab form takes a URI; bad input
+# (bad URI, no server, empty export, TLS refused) fails in one line.
+# timeout: 120
+. "$(dirname "$0")/lib.sh"
+
+# 24 MiB + an odd tail: data, a hole, written zeros, data, short last region
+python3 - "$T/src" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+os.ftruncate(fd, (24 << 20) + 12345)
+os.pwrite(fd, os.urandom(6 << 20), 0)
+os.pwrite(fd, bytes(4 << 20), 12 << 20)          # allocated zeros
+os.pwrite(fd, os.urandom((8 << 20) + 12345), 16 << 20)
+os.close(fd)
+PY
+nbd_serve "$T/src"
+
+# 1. unhydrated: every byte from the server, 4 KiB and big reads alike
+mount_clone "$NBD_URI" "$T/dest" "$T/meta" "$T/m" no_hydration
+cmp "$T/src" "$T/m/image" || die "unhydrated image differs from source"
+dd if="$T/m/image" bs=4k skip=1000 count=1 status=none | cmp - <(dd if="$T/src" bs=4k skip=1000 count=1 status=none) ||
+	die "4 KiB read differs"
+[ "$(source_json "$T/m" state)" = connected ] || die "source not connected"
+[ "$(source_json "$T/m" multi_conn)" = True ] || die "nbdkit's multi-conn not seen"
+[ "$(hydrated_count "$T/m")" = 0 ] || die "regions hydrated with no_hydration"
+# a write into an unhydrated region copies the rest of it from the server
+printf 'over nbd' | dd of="$T/m/image" bs=1 seek=70000 conv=notrunc status=none
+cp "$T/src" "$T/model"
+printf 'over nbd' | dd of="$T/model" bs=1 seek=70000 conv=notrunc status=none
+cmp "$T/model" "$T/m/image" || die "image differs from the model after a write"
+
+# 2. hydration: DEST equals SOURCE (and the write); the hole is skipped
+# (block status), it and the written zeros stay holes in DEST
+message "$T/m" enable_hydration
+poll 60 hydrated_all "$T/m" || die "hydration did not finish"
+zb=$(source_json "$T/m" zero_bytes)
+[ "$zb" -ge $((6 << 20)) ] || die "block status skipped only $zb bytes"
+[ "$(json_field "$T/m" copy_errors)" = 0 ] || die "copy errors"
+unmount_clone "$T/m" "$T/meta"
+cmp "$T/model" "$T/dest" || die "dest differs from source"
+alloc=$(( $(stat -c %b "$T/dest") * 512 ))
+[ "$alloc" -le $(( 15 << 20 )) ] ||
+	die "dest allocates $alloc bytes: holes or zeros were written"
+
+# 3. the mount(8) form, two arguments and -o dest=,meta= (what fstab runs)
+rm -f "$T/dest" "$T/meta"
+mkdir -p "$T/m2"
+_mounts+=("$T/m2")
+"$MOUNT_CLONEFS" "$NBD_URI" "$T/m2" -o "dest=$T/dest,meta=$T/meta,source_timeout=10"
+poll 10 test -e "$T/m2/image" || die "no image with the mount(8) form"
+grep -q "^nbd+unix:///?socket=$T/nbd.sock $T/m2 fuse.clonefs " /proc/mounts ||
+	die "the URI is not the mount's device: $(grep " $T/m2 " /proc/mounts)"
+poll 60 hydrated_all "$T/m2" || die "hydration did not finish"
+unmount_clone "$T/m2" "$T/meta"
+cmp "$T/src" "$T/dest" || die "dest differs from source (mount(8) form)"
+
+# 4. bad input: one line naming SOURCE and the problem, non-zero exit
+rm -f "$T/dest" "$T/meta"
+bad() { # bad URI WHAT-TO-FIND [options]
+	local out rc=0
+	out=$("$MOUNT_CLONEFS" "$1" "$T/dest" "$T/meta" "$T/m" -o "source_timeout=5${3:+,$3}" 2>&1) || rc=$?
+	[ $rc != 0 ] || die "mount of $1 succeeded"
+	[ "$(echo "$out" | wc -l)" = 1 ] || die "more than one line for $1: $out"
+	echo "$out" | grep -qF "source $1" || die "error does not name the source: $out"
+	echo "$out" | grep -qiE "$2" || die "error for $1 does not say '$2': $out"
+	[ ! -e "$T/dest" ] && [ ! -e "$T/meta" ] || die "files created for a bad source $1"
+	mountpoint -q "$T/m" && die "$1 got mounted"
+	log "refused: $out"
+}
+bad "nbd+unix:///?socket=$T/nothing.sock" "no such file|connect"
+bad "nbd://[bad" "uri|pars|invalid"
+truncate -s 0 "$T/empty"
+nbd_serve "$T/empty" empty
+bad "$NBD_URI" "empty"
+nbd_stop "$NBD_PID"
+bad "nbds+unix:///?socket=$T/nbd.sock" "tls"
+pass
