@@ -207,22 +207,27 @@ none_in_flight() { [ "$(status_field "$1" 5)" = 0 ]; }
 # nbd_serve FILE [NAME [nbdkit ARGS...]]: nbdkit serving FILE read-only on
 # the unix socket $T/NAME.sock (NAME: nbd), in the foreground as our child:
 # its PID in $NBD_PID, the URI in $NBD_URI, its log in $T/NAME.nbdkit.log.
-# ARGS are filters and their parameters, before the file plugin's. The
+# ARGS: --filter=F options, and KEY=VALUE parameters of the filters. The
 # socket is removed first, so a server restarted on it is waited for.
 nbd_serve() {
-	local file=$1 name=${2:-nbd}
+	local file=$1 name=${2:-nbd} a opts=() params=()
+	for a in "${@:3}"; do
+		case $a in -*) opts+=("$a") ;; *) params+=("$a") ;; esac
+	done
 	NBD_SOCK=$T/$name.sock
 	rm -f "$NBD_SOCK"
-	nbdkit -f -r -U "$NBD_SOCK" "${@:3}" file "$file" 2>>"$T/$name.nbdkit.log" &
+	nbdkit -f -r -U "$NBD_SOCK" "${opts[@]}" file "$file" "${params[@]}" \
+		2>>"$T/$name.nbdkit.log" &
 	NBD_PID=$!
 	_pids+=("$NBD_PID")
 	poll 10 test -S "$NBD_SOCK" || die "nbdkit did not come up (see $T/$name.nbdkit.log)"
 	NBD_URI="nbd+unix:///?socket=$NBD_SOCK"
 }
 
-# nbd_stop PID: stop a server we started and reap it.
+# nbd_stop PID: stop a server we started, as a crash would, and reap it
+# (nbdkit leaves SIGTERM pending while a client stays connected).
 nbd_stop() {
-	kill -TERM "$1" 2>/dev/null || true
+	kill -KILL "$1" 2>/dev/null || true
 	reap "$1" || true
 }
 
