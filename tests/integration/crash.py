@@ -88,10 +88,11 @@ def main():
         source = f.read()
     server = None
     if os.environ.get("CRASH_NBD") == "1":
-        sock = os.path.join(work, "src.sock")
-        server = subprocess.Popen(["nbdkit", "-f", "-r", "-U", sock, "file", src],
-                                  stderr=subprocess.DEVNULL)
-        wait_for(lambda: os.path.exists(sock), 10, "nbdkit")
+        sock, pidfile = os.path.join(work, "src.sock"), os.path.join(work, "src.pid")
+        server = subprocess.Popen(["nbdkit", "-f", "-r", "-U", sock, "-P", pidfile,
+                                   "file", src], stderr=subprocess.DEVNULL)
+        # the pid file is written once the server accepts connections
+        wait_for(lambda: os.path.exists(pidfile), 10, "nbdkit")
         src = "nbd+unix:///?socket=" + sock
     try:
         rounds_of(work, rounds, rng, helper, tool, src, dest, meta, mnt, source)

@@ -215,12 +215,13 @@ nbd_serve() {
 		case $a in -*) opts+=("$a") ;; *) params+=("$a") ;; esac
 	done
 	NBD_SOCK=$T/$name.sock
-	rm -f "$NBD_SOCK"
-	nbdkit -f -r -U "$NBD_SOCK" "${opts[@]}" file "$file" "${params[@]}" \
+	rm -f "$NBD_SOCK" "$T/$name.pid"
+	nbdkit -f -r -U "$NBD_SOCK" -P "$T/$name.pid" "${opts[@]}" file "$file" "${params[@]}" \
 		2>>"$T/$name.nbdkit.log" &
 	NBD_PID=$!
 	_pids+=("$NBD_PID")
-	poll 10 test -S "$NBD_SOCK" || die "nbdkit did not come up (see $T/$name.nbdkit.log)"
+	# the pid file is written once the server accepts connections
+	poll 10 test -s "$T/$name.pid" || die "nbdkit did not come up (see $T/$name.nbdkit.log)"
 	NBD_URI="nbd+unix:///?socket=$NBD_SOCK"
 }
 

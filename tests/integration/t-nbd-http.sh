@@ -62,9 +62,9 @@ curl -sf -r 1024-2047 "$url" | cmp - <(dd if="$T/disk.img" bs=1024 skip=1 count=
 	die "HTTP range request broken"
 
 sock=$T/curl.sock
-nbdkit -f -r -U "$sock" curl "url=$url" 2>"$T/curl.nbdkit.log" &
+nbdkit -f -r -U "$sock" -P "$T/curl.pid" curl "url=$url" 2>"$T/curl.nbdkit.log" &
 _pids+=("$!")
-poll 10 test -S "$sock" || die "nbdkit curl did not come up"
+poll 10 test -s "$T/curl.pid" || die "nbdkit curl did not come up"
 
 # hydrating at 8 MiB/s: about 6 s, while ext4 is used
 mount_clone "nbd+unix:///?socket=$sock" "$T/dest" "$T/meta" "$T/m" hydration_rate=8M,hydration_batch_size=16

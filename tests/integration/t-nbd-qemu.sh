@@ -22,10 +22,11 @@ qemu-img convert -q -f qcow2 -O raw "$T/golden.qcow2" "$T/ref.raw"
 cmp "$T/golden.raw" "$T/ref.raw" || die "qemu-img round trip differs"
 
 sock=$T/qemu.sock
-qemu-nbd -r -f qcow2 -k "$sock" --shared=16 --persistent "$T/golden.qcow2" 2>"$T/qemu-nbd.log" &
-qpid=$!
-_pids+=("$qpid")
-poll 10 test -S "$sock" || die "qemu-nbd did not come up"
+qemu-nbd -r -f qcow2 -k "$sock" --shared=16 --persistent --pid-file="$T/qemu.pid" \
+	"$T/golden.qcow2" 2>"$T/qemu-nbd.log" &
+_pids+=("$!")
+# the pid file is written once it listens
+poll 10 test -s "$T/qemu.pid" || die "qemu-nbd did not come up"
 uri="nbd+unix:///?socket=$sock"
 
 mount_clone "$uri" "$T/dest" "$T/meta" "$T/m" no_hydration
