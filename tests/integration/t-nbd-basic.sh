@@ -2,7 +2,8 @@
 # SOURCE as an NBD URI (spec 1.7, issue 24), nbdkit's file plugin over a
 # unix socket: the image reads as SOURCE before hydration; hydration copies
 # it with holes and zero extents left as holes (base:allocation); the JSON
-# status shows the source; the mount(8)/fstab form takes a URI; bad input
+# status shows the source; the mount(8)/fstab form takes a URI; TLS with a
+# pre-shared key; bad input
 # (bad URI, no server, empty export, TLS refused) fails in one line.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
@@ -58,7 +59,19 @@ poll 60 hydrated_all "$T/m2" || die "hydration did not finish"
 unmount_clone "$T/m2" "$T/meta"
 cmp "$T/src" "$T/dest" || die "dest differs from source (mount(8) form)"
 
-# 4. bad input: one line naming SOURCE and the problem, non-zero exit
+# 4. TLS with a pre-shared key (nbds+unix://USER@, tls-psk-file=)
+printf 'alice:%s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$T/keys.psk"
+nbd_serve "$T/src" tls --tls=require --tls-psk="$T/keys.psk"
+tls_uri="nbds+unix://alice@/?socket=$NBD_SOCK&tls-psk-file=$T/keys.psk"
+rm -f "$T/dest" "$T/meta"
+mount_clone "$tls_uri" "$T/dest" "$T/meta" "$T/m"
+cmp "$T/src" "$T/m/image" || die "image over TLS differs from source"
+poll 60 hydrated_all "$T/m" || die "hydration over TLS did not finish"
+unmount_clone "$T/m" "$T/meta"
+cmp "$T/src" "$T/dest" || die "dest differs from source (TLS)"
+nbd_stop "$NBD_PID"
+
+# 5. bad input: one line naming SOURCE and the problem, non-zero exit
 rm -f "$T/dest" "$T/meta"
 bad() { # bad URI WHAT-TO-FIND [options]
 	local out rc=0
