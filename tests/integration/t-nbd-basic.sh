@@ -2,7 +2,8 @@
 # SOURCE as an NBD URI (spec 1.7, issue 24), nbdkit's file plugin over a
 # unix socket: the image reads as SOURCE before hydration; hydration copies
 # it with holes and zero extents left as holes (base:allocation); the JSON
-# status shows the source; the mount(8)/fstab form takes a URI; TLS with a
+# status shows the source; mount.clonefs's two-argument form, mount -t
+# clonefs and an fstab line take a URI; TLS with a
 # pre-shared key; bad input
 # (bad URI, no server, empty export, TLS refused) fails in one line.
 # timeout: 120
@@ -58,6 +59,28 @@ grep -q "^nbd+unix:///?socket=$T/nbd.sock $T/m2 fuse.clonefs " /proc/mounts ||
 poll 60 hydrated_all "$T/m2" || die "hydration did not finish"
 unmount_clone "$T/m2" "$T/meta"
 cmp "$T/src" "$T/dest" || die "dest differs from source (mount(8) form)"
+
+# 3b. mount -t clonefs and an fstab line with the URI as SOURCE: mount(8)
+# looks for /sbin/mount.clonefs, this build's for the test (as t-mount-helper)
+helper=/sbin/mount.clonefs
+if [ -e "$helper" ] || [ -L "$helper" ]; then
+	mv "$helper" "$T/helper.before"
+	atexit "rm -f $helper; mv $T/helper.before $helper"
+else
+	atexit rm -f "$helper"
+fi
+ln -s "$MOUNT_CLONEFS" "$helper"
+mount -t clonefs "$NBD_URI" "$T/m2" -o "dest=$T/dest,meta=$T/meta,no_hydration"
+poll 10 test -e "$T/m2/image" || die "no image after mount -t clonefs URI"
+cmp "$T/src" "$T/m2/image" || die "image differs (mount -t)"
+unmount_clone "$T/m2" "$T/meta"
+echo "$NBD_URI $T/m2 clonefs dest=$T/dest,meta=$T/meta,_netdev,nofail,source_timeout=5 0 0" > "$T/fstab"
+mount --fstab "$T/fstab" "$T/m2" || die "mount via fstab failed"
+poll 10 test -e "$T/m2/image" || die "no image after the fstab mount"
+grep -q "^nbd+unix:///?socket=$T/nbd.sock $T/m2 fuse.clonefs " /proc/mounts ||
+	die "fstab: not the URI: $(grep " $T/m2 " /proc/mounts)"
+unmount_clone "$T/m2" "$T/meta"
+rm -f "$helper"
 
 # 4. TLS with a pre-shared key (nbds+unix://USER@, tls-psk-file=)
 printf 'alice:%s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$T/keys.psk"
