@@ -67,7 +67,8 @@ static const char *load_libnbd(void)
 struct conn {
 	struct nbd_handle *h;	/* NULL: not connected */
 	bool busy;		/* taken by a thread */
-	char *buf;		/* NBD_SOURCE_WINDOW chunks, mapped on first copy */
+	char *buf;		/* window chunks, mapped on first copy */
+	unsigned window;	/* reads a copy keeps in flight on it */
 };
 
 struct slot {
@@ -483,14 +484,14 @@ static int block_status(struct nbd_source *s, struct conn *c, uint64_t off,
 static int copy_run(struct nbd_source *s, struct conn *c, uint64_t off,
 		    uint64_t end, const struct nbd_sink *sink, uint64_t *read)
 {
-	struct slot sl[NBD_SOURCE_WINDOW];
-	unsigned head = 0, nr = 0;
+	struct slot sl[NBD_SOURCE_MAX_WINDOW];
+	unsigned head = 0, nr = 0, w = c->window;
 	uint64_t next = off;
 	int ret = 0;
 
 	while (!ret && (next < end || nr)) {
-		while (!ret && next < end && nr < NBD_SOURCE_WINDOW) {
-			unsigned i = (head + nr) % NBD_SOURCE_WINDOW;
+		while (!ret && next < end && nr < w) {
+			unsigned i = (head + nr) % w;
 			size_t l = (size_t)MIN(end - next, NBD_SOURCE_CHUNK);
 
 			ret = send_read(s, c, &sl[i], c->buf + (size_t)i * NBD_SOURCE_CHUNK,
@@ -510,14 +511,14 @@ static int copy_run(struct nbd_source *s, struct conn *c, uint64_t off,
 			*read += sl[head].len;
 			ret = sink->data(sink->arg, sl[head].buf, sl[head].off, sl[head].len);
 		}
-		head = (head + 1) % NBD_SOURCE_WINDOW;
+		head = (head + 1) % w;
 		nr--;
 	}
 	if (ret && nr) { /* the rest of the window, in order */
-		struct slot rest[NBD_SOURCE_WINDOW];
+		struct slot rest[NBD_SOURCE_MAX_WINDOW];
 
 		for (unsigned k = 0; k < nr; k++)
-			rest[k] = sl[(head + k) % NBD_SOURCE_WINDOW];
+			rest[k] = sl[(head + k) % w];
 		ret = drain(s, c, rest, nr, ret);
 	}
 	return ret;
@@ -530,7 +531,7 @@ static int conn_copy(struct nbd_source *s, struct conn *c, uint64_t off,
 	int ret = 0;
 
 	if (!c->buf) {
-		c->buf = mmap(NULL, (size_t)NBD_SOURCE_WINDOW * NBD_SOURCE_CHUNK,
+		c->buf = mmap(NULL, (size_t)c->window * NBD_SOURCE_CHUNK,
 			      PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (c->buf == MAP_FAILED) {
 			c->buf = NULL;
@@ -604,6 +605,10 @@ int nbd_source_open(const char *uri, uint32_t timeout_ms,
 	s->extents = L.nbd_can_meta_context(s->fg[0].h,
 					    LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
 	s->nr_hy = s->multi_conn ? NBD_SOURCE_MAX_CONNS : 1;
+	for (int i = 0; i < NBD_SOURCE_MAX_CONNS; i++) {
+		s->fg[i].window = NBD_SOURCE_WINDOW;
+		s->hy[i].window = NBD_SOURCE_MAX_WINDOW / s->nr_hy;
+	}
 	*out = s;
 	return 0;
 fail:
@@ -634,7 +639,7 @@ void nbd_source_close(struct nbd_source *s)
 			if (c->h)
 				conn_drop(s, c);
 			if (c->buf)
-				munmap(c->buf, (size_t)NBD_SOURCE_WINDOW * NBD_SOURCE_CHUNK);
+				munmap(c->buf, (size_t)c->window * NBD_SOURCE_CHUNK);
 		}
 	}
 	g_mutex_clear(&s->lock);

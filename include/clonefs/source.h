@@ -32,10 +32,13 @@ struct nbd_source;
 
 /* Reads of this size at most go to the server in one request. */
 #define NBD_SOURCE_CHUNK (256u << 10)
-/* Requests in flight per hydration connection: 4 connections x 4 x 256 KiB
- * of buffers (scripts/bench: enough for 2 ms of latency). */
+/* Requests in flight per connection: 4 hydration connections x 4 x 256 KiB
+ * of buffers (scripts/bench: enough for 2 ms of latency). A server without
+ * multi-conn gets one hydration connection with all 16 in flight, the same
+ * 4 MiB. */
 #define NBD_SOURCE_WINDOW 4
 #define NBD_SOURCE_MAX_CONNS 4
+#define NBD_SOURCE_MAX_WINDOW (NBD_SOURCE_WINDOW * NBD_SOURCE_MAX_CONNS)
 /* Hydration defaults for an NBD SOURCE, taken where the options hold the
  * local ones: 4 MiB batches keep a connection's window full between
  * batches (scripts/bench, at 2 ms a read). */
@@ -77,7 +80,7 @@ struct nbd_sink {
 	void *arg;
 };
 /*
- * Copy [off, end) of SOURCE into @sink, with NBD_SOURCE_WINDOW reads in
+ * Copy [off, end) of SOURCE into @sink, with a window of reads in
  * flight: on a hydration connection (waiting for the server while it is
  * away), or with @foreground on a foreground one (bounded by the timeout).
  * Adds the bytes read to *@read. 0 or -errno (-EIO: the server failed a

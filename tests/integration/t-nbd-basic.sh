@@ -60,6 +60,21 @@ poll 60 hydrated_all "$T/m2" || die "hydration did not finish"
 unmount_clone "$T/m2" "$T/meta"
 cmp "$T/src" "$T/dest" || die "dest differs from source (mount(8) form)"
 
+# 3a. a server without multi-conn: one hydration connection, all of the
+# window on it
+main_uri=$NBD_URI main_pid=$NBD_PID
+nbd_serve "$T/src" single --filter=multi-conn multi-conn-mode=disable
+rm -f "$T/dest" "$T/meta"
+mount_clone "$NBD_URI" "$T/dest" "$T/meta" "$T/m"
+poll 60 hydrated_all "$T/m" || die "hydration without multi-conn did not finish"
+[ "$(source_json "$T/m" multi_conn)" = False ] || die "multi-conn seen where disabled"
+c=$(source_json "$T/m" connections)
+[ "$c" -le 2 ] || die "$c connections to a server without multi-conn (1 + 1 expected)"
+unmount_clone "$T/m" "$T/meta"
+cmp "$T/src" "$T/dest" || die "dest differs from source (no multi-conn)"
+nbd_stop "$NBD_PID"
+NBD_URI=$main_uri NBD_PID=$main_pid
+
 # 3b. mount -t clonefs and an fstab line with the URI as SOURCE: mount(8)
 # looks for /sbin/mount.clonefs, this build's for the test (as t-mount-helper)
 helper=/sbin/mount.clonefs
