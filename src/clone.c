@@ -230,6 +230,8 @@ int clone_close(struct clone *c)
 
 	/* Workers first, then the timer, then the last commit: a commit that
 	 * fails kicks the (stopped) engine, so it is freed only after. */
+	if (c->nbd) /* copies waiting for the server give up */
+		nbd_source_stop(c->nbd);
 	hydrate_stop(c->hy);
 	if (c->committer) {
 		g_mutex_lock(&c->timer_lock);
@@ -281,6 +283,8 @@ static ssize_t map_read(struct clone *c, uint64_t off, size_t len,
 			run_end = MIN(run_end + c->region_size, end);
 		}
 		fd = hyd ? c->dest_fd : c->src_fd;
+		if (fd < 0 && !checked)
+			return -EOPNOTSUPP; /* an NBD SOURCE: clone_read */
 		ret = checked ? 0 : bio_will_read(fd, pos, run_end - pos);
 		if (ret || (ret = fn(arg, fd, pos, run_end - pos)))
 			return ret;
@@ -298,18 +302,27 @@ ssize_t clone_map_read(struct clone *c, uint64_t off, size_t len,
 struct read_ctx {
 	char *buf;
 	uint64_t base;
+	struct clone *c;
 };
 
+/* fd -1: SOURCE is an NBD export. */
 static int read_extent(void *arg, int fd, uint64_t off, size_t len)
 {
 	struct read_ctx *rc = arg;
 
+	if (fd < 0)
+		return nbd_source_pread(rc->c->nbd, rc->buf + (off - rc->base), len, off);
 	return bio_pread(fd, rc->buf + (off - rc->base), len, off);
+}
+
+bool clone_source_remote(struct clone *c)
+{
+	return c->nbd != NULL;
 }
 
 ssize_t clone_read(struct clone *c, void *buf, size_t len, uint64_t off)
 {
-	struct read_ctx rc = { buf, off };
+	struct read_ctx rc = { buf, off, c };
 
 	return map_read(c, off, len, read_extent, &rc, true);
 }
@@ -493,4 +506,7 @@ void clone_get_status(struct clone *c, struct clone_status *st)
 	st->discard_passdown = __atomic_load_n(&c->discard_passdown, __ATOMIC_RELAXED);
 	st->lost_writes = clone_error_mark(c);
 	hydrate_get_stats(c->hy, &st->hy);
+	st->remote = c->nbd != NULL;
+	if (c->nbd)
+		nbd_source_get_stats(c->nbd, &st->src);
 }

@@ -7,6 +7,7 @@
 #define CLONEFS_CLONE_IMPL_H
 
 #include "clonefs/clone.h"
+#include "clonefs/source.h"
 
 #include <glib.h>
 #include <sys/types.h>
@@ -15,6 +16,7 @@ struct clone {
 	struct clone_options opt;
 	int src_fd, dest_fd;
 	int copy_src_fd, stream_src_fd, write_src_fd; /* SOURCE again, for copies */
+	struct nbd_source *nbd;	/* an NBD SOURCE (the fds above are -1), or NULL */
 	uint64_t size;
 	uint32_t region_size;
 	unsigned region_shift;

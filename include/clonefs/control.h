@@ -51,6 +51,19 @@
 #define CONTROL_KEY_COPY_ERRORS "copy_errors"
 #define CONTROL_KEY_LOST_WRITES "lost_writes"
 #define CONTROL_KEY_LAST_ERROR "last_error"
+/* Only when SOURCE is an NBD export: an object with these members. */
+#define CONTROL_KEY_SOURCE "source"
+#define CONTROL_KEY_SOURCE_STATE "state"      /* connected, retrying, stopped */
+#define CONTROL_KEY_SOURCE_CONNECTIONS "connections"
+#define CONTROL_KEY_SOURCE_MULTI_CONN "multi_conn"
+#define CONTROL_KEY_SOURCE_READS "reads"
+#define CONTROL_KEY_SOURCE_READ_BYTES "read_bytes"
+#define CONTROL_KEY_SOURCE_READ_ERRORS "read_errors"
+#define CONTROL_KEY_SOURCE_TIMEOUTS "timeouts"
+#define CONTROL_KEY_SOURCE_CONNECTS "connects"
+#define CONTROL_KEY_SOURCE_CONNECT_FAILURES "connect_failures"
+#define CONTROL_KEY_SOURCE_ZERO_BYTES "zero_bytes"
+#define CONTROL_KEY_SOURCE_LAST_ERROR "last_error"
 
 enum control_verb {
 	MSG_ENABLE_HYDRATION,
