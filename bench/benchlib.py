@@ -385,6 +385,72 @@ def boot_targets(res, target):
                v is not None and v <= 1.05)
 
 
+def nbd_section(metrics, runs, res, P, target):
+    """An NBD SOURCE (issue 24): hydration against nbdcopy, qemu-img convert
+    and qemu's block-stream at 2 ms a read, and under a rate cap; 4 KiB read
+    latency; the daemon's memory. Adds its targets."""
+    size = metrics.get("meta", {}).get("size_bytes", 0)
+    cap = metrics.get("nbd/rate_cap_MiBps")
+    if not any(k.startswith("hyd_s/nbd") for k in metrics):
+        return
+    res["nbd"] = {}
+    P("")
+    P("== NBD SOURCE (nbdkit, unix socket): time to a full, durable copy (best run) ==")
+    P("%-10s %-28s %9s %9s %10s %10s  %s" % ("server", "method", "best s", "MiB/s",
+                                              "x nbdcopy", "x qemu-img", "all runs (s)"))
+    for kind, kname in (("nbd2ms", "2 ms/read"), ("nbdrate", "%s MiB/s" % cap)):
+        nc = metrics.get("hyd_s/%s/nbdcopy" % kind)
+        qi = metrics.get("hyd_s/%s/qemu-img" % kind)
+        for meth, mname in (("nbdcopy", "nbdcopy (libnbd)"), ("qemu-img", "qemu-img convert"),
+                            ("qemu", "qemu block-stream, overlay"), ("cfs", "clonefs hydration")):
+            t = metrics.get("hyd_s/%s/%s" % (kind, meth))
+            if t is None:
+                continue
+            d = {"seconds": t, "MiBps": size / t / 2**20 if t else None,
+                 "x_nbdcopy_speed": ratio(nc, t), "x_qemu_img_speed": ratio(qi, t),
+                 "samples": metrics.get("hyd_samples/%s/%s" % (kind, meth))}
+            res["nbd"].setdefault(kind, {})[meth] = d
+            P("%-10s %-28s %9.2f %9.1f %10s %10s  %s" % (
+                kname, mname, t, d["MiBps"] or 0, fmt(d["x_nbdcopy_speed"]),
+                fmt(d["x_qemu_img_speed"]), " ".join("%.2f" % x for x in d["samples"] or [])))
+    lat = runs.get("lat", {})
+    P("4 KiB random read latency, O_DIRECT, QD1, 2 ms/read (us):")
+    for cfg, cname in (("cfs-nbd-idle", "clonefs unhydrated, idle"),
+                       ("cfs-nbd-during", "clonefs while hydrating"),
+                       ("qemu-nbd-idle", "qemu overlay, NBD backing")):
+        r = lat.get(cfg)
+        if r:
+            res["nbd"][cfg] = r
+            P("  %-32s p50 %9s  p99 %9s  IOPS %7.0f" % (
+                cname, fmt(r["clat_p50_us"], "%.1f"), fmt(r["clat_p99_us"], "%.1f"), r["iops"]))
+    hwm = metrics.get("hwm_kb/cfs-nbd")
+    if hwm is not None:
+        res["nbd"]["hwm_kb"] = hwm
+        P("  clonefs VmHWM after the NBD clone hydrated: %.1f MiB" % (hwm / 1024.0))
+
+    def t_of(kind, meth):
+        return metrics.get("hyd_s/%s/%s" % (kind, meth))
+    v = ratio(t_of("nbd2ms", "nbdcopy"), t_of("nbd2ms", "cfs"))
+    target("NBD 2 ms: hydration >= 0.8 x nbdcopy speed", v, 0.8, v is not None and v >= 0.8)
+    v = ratio(t_of("nbd2ms", "qemu-img"), t_of("nbd2ms", "cfs"))
+    target("NBD 2 ms: hydration >= 3 x qemu-img convert speed", v, 3.0,
+           v is not None and v >= 3.0)
+    t = t_of("nbdrate", "cfs")
+    v = size / t / 2**20 / cap if t and cap else None
+    target("NBD %s MiB/s cap: hydration >= 0.9 x the cap" % cap, v, 0.9,
+           v is not None and v >= 0.9)
+    v = ratio(lat.get("cfs-nbd-during", {}).get("clat_p99_us"),
+              lat.get("cfs-nbd-idle", {}).get("clat_p99_us"))
+    target("NBD p99 4k read latency while hydrating <= 2 x idle", v, 2.0,
+           v is not None and v <= 2.0)
+    st = metrics.get("nbd/status", "").split()
+    regions = int(st[3].split("/")[1]) if len(st) > 3 else None
+    if hwm is not None and regions:
+        limit_kb = regions * 2 / 8 / 1024 + 8 * 1024
+        target("memory cfs-nbd VmHWM <= 2 bits/region + 8 MiB (MiB)", hwm / 1024.0,
+               limit_kb / 1024.0, hwm <= limit_kb)
+
+
 def report(resdir, out):
     metrics = load_metrics(resdir)
     fiodir = os.path.join(resdir, "fio")
@@ -634,6 +700,7 @@ def report(resdir, out):
         target("memory %s VmHWM <= 2 bits/region + 8 MiB (MiB)" % key, v / 1024.0,
                limit_kb / 1024.0, v <= limit_kb)
     boot_targets(res, target)
+    nbd_section(metrics, runs, res, P, target)
     res["targets"] = targets
 
     P("")

@@ -419,6 +419,25 @@ static int add_extent(void *arg, int fd, uint64_t off, size_t len)
  * those). */
 #define SMALL_READ 4096
 
+/* An NBD SOURCE has no fd to splice from: the bytes are read into memory
+ * (the network, not this copy, is what such a read waits for). */
+static void cfs_read_remote(fuse_req_t req, size_t size, off_t off)
+{
+	char *buf = malloc(size);
+	ssize_t n;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = clone_read(clone_of(req), buf, size, (uint64_t)off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
 static void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
@@ -427,6 +446,10 @@ static void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	(void)ino;
 	(void)fi;
+	if (clone_source_remote(clone_of(req)) && size > SMALL_READ) {
+		cfs_read_remote(req, size, off);
+		return;
+	}
 	if (size <= SMALL_READ) {
 		char buf[SMALL_READ];
 

@@ -303,7 +303,13 @@ static double next_random(void)
 /* 0, or the negative errno to inject for @op on @fd over [off, off + len). */
 int bio_hook_fault(int fd, enum bio_op op, uint64_t off, uint64_t len)
 {
-	int role = bio_role_of(fd), err = 0, which = 0;
+	return bio_hook_fault_role(bio_role_of(fd), op, off, len);
+}
+
+/* The same for a file known by its role alone (an NBD SOURCE has no fd). */
+int bio_hook_fault_role(int role, enum bio_op op, uint64_t off, uint64_t len)
+{
+	int err = 0, which = 0;
 	uint64_t nth = 0, total = 0;
 
 	if (role < 0 || !(__atomic_load_n(&bio_hooks, __ATOMIC_ACQUIRE) & H_FAULTS))

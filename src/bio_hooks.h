@@ -50,6 +50,8 @@ static inline bool bio_hook_logging(void)
 
 /* 0, or the negative errno to inject for @op on @fd over [off, off + len). */
 int bio_hook_fault(int fd, enum bio_op op, uint64_t off, uint64_t len);
+/* The same for @role (a BIO_* role, or -1 for none). */
+int bio_hook_fault_role(int role, enum bio_op op, uint64_t off, uint64_t len);
 /* Append one record; a failed append stops recording, loudly. */
 void bio_hook_log(int type, int role, uint64_t a, uint64_t b,
 		  const void *data, size_t len);

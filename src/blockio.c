@@ -206,6 +206,13 @@ int bio_will_read(int fd, uint64_t off, size_t len)
 	return size < off + len ? -EIO : 0;
 }
 
+int bio_source_will_read(uint64_t off, size_t len)
+{
+	if (!bio_hooked())
+		return 0;
+	return bio_hook_fault_role(BIO_SOURCE, BIO_OP_READ, off, len);
+}
+
 void bio_read_ahead(int fd, uint64_t off, uint64_t len)
 {
 	(void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);

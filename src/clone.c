@@ -78,9 +78,22 @@ static void lost_writes(struct clone *c)
 	__atomic_add_fetch(&c->lost_writes, 1, __ATOMIC_SEQ_CST);
 }
 
-/* One transaction: freeze, flush DEST, commit (spec 2.5, 3.2). With
- * @flush, DEST is flushed even when no bit changed. */
-static int commit_now(struct clone *c, bool flush)
+/* A commit or checkpoint failed: marks are rolled back, so acknowledged
+ * writes may be lost. */
+static int commit_failed(struct clone *c, int ret)
+{
+	g_warning("metadata commit failed: %s", g_strerror(-ret));
+	lost_writes(c);
+	hydrate_kick(c->hy);
+	return ret;
+}
+
+/*
+ * One transaction: freeze, flush DEST, commit (spec 2.5, 3.2): a journal
+ * record, one META flush. With @flush, DEST is flushed even when no bit
+ * changed; with @checkpoint, the journal is then folded into the trees.
+ */
+static int commit_now(struct clone *c, bool flush, bool checkpoint)
 {
 	int ret;
 
@@ -90,6 +103,8 @@ static int commit_now(struct clone *c, bool flush)
 			lost_writes(c);
 			return ret;
 		}
+		if (checkpoint && md_mode(c->md) == MD_MODE_RW && (ret = md_checkpoint(c->md)))
+			return commit_failed(c, ret);
 		return 0;
 	}
 	ret = md_pre_commit(c->md);
@@ -105,12 +120,9 @@ static int commit_now(struct clone *c, bool flush)
 	}
 	if (!ret)
 		ret = md_commit(c->md);
-	if (ret) {
-		g_warning("metadata commit failed: %s", g_strerror(-ret));
-		lost_writes(c);
-		hydrate_kick(c->hy);
-	}
-	return ret;
+	if (!ret && checkpoint)
+		ret = md_checkpoint(c->md);
+	return ret ? commit_failed(c, ret) : 0;
 }
 
 /*
@@ -122,7 +134,7 @@ static int commit_now(struct clone *c, bool flush)
  * its commit returns 0; a failure of that commit reaches it through the
  * error marks (clone_fsync).
  */
-static int commit(struct clone *c, bool flush)
+static int commit(struct clone *c, bool flush, bool checkpoint)
 {
 	uint64_t want;
 	int ret;
@@ -132,6 +144,7 @@ static int commit(struct clone *c, bool flush)
 	g_mutex_lock(&c->group_lock);
 	want = c->commits_started + 1;
 	c->next_flushes |= flush;
+	c->next_checkpoint |= checkpoint;
 	while (c->commits_finished < want) {
 		if (c->committing) {
 			g_cond_wait(&c->group_cond, &c->group_lock);
@@ -139,10 +152,11 @@ static int commit(struct clone *c, bool flush)
 		}
 		c->committing = true;
 		flush = c->next_flushes;
-		c->next_flushes = false;
+		checkpoint = c->next_checkpoint;
+		c->next_flushes = c->next_checkpoint = false;
 		c->commits_started++;
 		g_mutex_unlock(&c->group_lock);
-		ret = commit_now(c, flush);
+		ret = commit_now(c, flush, checkpoint);
 		g_mutex_lock(&c->group_lock);
 		c->committing = false;
 		c->commits_finished = c->commits_started;
@@ -166,7 +180,7 @@ int clone_fsync(struct clone *c, uint64_t *seen)
 
 	/* A user waits on this one: copies make way while it runs (spec 3.8). */
 	hydrate_flush_begin(c->hy);
-	ret = commit(c, true);
+	ret = commit(c, true, false);
 	hydrate_flush_end(c->hy);
 
 	if (!seen)
@@ -183,7 +197,7 @@ int clone_fsync(struct clone *c, uint64_t *seen)
 	return ret;
 }
 
-int clone_commit(struct clone *c) { return commit(c, false); }
+int clone_commit(struct clone *c) { return commit(c, false, true); }
 
 static gpointer committer(gpointer arg)
 {
@@ -200,7 +214,7 @@ static gpointer committer(gpointer arg)
 		if (c->stopping)
 			break;
 		g_mutex_unlock(&c->timer_lock);
-		commit(c, false);
+		commit(c, false, true);	/* the periodic checkpoint */
 		g_mutex_lock(&c->timer_lock);
 	}
 	g_mutex_unlock(&c->timer_lock);
@@ -224,6 +238,8 @@ int clone_close(struct clone *c)
 
 	/* Workers first, then the timer, then the last commit: a commit that
 	 * fails kicks the (stopped) engine, so it is freed only after. */
+	if (c->nbd) /* copies waiting for the server give up */
+		nbd_source_stop(c->nbd);
 	hydrate_stop(c->hy);
 	if (c->committer) {
 		g_mutex_lock(&c->timer_lock);
@@ -233,7 +249,7 @@ int clone_close(struct clone *c)
 		g_thread_join(c->committer);
 	}
 	/* The final commit, after the timer is gone (spec 6.7). */
-	ret = commit(c, true);
+	ret = commit(c, true, true);
 	hydrate_free(c->hy);
 	md_close(c->md);
 	clone_free_files(c);
@@ -279,6 +295,8 @@ static ssize_t map_read(struct clone *c, uint64_t off, size_t len,
 		if (!hyd && !c->opt.ro)
 			hydrate_hint(c->hy, r, regions_in(c, pos, run_end));
 		fd = hyd ? c->dest_fd : c->src_fd;
+		if (fd < 0 && !checked)
+			return -EOPNOTSUPP; /* an NBD SOURCE: clone_read */
 		ret = checked ? 0 : bio_will_read(fd, pos, run_end - pos);
 		if (ret || (ret = fn(arg, fd, pos, run_end - pos)))
 			return ret;
@@ -296,18 +314,27 @@ ssize_t clone_map_read(struct clone *c, uint64_t off, size_t len,
 struct read_ctx {
 	char *buf;
 	uint64_t base;
+	struct clone *c;
 };
 
+/* fd -1: SOURCE is an NBD export. */
 static int read_extent(void *arg, int fd, uint64_t off, size_t len)
 {
 	struct read_ctx *rc = arg;
 
+	if (fd < 0)
+		return nbd_source_pread(rc->c->nbd, rc->buf + (off - rc->base), len, off);
 	return bio_pread(fd, rc->buf + (off - rc->base), len, off);
+}
+
+bool clone_source_remote(struct clone *c)
+{
+	return c->nbd != NULL;
 }
 
 ssize_t clone_read(struct clone *c, void *buf, size_t len, uint64_t off)
 {
-	struct read_ctx rc = { buf, off };
+	struct read_ctx rc = { buf, off, c };
 
 	return map_read(c, off, len, read_extent, &rc, true);
 }
@@ -468,7 +495,7 @@ int clone_hydrated_dest(struct clone *c)
 	/* The kernel will write DEST itself: only once no rollback can take
 	 * a bit back, i.e. every bit is committed and metadata is healthy
 	 * (spec 2.9). */
-	if (commit(c, false) || md_changed(c->md) || md_mode(c->md) != MD_MODE_RW)
+	if (commit(c, false, false) || md_changed(c->md) || md_mode(c->md) != MD_MODE_RW)
 		return -1;
 	if (fstat(c->dest_fd, &st))
 		return -1;
@@ -492,6 +519,9 @@ void clone_get_status(struct clone *c, struct clone_status *st)
 	st->discard_passdown = __atomic_load_n(&c->discard_passdown, __ATOMIC_RELAXED);
 	st->lost_writes = clone_error_mark(c);
 	hydrate_get_stats(c->hy, &st->hy);
+	st->remote = c->nbd != NULL;
+	if (c->nbd)
+		nbd_source_get_stats(c->nbd, &st->src);
 }
 
 /* ---- access profiles (spec 3.9) ---- */

@@ -8,6 +8,7 @@
 
 #include "clonefs/clone.h"
 #include "clonefs/profile.h"
+#include "clonefs/source.h"
 
 #include <glib.h>
 #include <sys/types.h>
@@ -16,6 +17,7 @@ struct clone {
 	struct clone_options opt;
 	int src_fd, dest_fd;
 	int copy_src_fd, stream_src_fd, write_src_fd; /* SOURCE again, for copies */
+	struct nbd_source *nbd;	/* an NBD SOURCE (the fds above are -1), or NULL */
 	uint64_t size;
 	uint32_t region_size;
 	unsigned region_shift;
@@ -36,7 +38,7 @@ struct clone {
 	 * meanwhile all ride the next one (clone.c). */
 	GMutex group_lock;
 	GCond group_cond;
-	bool committing, next_flushes;
+	bool committing, next_flushes, next_checkpoint;
 	uint64_t commits_started, commits_finished;
 	int last_result;
 

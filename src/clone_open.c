@@ -118,6 +118,31 @@ static int open_source(struct clone *c, const char *path, struct stat *st,
 	return 0;
 }
 
+/*
+ * An NBD export (spec 1.7): its size is the server's, and as no file of
+ * ours it cannot be DEST or META (@st stays zero for those checks). The
+ * image's mode is 0600 unless umask= says otherwise, as for a file that
+ * lets its owner read it. Hydration batches are bigger by default (source.h).
+ */
+static int open_nbd_source(struct clone *c, const char *uri, struct stat *st,
+			   char *err, size_t errlen)
+{
+	int ret = nbd_source_open(uri, c->opt.source_timeout_ms, &c->nbd, err, errlen);
+
+	if (ret)
+		return ret;
+	if (c->opt.hydration_batch_size == CLONE_DEFAULT_BATCH &&
+	    c->opt.hydration_threshold == CLONE_DEFAULT_THRESHOLD) {
+		c->opt.hydration_batch_size = NBD_SOURCE_BATCH;
+		c->opt.hydration_threshold = NBD_SOURCE_THRESHOLD;
+	}
+	c->size = nbd_source_size(c->nbd);
+	memset(st, 0, sizeof(*st));
+	st->st_mode = S_IFREG | 0400;
+	image_owner(c, st);
+	return 0;
+}
+
 /* DEST as it is (not created yet): *@exists false when missing. */
 static int open_dest(struct clone *c, const char *path, const struct stat *src,
 		     struct stat *st, uint64_t *size, bool *exists, char *err,
@@ -277,6 +302,11 @@ static int open_copy_files(struct clone *c, const char *source, char *err,
 {
 	char path[64];
 
+	if (c->nbd) { /* the NBD source has its own connections */
+		bio_set_role(c->dest_fd, BIO_DEST);
+		return 0;
+	}
+
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", c->src_fd);
 	c->copy_src_fd = open(path, O_RDONLY | O_CLOEXEC);
 	c->stream_src_fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -335,7 +365,9 @@ int clone_open(const char *source, const char *dest, const char *meta,
 	/* A bad profile is refused before any file is touched (spec 1.3). */
 	if (o->prefetch[0] && (ret = profile_load(o->prefetch, &pf, err, errlen)))
 		goto out;
-	if ((ret = open_source(c, source, &sst, err, errlen)) ||
+	if ((ret = source_is_nbd_uri(source) ?
+		   open_nbd_source(c, source, &sst, err, errlen) :
+		   open_source(c, source, &sst, err, errlen)) ||
 	    (ret = prefetch_fits_source(c, &pf, o->prefetch, err, errlen)) ||
 	    (ret = open_dest(c, dest, &sst, &dst, &dsize, &dest_exists, err, errlen)) ||
 	    (ret = open_meta(c, &p, &sst, &dst, dest_exists, err, errlen)) ||
@@ -348,9 +380,9 @@ int clone_open(const char *source, const char *dest, const char *meta,
 		.src_fd = c->copy_src_fd, .stream_fd = c->stream_src_fd,
 		.write_fd = c->write_src_fd, .dest_fd = c->dest_fd, .md = c->md,
 		.image_size = c->size, .region_size = c->region_size,
-		.nr_regions = c->nr_regions,
+		.nr_regions = c->nr_regions, .nbd = c->nbd,
 	};
-	c->hy = hydrate_new(&t, o);
+	c->hy = hydrate_new(&t, &c->opt);
 	c->rec = profile_rec_new(c->region_size, c->nr_regions, c->size);
 	if (o->prefetch[0] &&
 	    (ret = clone_set_prefetch(c, &pf, o->prefetch, err, errlen))) {
@@ -380,6 +412,7 @@ void clone_free_files(struct clone *c)
 		close(*fds[i]);
 	}
 	profile_rec_free(c->rec);
+	nbd_source_close(c->nbd);
 	g_mutex_clear(&c->group_lock);
 	g_cond_clear(&c->group_cond);
 	g_mutex_clear(&c->timer_lock);

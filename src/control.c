@@ -236,6 +236,29 @@ static void add_line_fields(GString *o, const struct clone_status *st)
 	add_string(o, CONTROL_KEY_MODE, mode_word(st));
 }
 
+/* An NBD SOURCE's state and counts, as one object. */
+static void add_source(GString *o, const struct clone_status *st)
+{
+	const struct nbd_source_stats *s = &st->src;
+	GString *n = g_string_new("{");
+
+	add_string(n, CONTROL_KEY_SOURCE_STATE, nbd_source_state_word(s->state));
+	add_int(n, CONTROL_KEY_SOURCE_CONNECTIONS, s->connections);
+	add_bool(n, CONTROL_KEY_SOURCE_MULTI_CONN, s->multi_conn);
+	add_int(n, CONTROL_KEY_SOURCE_READS, s->reads);
+	add_int(n, CONTROL_KEY_SOURCE_READ_BYTES, s->read_bytes);
+	add_int(n, CONTROL_KEY_SOURCE_READ_ERRORS, s->read_errors);
+	add_int(n, CONTROL_KEY_SOURCE_TIMEOUTS, s->timeouts);
+	add_int(n, CONTROL_KEY_SOURCE_CONNECTS, s->connects);
+	add_int(n, CONTROL_KEY_SOURCE_CONNECT_FAILURES, s->connect_failures);
+	add_int(n, CONTROL_KEY_SOURCE_ZERO_BYTES, s->zero_bytes);
+	add_string(n, CONTROL_KEY_SOURCE_LAST_ERROR, s->last_error);
+	g_string_append_c(n, '}');
+	add_key(o, CONTROL_KEY_SOURCE);
+	g_string_append(o, n->str);
+	g_string_free(n, TRUE);
+}
+
 char *control_format_json(const struct clone_status *st)
 {
 	GString *o = g_string_new("{");
@@ -263,6 +286,8 @@ char *control_format_json(const struct clone_status *st)
 	add_int(o, CONTROL_KEY_PREFETCH_HYDRATED, st->hy.prefetch_hydrated);
 	add_bool(o, CONTROL_KEY_PREFETCH_DONE,
 		 st->hy.prefetch_hydrated == st->hy.prefetch_total);
+	if (st->remote)
+		add_source(o, st);
 	g_string_append_c(o, '}');
 	return g_string_free(o, FALSE);
 }

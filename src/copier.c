@@ -11,6 +11,7 @@
  */
 #include "clonefs/copier.h"
 #include "clonefs/blockio.h"
+#include "clonefs/source.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -160,6 +161,37 @@ static int data_run(struct copier *cp, int src, uint64_t off, uint64_t end,
 	return bio_data_run(src, off, end, data, stop) ? source_covers(cp, end) : 0;
 }
 
+/* An NBD SOURCE's copy puts its reads and zero extents into DEST as a
+ * local copy does (nbd_source_copy reads, in order, pipelined). */
+struct remote_put {
+	struct copier *cp;
+	struct copy *c;
+};
+
+static int remote_data(void *arg, const char *buf, uint64_t off, size_t len)
+{
+	struct remote_put *rp = arg;
+
+	if (rp->c->background)
+		rp->cp->yield(rp->cp->yield_arg);
+	return put_copied(rp->cp, rp->c, buf, off, len);
+}
+
+static int remote_zero(void *arg, uint64_t off, uint64_t len)
+{
+	struct remote_put *rp = arg;
+
+	return dest_hole(rp->cp->t.dest_fd, off, len);
+}
+
+static int copy_remote(struct copier *cp, struct copy *c, uint64_t off, uint64_t end)
+{
+	struct remote_put rp = { cp, c };
+	struct nbd_sink sink = { remote_data, remote_zero, &rp };
+
+	return nbd_source_copy(cp->t.nbd, off, end, !c->background, &sink, &c->read);
+}
+
 /*
  * Copy regions [first, first + n) through @c's buffer, COPIER_CHUNK bytes,
  * reading @src where data goes on past them, cp->t.src_fd where a hole
@@ -174,6 +206,8 @@ int copier_copy(struct copier *cp, int src, uint64_t first, uint64_t n,
 
 	if (end > cp->t.image_size)
 		end = cp->t.image_size;
+	if (cp->t.nbd)
+		return copy_remote(cp, c, off, end);
 	ret = try_reflink(cp, c, off, end);
 	if (ret)
 		return ret < 0 ? ret : 0;
@@ -198,8 +232,14 @@ void copier_describe_failure(struct copier *cp, int ret, uint64_t bad,
 			     uint64_t nbad, char *msg, size_t len)
 {
 	uint64_t size;
+	struct nbd_source_stats st;
 
-	if (ret == -EIO && !bio_size(cp->t.src_fd, &size) && size < cp->t.image_size)
+	if (cp->t.nbd) {
+		nbd_source_get_stats(cp->t.nbd, &st);
+		snprintf(msg, len, "copy of regions %" G_GUINT64_FORMAT "+%"
+			 G_GUINT64_FORMAT " failed: %s (source: %s)", bad, nbad,
+			 g_strerror(-ret), st.last_error);
+	} else if (ret == -EIO && !bio_size(cp->t.src_fd, &size) && size < cp->t.image_size)
 		snprintf(msg, len, "copy of regions %" G_GUINT64_FORMAT "+%"
 			 G_GUINT64_FORMAT " failed: source is shorter than the "
 			 "image (%" G_GUINT64_FORMAT " < %" G_GUINT64_FORMAT
@@ -219,7 +259,7 @@ void copier_read_ahead(struct copier *cp, uint64_t off)
 {
 	uint64_t end = MIN(off + READ_AHEAD, cp->t.image_size), data, stop;
 
-	if (off >= end)
+	if (off >= end || cp->t.nbd)
 		return;
 	/* advice only: a short SOURCE is the copy's to report */
 	if (!data_run(cp, cp->t.src_fd, off, end, &data, &stop) &&
@@ -254,7 +294,8 @@ int copier_copy_write(struct copier *cp, int src, uint64_t region,
 	buf = malloc(n);
 	if (!buf)
 		return -ENOMEM;
-	ret = bio_pread(src, buf, n, start);
+	ret = cp->t.nbd ? nbd_source_pread(cp->t.nbd, buf, n, start)
+			: bio_pread(src, buf, n, start);
 	if (!ret) {
 		memcpy(buf + (off - start), data, len);
 		ret = put_copied(cp, NULL, buf, start, n);
@@ -273,7 +314,7 @@ void copier_init(struct copier *cp, const struct hydrate_target *t,
 {
 	cp->t = *t;
 	cp->wb_fd = -1;
-	cp->reflink = -1;
+	cp->reflink = t->nbd ? 0 : -1; /* nothing to share with a server */
 	cp->copied_bytes = 0;
 	cp->yield = yield ? yield : no_yield;
 	cp->yield_arg = arg;

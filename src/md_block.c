@@ -40,7 +40,7 @@ static int block_csum(const uint8_t *b, uint8_t out[32])
 	return 0;
 }
 
-static bool csum_ok(const uint8_t *b)
+bool mdb_csum_ok(const void *b)
 {
 	uint8_t sum[32];
 
@@ -55,7 +55,7 @@ static int blk_check(const uint8_t *b, uint64_t nr, const struct md_want *w,
 	uint64_t txid = le64_to_cpu(h->txid), at = le64_to_cpu(h->blocknr);
 	const char *tree = md_tree_name(w->tree);
 
-	if (!csum_ok(b))
+	if (!mdb_csum_ok(b))
 		return errf(err, len, -EILSEQ, "bad checksum at block %" PRIu64, nr);
 	if (at != nr)
 		return errf(err, len, -EILSEQ, "misplaced block at %" PRIu64
@@ -127,7 +127,7 @@ void mdb_sb_parse(const void *b, int slot, struct md_sb *s)
 	s->raw_txid = le64_to_cpu(d->h.txid);
 	s->version = le32_to_cpu(d->version);
 	s->hydrated = le64_to_cpu(d->hydrated);	/* a hint only, until validated */
-	if (!csum_ok(b)) {
+	if (!mdb_csum_ok(b)) {
 		snprintf(s->why, sizeof(s->why), "bad checksum in superblock (block %d)", slot);
 		return;
 	}
@@ -135,7 +135,7 @@ void mdb_sb_parse(const void *b, int slot, struct md_sb *s)
 		snprintf(s->why, sizeof(s->why), "misplaced superblock in slot %d", slot);
 		return;
 	}
-	if (s->version != 1 && s->version != MD_SB_VERSION) {
+	if (s->version < 1 || s->version > MD_SB_VERSION) {
 		snprintf(s->why, sizeof(s->why), "unsupported metadata version %u", s->version);
 		return;
 	}
@@ -154,6 +154,12 @@ void mdb_sb_parse(const void *b, int slot, struct md_sb *s)
 		s->sm_root_txid = le64_to_cpu(d->sm_root_txid);
 	} else {
 		s->hydrated = 0;
+	}
+	if (s->version >= 3) {
+		s->journal_start = le64_to_cpu(d->journal_start);
+		s->journal_blocks = le32_to_cpu(d->journal_blocks);
+		s->journal_head = le32_to_cpu(d->journal_head);
+		s->journal_txid = le64_to_cpu(d->journal_txid);
 	}
 	s->state = MD_SB_VALID;
 }
@@ -178,5 +184,11 @@ void mdb_sb_pack(void *b, const struct md_sb *s)
 		d->bm_root_txid = cpu_to_le64(s->bm_root_txid);
 		d->sm_root_txid = cpu_to_le64(s->sm_root_txid);
 		d->hydrated = cpu_to_le64(s->hydrated);
+	}
+	if (s->version >= 3) {
+		d->journal_start = cpu_to_le64(s->journal_start);
+		d->journal_blocks = cpu_to_le32(s->journal_blocks);
+		d->journal_head = cpu_to_le32(s->journal_head);
+		d->journal_txid = cpu_to_le64(s->journal_txid);
 	}
 }

@@ -36,6 +36,8 @@ struct md_sb {
 	uint64_t txid, region_count, nr_blocks, bm_root, sm_root;
 	uint64_t bm_root_txid, sm_root_txid, hydrated;
 	uint64_t raw_txid;		/* the header's txid, even when MD_SB_BAD */
+	uint64_t journal_start, journal_txid;	/* version 3 */
+	uint32_t journal_blocks, journal_head;
 	uint32_t version, flags, region_size, bm_levels, sm_levels;
 	uint8_t uuid[16];
 };
@@ -48,6 +50,9 @@ const char *md_tree_name(unsigned tree);
  * checks it is the node @w describes: 0, or -EILSEQ (or the read's error)
  * with the first problem in @err.
  */
+/* The block's SHA-256 (its first 32 bytes) matches the rest. */
+bool mdb_csum_ok(const void *b);
+
 int mdb_read(int fd, uint64_t nr_blocks, void *b, uint64_t ptr, const struct md_want *w,
 	     char *err, size_t len);
 

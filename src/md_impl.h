@@ -46,7 +46,29 @@ struct md {
 	uint32_t frozen_flags;		/* atomic, for md_changed */
 
 	uint8_t *buf;			/* one block, for commits (commit_lock) */
+	uint64_t next_refresh;		/* the transaction of the next refresh */
+
+	/*
+	 * The journal (md_journal.c). Ranges marked since pre_commit (lock)
+	 * become the frozen ranges, the next record (commit_lock); a record
+	 * makes them durable; a checkpoint (md_commit_locked) writes the
+	 * frozen leaves into the trees and empties the journal.
+	 */
+	uint64_t j_start;		/* first block; j_blocks 0: no journal */
+	uint32_t j_blocks;
+	uint32_t j_head;		/* slot of the first record after the trees */
+	uint64_t j_txid;		/* ... and its transaction */
+	uint32_t j_count;		/* records since the checkpoint */
+	uint8_t j_last[32];		/* the last one's checksum */
+	bool j_tried;			/* allocation tried (no room in an old META) */
+	GArray *pending;		/* struct md_range, marked since pre_commit (lock) */
+	GArray *jranges;		/* struct md_range, frozen (commit_lock) */
+	bool pending_overflow;		/* pending lost ranges: too many (lock) */
+	bool overflow;			/* so the frozen ranges did (commit_lock) */
+	bool unsynced;			/* frozen changes not yet durable (atomic) */
 };
+
+struct md_range { uint64_t start, count; };
 
 /* How md_open_fd, md_open, md_open_existing and the tools open META. */
 struct opener {
@@ -71,6 +93,26 @@ void md_free(struct md *md);
 int md_write_super(struct md *md, int slot, uint32_t flags, uint64_t hydrated);
 /* Writes the frozen set, swaps superblocks (commit_lock held). */
 int md_commit_locked(struct md *md);
+
+/* md_journal.c */
+/* A record can take the frozen ranges, and the ring has a free slot. */
+bool mj_has_room(struct md *md);
+/* Writes the frozen ranges as the next record and flushes META. */
+int mj_append(struct md *md, uint32_t flags, uint64_t hydrated);
+/*
+ * Applies the records after the head to the live bitmap and freezes them
+ * (open, and again after a rollback: lock held if others run). Sets
+ * j_count. 0, or -EILSEQ / the read's error with the reason in @err.
+ */
+int mj_replay(struct md *md, char *err, size_t len);
+/* Record @k after the head, as checked by mj_replay, into @b; @prev: the
+ * checksum of record @k - 1 in, this one's out. */
+int mj_read(struct md *md, uint32_t k, uint8_t prev[32], struct md_journal_disk *b,
+	    char *err, size_t len);
+
+/* metadata.c, for md_journal.c (lock held) */
+void md_mark_range(struct md *md, uint64_t start, uint64_t n);
+void md_freeze(struct md *md);
 
 /* md_open.c */
 /* Opens META from @fd (-1: it does not exist). Takes ownership of @fd. */

@@ -324,6 +324,8 @@ static int load(struct md *md, const struct md_sb *s, bool check, char *err, siz
 	ld->errlen = len;
 	ld->refs = g_new0(uint8_t, md->tm.nr_blocks);
 	ld->refs[0] = ld->refs[1] = 1;	/* the superblock slots */
+	for (uint64_t b = md->j_start; b < md->j_start + md->j_blocks; b++)
+		ld->refs[b]++;		/* the journal */
 	r = tm_load(&md->tm, ld, s->sm_root, s->sm_root_txid);
 	if (r)
 		goto out;
@@ -336,6 +338,8 @@ static int load(struct md *md, const struct md_sb *s, bool check, char *err, siz
 			    " hydrated, the bitmap has %" PRIu64, s->hydrated, ld->bits);
 	if (!r)
 		r = tm_check_refs(&md->tm, ld->refs, check, err, len);
+	if (!r)
+		r = mj_replay(md, err, len);
 out:
 	g_free(ld->refs);
 	g_free(ld);
@@ -386,6 +390,11 @@ static int open_formatted(int fd, uint64_t size, const struct md_sb *s, int slot
 	if (best->flags & ~MD_SB_KNOWN_FLAGS)
 		return errf(err, len, -EOPNOTSUPP, "unknown superblock flags %#x",
 			       best->flags & ~MD_SB_KNOWN_FLAGS);
+	if (best->journal_blocks ? best->journal_start < 2 || best->journal_head >=
+	    best->journal_blocks || best->journal_start + best->journal_blocks >
+	    best->nr_blocks || !best->journal_txid :
+	    best->journal_start || best->journal_head)
+		return errf(err, len, -EILSEQ, "superblock has an impossible journal");
 	r = md_new(&geo, best->nr_blocks, &md);
 	if (r)
 		return errf(err, len, r, "cannot allocate metadata: %s", strerror(-r));
@@ -396,6 +405,10 @@ static int open_formatted(int fd, uint64_t size, const struct md_sb *s, int slot
 	memcpy(md->slots, s, 2 * sizeof(*s));
 	memcpy(md->uuid, best->uuid, 16);
 	md->tm.txid = best->txid;
+	md->j_start = best->journal_start;
+	md->j_blocks = best->journal_blocks;
+	md->j_head = best->journal_head;
+	md->j_txid = best->journal_txid;
 	md->flags = best->flags;
 	md->version = best->version;
 	md->slot = slot;

@@ -56,11 +56,12 @@ void tm_free(struct md_tm *tm)
 
 uint64_t tm_blocks_needed(uint64_t nbits)
 {
-	uint64_t h = bt_nodes(nbits), n = 2 + 2 * h + SLACK_BLOCKS;
+	uint64_t h = bt_nodes(nbits), fixed = 2 + MD_JOURNAL_BLOCKS + SLACK_BLOCKS;
+	uint64_t n = fixed + 2 * h;
 
 	/* the space map depends on the size: iterate */
 	for (int i = 0; i < 8; i++) {
-		uint64_t next = 2 + 2 * h + 2 * bt_nodes(n) + SLACK_BLOCKS;
+		uint64_t next = fixed + 2 * h + 2 * bt_nodes(n);
 
 		if (next == n)
 			break;
@@ -171,6 +172,30 @@ int tm_alloc(struct md_tm *tm, uint64_t *out)
 	return -ENOSPC;
 }
 
+int tm_alloc_run(struct md_tm *tm, uint64_t n, uint64_t *start)
+{
+	uint64_t end = tm->limit ? MIN(tm->limit, tm->nr_blocks) : tm->nr_blocks, run = 0;
+
+	for (uint64_t b = 2; b < end; b++) {
+		run = test_bit(tm->busy, b) ? 0 : run + 1;
+		if (run < n)
+			continue;
+		*start = b + 1 - n;
+		for (uint64_t i = *start; i <= b; i++) {
+			set_bit(tm->busy, i);
+			g_array_append_val(tm->allocated, i);
+		}
+		for (uint64_t i = *start; i <= b; i++) {
+			int r = tm_mark(tm, i, true);
+
+			if (r)
+				return r;
+		}
+		return 0;
+	}
+	return -ENOSPC;
+}
+
 int tm_release(struct md_tm *tm, uint64_t b)
 {
 	if (b < 2)
@@ -194,6 +219,21 @@ int tm_upgrade_space_map(struct md_tm *tm)
 	for (unsigned l = 1; l <= tm->sm.levels; l++)
 		for (uint64_t i = 0; i < tm->sm.count[l]; i++) {
 			int r = tm->sm.loc[l][i] > PTR_ONES ? sm_move(tm, l, i) : 0;
+
+			if (r)
+				return r;
+		}
+	return 0;
+}
+
+int tm_refresh_space_map(struct md_tm *tm, uint64_t age)
+{
+	uint64_t txid = tm->txid + 1;
+
+	for (unsigned l = 0; l <= tm->sm.levels; l++)
+		for (uint64_t i = 0; i < tm->sm.count[l]; i++) {
+			int r = tm->sm.loc[l][i] > PTR_ONES && txid - tm->sm.txid[l][i] >= age ?
+				sm_move(tm, l, i) : 0;
 
 			if (r)
 				return r;

@@ -71,6 +71,8 @@ int tm_check_refs(struct md_tm *tm, const uint8_t *refs, bool leaks, char *err, 
 int tm_mark(struct md_tm *tm, uint64_t b, bool used);
 /* A free block for this transaction: -ENOSPC when there is none. */
 int tm_alloc(struct md_tm *tm, uint64_t *out);
+/* Allocates @n contiguous blocks (the journal): the first in @start. -ENOSPC. */
+int tm_alloc_run(struct md_tm *tm, uint64_t n, uint64_t *start);
 /* @b is no longer referenced by the new trees; it stays busy until commit. */
 int tm_release(struct md_tm *tm, uint64_t b);
 /* Node (@level, @idx) of @t now lives at @v (a block this transaction wrote, or 0/1). */
@@ -81,6 +83,8 @@ int tm_write(struct md_tm *tm, uint64_t nr, uint8_t *b, uint32_t kind, unsigned 
 
 /* Version 1 -> 2: moves every real space-map index node (for child txids). */
 int tm_upgrade_space_map(struct md_tm *tm);
+/* Moves every space-map node written more than @age transactions ago. */
+int tm_refresh_space_map(struct md_tm *tm, uint64_t age);
 /* Writes the space-map nodes moved in this transaction (all allocation done). */
 int tm_write_space_map(struct md_tm *tm);
 

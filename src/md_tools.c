@@ -152,6 +152,34 @@ int md_check_repair(const char *path, char *err, size_t errlen)
 
 #define MAX_RUNS 1000
 
+/* The journal and the records open replayed, as "journal": {...}. */
+static int dump_journal(struct md *md, FILE *out, char *err, size_t len)
+{
+	struct md_journal_disk *d = g_malloc(BS);
+	uint8_t prev[32];
+	int r = 0;
+
+	fprintf(out, "  \"journal\": {\"start\": %" PRIu64 ", \"blocks\": %u, \"head\": %u,"
+		" \"transaction\": %" PRIu64 ", \"records\": [", md->j_start, md->j_blocks,
+		md->j_head, md->j_txid);
+	for (uint32_t k = 0; k < md->j_count && !r; k++) {
+		r = mj_read(md, k, prev, d, err, len);
+		if (r)
+			break;
+		fprintf(out, "%s\n    {\"slot\": %" PRIu64 ", \"transaction\": %" PRIu64
+			", \"flags\": %u, \"hydrated\": %" PRIu64 ", \"ranges\": [", k ? "," : "",
+			le64_to_cpu(d->h.index), le64_to_cpu(d->h.txid), le32_to_cpu(d->flags),
+			le64_to_cpu(d->hydrated));
+		for (uint32_t i = 0; i < le32_to_cpu(d->nr_ranges); i++)
+			fprintf(out, "%s[%" PRIu64 ", %" PRIu64 "]", i ? ", " : "",
+				le64_to_cpu(d->ranges[i].start), le64_to_cpu(d->ranges[i].count));
+		fprintf(out, "]}");
+	}
+	fprintf(out, "%s]}\n", md->j_count ? "\n  " : "");
+	g_free(d);
+	return r;
+}
+
 int md_dump(const char *path, FILE *out, char *err, size_t errlen)
 {
 	static const char *const states[] = { "empty", "foreign", "bad", "valid" };
@@ -199,10 +227,14 @@ int md_dump(const char *path, FILE *out, char *err, size_t errlen)
 		md->bm.txid[md->bm.levels][0], md->bm.levels, md->bm.nleaves);
 	fprintf(out, "  \"space_map\": {\"root\": %" PRIu64 ", \"root_transaction\": %" PRIu64
 		", \"levels\": %u, \"total\": %" PRIu64 ", \"used\": %" PRIu64
-		", \"free\": %" PRIu64 "}\n}\n", *bt_root(&md->tm.sm),
+		", \"free\": %" PRIu64 "},\n", *bt_root(&md->tm.sm),
 		md->tm.sm.txid[md->tm.sm.levels][0], md->tm.sm.levels, md->tm.nr_blocks,
 		md->tm.committed_used, md->tm.nr_blocks - md->tm.committed_used);
+	r = dump_journal(md, out, err, errlen);
+	fprintf(out, "}\n");
 	md_free(md);
+	if (r)
+		return r;
 	return ferror(out) ? errf(err, errlen, -EIO, "cannot write the dump") : 0;
 }
 

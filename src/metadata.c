@@ -6,17 +6,21 @@
  * docs/format.md.
  *
  * META holds two bit trees: the hydration bitmap (1 bit per region, 1 =
- * hydrated) and the space map (1 bit per META block, 1 = in use). Blocks 0
- * and 1 are superblock slots that alternate; a commit writes every changed
- * node to a free block, flushes, then writes the other slot with
- * transaction id + 1 and flushes again.
+ * hydrated) and the space map (1 bit per META block, 1 = in use), and a
+ * journal (md_journal.c). Blocks 0 and 1 are superblock slots that
+ * alternate. A flush's commit appends one journal record and flushes; a
+ * checkpoint (md_commit_locked) writes every changed node to a free block,
+ * flushes, then writes the other slot with transaction id + 1, the journal
+ * head moved past the records it folded in, and flushes again.
  *
  * In core the hydration leaves are allocated on first use (NULL = all
  * zeros, bt_ones_leaf = all ones). Each leaf has a dirty flag;
  * md_pre_commit() copies exactly the dirty leaves into a frozen set, which
- * md_commit() writes, so marks made in between belong to the next
- * transaction (spec 4.5, 6.1). A failed commit rolls the transaction back
- * (tm_rollback), re-reads the committed leaves and goes read-only (spec 4.6).
+ * md_commit() makes durable (a record) and the next checkpoint writes, so
+ * marks made in between belong to the next transaction (spec 4.5, 6.1). The
+ * frozen set lives until a checkpoint. A failed commit rolls the
+ * transaction back (tm_rollback), re-reads the committed leaves, replays the
+ * journal and goes read-only (spec 4.6).
  *
  * Locking: commit_lock (outer) serializes pre_commit/commit/abort and guards
  * node locations, the space map and the frozen set; lock (inner) guards the
@@ -58,6 +62,8 @@ void md_free(struct md *md)
 	g_free(md->leaf_pop);
 	g_free(md->buf);
 	g_array_free(md->dirty_list, TRUE);
+	g_array_free(md->pending, TRUE);
+	g_array_free(md->jranges, TRUE);
 	g_array_free(md->frozen_list, TRUE);
 	g_mutex_clear(&md->lock);
 	g_mutex_clear(&md->commit_lock);
@@ -75,6 +81,8 @@ int md_new(const struct md_geometry *geo, uint64_t nr_blocks, struct md **out)
 	md->geo = *geo;
 	md->dirty_list = g_array_new(FALSE, FALSE, sizeof(uint64_t));
 	md->frozen_list = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	md->pending = g_array_new(FALSE, FALSE, sizeof(struct md_range));
+	md->jranges = g_array_new(FALSE, FALSE, sizeof(struct md_range));
 	md->buf = g_malloc(BS);
 	r = bt_init(&md->bm, MD_TREE_BITMAP, geo->region_count);
 	if (!r)
@@ -108,6 +116,8 @@ int md_write_super(struct md *md, int slot, uint32_t flags, uint64_t hydrated)
 		.sm_root = *bt_root(&md->tm.sm), .sm_levels = md->tm.sm.levels,
 		.sm_root_txid = md->tm.sm.txid[md->tm.sm.levels][0],
 		.hydrated = hydrated,
+		.journal_start = md->j_start, .journal_blocks = md->j_blocks,
+		.journal_head = md->j_head, .journal_txid = md->j_txid,
 	};
 
 	memcpy(s.uuid, md->uuid, 16);
@@ -143,8 +153,54 @@ static int bm_set_node(struct md *md, unsigned level, uint64_t idx, uint64_t v)
 	return r;
 }
 
-/* Writes the frozen leaves, then their ancestors level by level. */
-static int write_bitmap(struct md *md, bool upgrade)
+/*
+ * Index entries keep only the low 32 bits of a child's transaction id
+ * (format.h), so no node may fall 2^32 transactions behind the parent that
+ * points at it. The first commit after open and every REFRESH_EVERY-th one
+ * rewrite every node older than REFRESH_AGE, which keeps every node younger
+ * than REFRESH_AGE + REFRESH_EVERY. (A META may come with a superblock far
+ * ahead of its untouched nodes.)
+ */
+#define REFRESH_AGE	(1ULL << 31)
+
+/* The ring a META gets at its first commit (md_test_journal_blocks). */
+static uint32_t journal_blocks = MD_JOURNAL_BLOCKS;
+#define REFRESH_EVERY	(1ULL << 20)
+
+static int write_zeros(int fd, uint64_t off, uint64_t len)
+{
+	void *z = g_malloc0(len);
+	int r = bio_pwrite(fd, z, len, off);
+
+	g_free(z);
+	return r;
+}
+
+/* Rewrites bitmap leaves older than REFRESH_AGE, unchanged, at new blocks. */
+static int refresh_leaves(struct md *md)
+{
+	uint64_t txid = md->tm.txid + 1;
+
+	for (uint64_t idx = 0; idx < md->bm.count[0]; idx++) {
+		uint64_t loc = md->bm.loc[0][idx];
+		int r;
+
+		if (loc <= PTR_ONES || md->frozen[idx] || txid - md->bm.txid[0][idx] < REFRESH_AGE)
+			continue;
+		r = bio_pread(md->tm.fd, md->buf, BS, loc * BS);
+		if (!r)
+			r = bm_set_node(md, 0, idx, 2);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/*
+ * Writes the frozen leaves, then their ancestors level by level; @all:
+ * every index node (a version 1 upgrade, or a refresh).
+ */
+static int write_bitmap(struct md *md, bool all)
 {
 	GArray *a = g_array_new(FALSE, FALSE, sizeof(uint64_t));
 	GArray *b = g_array_new(FALSE, FALSE, sizeof(uint64_t));
@@ -167,7 +223,7 @@ static int write_bitmap(struct md *md, bool upgrade)
 		r = bm_set_node(md, 0, idx, v);
 	}
 	for (unsigned l = 1; l <= md->bm.levels && !r; l++) {
-		bt_parents_of(&md->bm, l, cur, next, upgrade);
+		bt_parents_of(&md->bm, l, cur, next, all);
 		for (guint k = 0; k < next->len && !r; k++) {
 			uint64_t p = g_array_index(next, uint64_t, k);
 
@@ -203,12 +259,38 @@ static void free_frozen(struct md *md)
 int md_commit_locked(struct md *md)
 {
 	uint32_t old_version = md->version, flags = md->flags | md->frozen_flags;
-	int r;
+	uint32_t old_head = md->j_head;
+	uint64_t old_jtxid = md->j_txid, start;
+	bool upgrade = old_version < 2, new_journal = false;
+	bool refresh = md->tm.txid + 1 >= md->next_refresh;
+	int r = 0;
 
 	md->version = MD_SB_VERSION;
-	r = write_bitmap(md, old_version < MD_SB_VERSION);
-	if (!r && old_version < MD_SB_VERSION)
+	if (!md->j_blocks && !md->j_tried && journal_blocks) {
+		/* a new META, or the first commit of an older one: if it has room */
+		md->j_tried = true;
+		new_journal = !tm_alloc_run(&md->tm, journal_blocks, &start);
+		if (new_journal) {
+			md->j_start = start;
+			md->j_blocks = journal_blocks;
+			/* Written once, so that a record overwrites allocated
+			 * blocks and its flush has no file metadata to commit. */
+			r = write_zeros(md->tm.fd, start * BS, (uint64_t)journal_blocks * BS);
+		}
+	}
+	if (md->j_blocks) {
+		/* the records folded in here are behind the new head */
+		md->j_head = (uint32_t)(((uint64_t)md->j_head + md->j_count) % md->j_blocks);
+		md->j_txid = md->tm.txid + 2;
+	}
+	if (refresh && !r)
+		r = refresh_leaves(md);
+	if (!r)
+		r = write_bitmap(md, upgrade || refresh);
+	if (!r && upgrade)
 		r = tm_upgrade_space_map(&md->tm);
+	if (!r && refresh)
+		r = tm_refresh_space_map(&md->tm, REFRESH_AGE);
 	if (!r)
 		r = tm_write_space_map(&md->tm);
 	if (!r)
@@ -219,9 +301,22 @@ int md_commit_locked(struct md *md)
 		r = bio_flush(md->tm.fd);
 	if (r) {
 		md->version = old_version;
+		md->j_head = old_head;
+		md->j_txid = old_jtxid;
+		if (new_journal) {
+			md->j_blocks = 0;
+			md->j_start = 0;
+			md->j_tried = false;
+		}
 		return r;
 	}
 	tm_commit_done(&md->tm);
+	if (refresh)
+		md->next_refresh = md->tm.txid + REFRESH_EVERY;
+	md->j_count = 0;
+	md->overflow = false;
+	g_array_set_size(md->jranges, 0);
+	__atomic_store_n(&md->unsynced, false, __ATOMIC_RELAXED);
 	md->slot = 1 - md->slot;
 	md->flags = flags;
 	__atomic_store_n(&md->frozen_flags, 0, __ATOMIC_RELAXED);
@@ -293,6 +388,18 @@ static int restore_bitmap(struct md *md, enum md_mode mode)
 	free_frozen(md);
 	md->new_flags = 0;
 	__atomic_store_n(&md->frozen_flags, 0, __ATOMIC_RELAXED);
+	g_array_set_size(md->pending, 0);
+	g_array_set_size(md->jranges, 0);
+	md->pending_overflow = md->overflow = false;
+	__atomic_store_n(&md->unsynced, false, __ATOMIC_RELAXED);
+	/* the journal's records are durable: they stay */
+	if (!r && md->j_count) {
+		char why[256];
+
+		r = mj_replay(md, why, sizeof(why));
+		if (r)
+			g_warning("metadata rollback: %s", why);
+	}
 	if (r)
 		__atomic_store_n(&md->mode, MD_MODE_FAIL, __ATOMIC_RELEASE);
 	g_mutex_unlock(&md->lock);
@@ -330,10 +437,11 @@ int md_close(struct md *md)
 
 	if (!md)
 		return 0;
-	if (!md->readonly && md_mode(md) == MD_MODE_RW && md_changed(md)) {
-		r = md_pre_commit(md);
+	if (!md->readonly && md_mode(md) == MD_MODE_RW) {
+		if (md_changed(md))
+			r = md_pre_commit(md) ?: md_commit(md);
 		if (!r)
-			r = md_commit(md);
+			r = md_checkpoint(md);
 	}
 	md_free(md);
 	return r;
@@ -419,13 +527,13 @@ bool md_all_hydrated(struct md *md)
 	return md_nr_hydrated(md) == md->geo.region_count;
 }
 
-/* Sets @n bits from @start within one leaf (lock held). */
-static void set_in_leaf(struct md *md, uint64_t idx, uint64_t off, uint64_t n)
+/* Sets @n bits from @start within one leaf (lock held): how many were clear. */
+static uint64_t set_in_leaf(struct md *md, uint64_t idx, uint64_t off, uint64_t n)
 {
 	uint64_t *w = md->bm.leaf[idx], added = 0;
 
 	if (w == bt_ones_leaf)
-		return;
+		return 0;
 	if (!w && n == LEAF_BITS) {
 		/* a whole leaf (say a big discard): share bt_ones_leaf, no memory */
 		__atomic_store_n(&md->bm.leaf[idx], bt_ones_leaf, __ATOMIC_RELEASE);
@@ -449,11 +557,39 @@ static void set_in_leaf(struct md *md, uint64_t idx, uint64_t off, uint64_t n)
 		n -= take;
 	}
 	if (!added)
-		return;
+		return 0;
 	__atomic_add_fetch(&md->nr_hydrated, added, __ATOMIC_RELAXED);
 	if (!md->dirty[idx]) {
 		md->dirty[idx] = 1;
 		g_array_append_val(md->dirty_list, idx);
+	}
+	return added;
+}
+
+/* Appends [start, start + n) to @a, merged with the last range if they touch. */
+static void add_range(GArray *a, uint64_t start, uint64_t n)
+{
+	struct md_range *last = a->len ? &g_array_index(a, struct md_range, a->len - 1) : NULL;
+	struct md_range x = { start, n };
+
+	if (last && start <= last->start + last->count && start + n >= last->start) {
+		uint64_t end = MAX(last->start + last->count, start + n);
+
+		last->start = MIN(last->start, start);
+		last->count = end - last->start;
+		return;
+	}
+	g_array_append_val(a, x);
+}
+
+void md_mark_range(struct md *md, uint64_t start, uint64_t n)
+{
+	while (n) {
+		uint64_t off = start % LEAF_BITS, take = MIN(n, LEAF_BITS - off);
+
+		set_in_leaf(md, start / LEAF_BITS, off, take);
+		start += take;
+		n -= take;
 	}
 }
 
@@ -468,14 +604,13 @@ int md_set_range_hydrated(struct md *md, uint64_t start, uint64_t n)
 	if (md_range_hydrated(md, start, n))
 		return 0;	/* the common case: no lock */
 	g_mutex_lock(&md->lock);
-	if (md_mode(md) != MD_MODE_RW)
-		n = 0;	/* a commit failed meanwhile */
-	while (n) {
-		uint64_t off = start % LEAF_BITS, take = MIN(n, LEAF_BITS - off);
-
-		set_in_leaf(md, start / LEAF_BITS, off, take);
-		start += take;
-		n -= take;
+	if (md_mode(md) == MD_MODE_RW) {	/* else a commit failed meanwhile */
+		md_mark_range(md, start, n);
+		/* the next journal record: whole ranges, few of them */
+		if (md->pending->len > MD_JOURNAL_RANGES)
+			md->pending_overflow = true;
+		else
+			add_range(md->pending, start, n);
 	}
 	g_mutex_unlock(&md->lock);
 	return md_mode(md) == MD_MODE_RW ? 0 : -EIO;
@@ -492,24 +627,17 @@ bool md_changed(struct md *md)
 
 	g_mutex_lock(&md->lock);
 	changed = md->dirty_list->len || md->new_flags ||
-		  __atomic_load_n(&md->nr_frozen, __ATOMIC_RELAXED) ||
-		  __atomic_load_n(&md->frozen_flags, __ATOMIC_RELAXED);
+		  __atomic_load_n(&md->unsynced, __ATOMIC_RELAXED);
 	g_mutex_unlock(&md->lock);
 	return changed;
 }
 
-/* ---- transactions ---- */
-
-int md_pre_commit(struct md *md)
+/*
+ * Copies the dirty leaves into the frozen set and the pending ranges into
+ * the frozen ranges: the next transaction (both locks held).
+ */
+void md_freeze(struct md *md)
 {
-	int r = 0;
-
-	g_mutex_lock(&md->commit_lock);
-	if (md->readonly || md_mode(md) != MD_MODE_RW) {
-		r = md->readonly ? -EROFS : -EIO;
-		goto out;
-	}
-	g_mutex_lock(&md->lock);
 	for (guint k = 0; k < md->dirty_list->len; k++) {
 		uint64_t idx = g_array_index(md->dirty_list, uint64_t, k);
 		uint64_t *live = md->bm.leaf[idx], *f = md->frozen[idx];
@@ -530,12 +658,74 @@ int md_pre_commit(struct md *md)
 	}
 	g_array_set_size(md->dirty_list, 0);
 	__atomic_store_n(&md->nr_frozen, md->frozen_list->len, __ATOMIC_RELAXED);
+	for (guint k = 0; k < md->pending->len; k++) {
+		struct md_range x = g_array_index(md->pending, struct md_range, k);
+
+		add_range(md->jranges, x.start, x.count);
+	}
+	md->overflow |= md->pending_overflow || md->jranges->len > MD_JOURNAL_RANGES;
+	md->pending_overflow = false;
+	g_array_set_size(md->pending, 0);
+}
+
+/* ---- transactions ---- */
+
+int md_pre_commit(struct md *md)
+{
+	int r = 0;
+
+	g_mutex_lock(&md->commit_lock);
+	if (md->readonly || md_mode(md) != MD_MODE_RW) {
+		r = md->readonly ? -EROFS : -EIO;
+		goto out;
+	}
+	g_mutex_lock(&md->lock);
+	md_freeze(md);
 	__atomic_store_n(&md->frozen_flags, md->frozen_flags | md->new_flags, __ATOMIC_RELAXED);
+	if (md->jranges->len || md->overflow || md->frozen_flags)
+		__atomic_store_n(&md->unsynced, true, __ATOMIC_RELAXED);
 	md->new_flags = 0;
 	g_mutex_unlock(&md->lock);
 out:
 	g_mutex_unlock(&md->commit_lock);
 	return r;
+}
+
+/* Regions hydrated in the frozen state (commit_lock held). */
+static uint64_t frozen_hydrated(struct md *md)
+{
+	uint64_t n = md->committed_hydrated;
+
+	for (guint k = 0; k < md->frozen_list->len; k++) {
+		uint64_t idx = g_array_index(md->frozen_list, uint64_t, k);
+
+		n += bt_popcount_leaf(md->frozen[idx]) - md->leaf_pop[idx];
+	}
+	return n;
+}
+
+/*
+ * Makes the frozen changes durable: one journal record and one META flush,
+ * or a checkpoint when no record can take them (no journal, ring full, too
+ * many ranges).
+ */
+static int commit_frozen(struct md *md)
+{
+	uint32_t flags = md->frozen_flags;
+	int r;
+
+	if (!mj_has_room(md))
+		return md_commit_locked(md);
+	r = mj_append(md, flags, frozen_hydrated(md));
+	if (r)
+		return r;
+	md->j_count++;
+	md->flags |= flags;
+	__atomic_store_n(&md->frozen_flags, 0, __ATOMIC_RELAXED);
+	g_array_set_size(md->jranges, 0);
+	__atomic_store_n(&md->unsynced, false, __ATOMIC_RELAXED);
+	__atomic_store_n(&md->tm.txid, md->tm.txid + 1, __ATOMIC_RELEASE);
+	return 0;
 }
 
 int md_commit(struct md *md)
@@ -545,7 +735,22 @@ int md_commit(struct md *md)
 	g_mutex_lock(&md->commit_lock);
 	if (md->readonly || md_mode(md) != MD_MODE_RW)
 		r = md->readonly ? -EROFS : -EIO;
-	else if ((md->frozen_list->len || md->frozen_flags) && (r = md_commit_locked(md)))
+	else if (__atomic_load_n(&md->unsynced, __ATOMIC_RELAXED) && (r = commit_frozen(md)))
+		r = commit_failed(md, r);
+	g_mutex_unlock(&md->commit_lock);
+	return r;
+}
+
+int md_checkpoint(struct md *md)
+{
+	int r = 0;
+
+	g_mutex_lock(&md->commit_lock);
+	if (md->readonly || md_mode(md) != MD_MODE_RW)
+		r = md->readonly ? -EROFS : -EIO;
+	else if (!__atomic_load_n(&md->unsynced, __ATOMIC_RELAXED) &&
+		 (md->frozen_list->len || md->j_count || md->frozen_flags) &&
+		 (r = md_commit_locked(md)))
 		r = commit_failed(md, r);
 	g_mutex_unlock(&md->commit_lock);
 	return r;
@@ -643,6 +848,11 @@ void md_last_error(struct md *md, char *buf, size_t len)
 uint64_t md_blocks_written(struct md *md)
 {
 	return __atomic_load_n(&md->tm.blocks_written, __ATOMIC_RELAXED);
+}
+
+void md_test_journal_blocks(uint32_t n)
+{
+	journal_blocks = MIN(n, MD_JOURNAL_BLOCKS);
 }
 
 void md_test_limit_blocks(struct md *md, uint64_t nr_blocks)

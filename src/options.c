@@ -17,6 +17,7 @@ void options_defaults(struct clone_options *o)
 	o->hydration_threshold = CLONE_DEFAULT_THRESHOLD;
 	o->hydration_batch_size = CLONE_DEFAULT_BATCH;
 	o->commit_period_ms = CLONE_DEFAULT_COMMIT_MS;
+	o->source_timeout_ms = CLONE_DEFAULT_SOURCE_TIMEOUT_MS;
 	o->uid = o->gid = -1;
 	o->umask = -1;
 }
@@ -113,8 +114,8 @@ static int apply_flag(struct clone_options *o, const char *name,
 	return 1;
 }
 
-/* commit_period: seconds, as dm-clone and the spec talk of "every 1 s";
- * an "ms" suffix gives milliseconds. */
+/* commit_period and source_timeout: seconds, as dm-clone and the spec
+ * talk of "every 1 s"; an "ms" suffix gives milliseconds. */
 static const char *parse_commit_period(const char *val, uint32_t *ms)
 {
 	size_t l = val ? strlen(val) : 0;
@@ -189,6 +190,8 @@ static int apply_value(struct clone_options *o, const char *name,
 			g_strlcpy(o->prefetch, val, sizeof(o->prefetch));
 	} else if (!strcmp(name, "commit_period")) {
 		*why = parse_commit_period(val, &o->commit_period_ms);
+	} else if (!strcmp(name, "source_timeout")) {
+		*why = parse_commit_period(val, &o->source_timeout_ms);
 	} else {
 		return 1;
 	}

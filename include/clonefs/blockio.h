@@ -125,6 +125,11 @@ int bio_size(int fd, uint64_t *size);
  */
 int bio_will_read(int fd, uint64_t off, size_t len);
 /*
+ * For SOURCE reads that have no fd (an NBD SOURCE, source.h): 0, or the
+ * error fault injection has for a read of [off, off + len) of SOURCE.
+ */
+int bio_source_will_read(uint64_t off, size_t len);
+/*
  * The first run of data of @fd in [off, end) (SEEK_DATA/SEEK_HOLE): 0 with
  * [*data, *stop), *data == end when none starts before @end; a file that
  * cannot tell (a device) is all data. 1 when there is no data from @off to

@@ -16,6 +16,7 @@
 #include "clonefs/hydrate.h"
 #include "clonefs/metadata.h"
 #include "clonefs/options.h"
+#include "clonefs/source.h"
 
 struct clone;
 
@@ -49,6 +50,9 @@ ssize_t clone_map_read(struct clone *c, uint64_t off, size_t len,
 		       clone_extent_fn fn, void *arg);
 
 ssize_t clone_read(struct clone *c, void *buf, size_t len, uint64_t off);
+/* SOURCE is an NBD export: it has no fd, so clone_map_read fails with
+ * -EOPNOTSUPP where it would name SOURCE; read with clone_read. */
+bool clone_source_remote(struct clone *c);
 ssize_t clone_write(struct clone *c, const void *buf, size_t len, uint64_t off);
 /* Make [off, off + len) read zeros (spec 2.6). @punch: a discard (holes in
  * DEST unless no_discard_passdown); otherwise ZERO_RANGE. */
@@ -62,7 +66,8 @@ int clone_zero(struct clone *c, uint64_t off, uint64_t len, bool punch);
 int clone_fsync(struct clone *c, uint64_t *seen);
 /* How many errors have lost acknowledged data since the clone opened. */
 uint64_t clone_error_mark(struct clone *c);
-/* Commit pending metadata, if any (used before reporting status). */
+/* Commit pending metadata and fold the journal into the trees (before a
+ * status report, and by the periodic timer). */
 int clone_commit(struct clone *c);
 
 struct clone_status {
@@ -74,6 +79,8 @@ struct clone_status {
 	bool ro, discard_passdown;
 	uint64_t lost_writes; /* errors that lost acknowledged data */
 	struct hydrate_stats hy;
+	bool remote;                  /* SOURCE is an NBD export: */
+	struct nbd_source_stats src;  /* its connection and counts */
 };
 /* Every region hydrated (in core; durable after the next commit). */
 bool clone_all_hydrated(struct clone *c);

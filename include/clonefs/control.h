@@ -60,6 +60,19 @@
 #define CONTROL_KEY_PREFETCH_DONE "prefetch_done"         /* boolean */
 /* The recorded access profile (binary, docs/profile.md): read-only, not listed */
 #define CONTROL_XATTR_PROFILE "user.clonefs.profile"
+/* Only when SOURCE is an NBD export: an object with these members. */
+#define CONTROL_KEY_SOURCE "source"
+#define CONTROL_KEY_SOURCE_STATE "state"      /* connected, retrying, stopped */
+#define CONTROL_KEY_SOURCE_CONNECTIONS "connections"
+#define CONTROL_KEY_SOURCE_MULTI_CONN "multi_conn"
+#define CONTROL_KEY_SOURCE_READS "reads"
+#define CONTROL_KEY_SOURCE_READ_BYTES "read_bytes"
+#define CONTROL_KEY_SOURCE_READ_ERRORS "read_errors"
+#define CONTROL_KEY_SOURCE_TIMEOUTS "timeouts"
+#define CONTROL_KEY_SOURCE_CONNECTS "connects"
+#define CONTROL_KEY_SOURCE_CONNECT_FAILURES "connect_failures"
+#define CONTROL_KEY_SOURCE_ZERO_BYTES "zero_bytes"
+#define CONTROL_KEY_SOURCE_LAST_ERROR "last_error"
 
 enum control_verb {
 	MSG_ENABLE_HYDRATION,

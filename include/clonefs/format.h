@@ -12,7 +12,9 @@
  * misplaced copy fails the check), then what the block is and who wrote it.
  * Blocks 0 and 1 are the two superblock slots; every other block in use is
  * a node of a bit tree (the hydration bitmap or the space map): a leaf of
- * MD_LEAF_BITS bits, or an index block of MD_FANOUT entries.
+ * MD_LEAF_BITS bits, or an index block of MD_FANOUT entries, or a block of
+ * the journal (version 3): a ring of records, each the regions one flush
+ * made durable since the trees were last written (a checkpoint).
  */
 #ifndef CLONEFS_FORMAT_H
 #define CLONEFS_FORMAT_H
@@ -28,11 +30,12 @@
 #define MD_KIND_SUPER		0x52505553u	/* "SUPR" */
 #define MD_KIND_INDEX		0x58444e49u	/* "INDX" */
 #define MD_KIND_LEAF		0x4641454cu	/* "LEAF" */
+#define MD_KIND_JOURNAL		0x4c4e524au	/* "JRNL" */
 
 enum md_tree_id { MD_TREE_BITMAP = 0, MD_TREE_SPACE = 1 };
 
 #define MD_SB_MAGIC		"CLONEFSM"
-#define MD_SB_VERSION		2u	/* written; version 1 is read and upgraded */
+#define MD_SB_VERSION		3u	/* written; versions 1 and 2 are read and upgraded */
 #define MD_SB_NEEDS_CHECK	1u
 #define MD_SB_DEST_TAGGED	2u
 #define MD_SB_KNOWN_FLAGS	(MD_SB_NEEDS_CHECK | MD_SB_DEST_TAGGED)
@@ -95,7 +98,11 @@ struct md_superblock_disk {
 	md_le64 bm_root_txid;	/* version 2: the transaction of the bitmap root */
 	md_le64 sm_root_txid;	/* version 2: ... of the space-map root */
 	md_le64 hydrated;	/* version 2: regions hydrated in this state */
-	uint8_t zero[MD_FMT_BLOCK_SIZE - 168];
+	md_le64 journal_start;	/* version 3: the journal's first block (0: none) */
+	md_le32 journal_blocks;	/* version 3: its length; records go round */
+	md_le32 journal_head;	/* version 3: the slot of the first record after this state */
+	md_le64 journal_txid;	/* version 3: that record's transaction */
+	uint8_t zero[MD_FMT_BLOCK_SIZE - 192];
 } __attribute__((packed));
 
 /* A leaf (bits, bit i of word w is bit 64w + i) or an index block (entries). */
@@ -104,12 +111,40 @@ struct md_node_disk {
 	md_le64 words[MD_LEAF_WORDS];
 } __attribute__((packed));
 
+/*
+ * A journal record (version 3), one block at journal_start + slot: the
+ * header's txid is its transaction, index its slot. Records follow each
+ * other slot by slot (wrapping), one transaction each; open applies them
+ * from the superblock's journal_head while each is intact and carries the
+ * next transaction id and the checksum of the record before it (so a record
+ * left from before a crash never follows a newer one), and stops at the
+ * first that does not.
+ */
+struct md_journal_range {
+	md_le64 start, count;	/* regions [start, start + count) are hydrated */
+} __attribute__((packed));
+
+#define MD_JOURNAL_RANGES	((MD_FMT_BLOCK_SIZE - MD_HEADER_SIZE - 64) / 16)	/* 248 */
+#define MD_JOURNAL_BLOCKS	256u	/* the ring a new META gets */
+
+struct md_journal_disk {
+	struct md_block_header h;
+	uint8_t uuid[16];	/* META's */
+	md_le32 nr_ranges;
+	md_le32 flags;		/* superblock flags this transaction sets */
+	md_le64 hydrated;	/* regions hydrated once it is applied */
+	uint8_t prev[32];	/* the previous record's checksum (zeros: the first) */
+	struct md_journal_range ranges[MD_JOURNAL_RANGES];
+} __attribute__((packed));
+
 _Static_assert(sizeof(struct md_block_header) == MD_HEADER_SIZE, "block header");
+_Static_assert(sizeof(struct md_journal_disk) == MD_FMT_BLOCK_SIZE, "journal record");
+_Static_assert(offsetof(struct md_superblock_disk, journal_start) == 168, "docs/format.md");
 _Static_assert(sizeof(struct md_superblock_disk) == MD_FMT_BLOCK_SIZE, "superblock");
 _Static_assert(sizeof(struct md_node_disk) == MD_FMT_BLOCK_SIZE, "node");
 _Static_assert(offsetof(struct md_superblock_disk, region_count) == 104, "docs/format.md");
 _Static_assert(offsetof(struct md_superblock_disk, sm_root) == 136, "docs/format.md");
-_Static_assert(offsetof(struct md_superblock_disk, zero) == 168, "docs/format.md");
+_Static_assert(offsetof(struct md_superblock_disk, zero) == 192, "docs/format.md");
 
 /* The version-2 entry for @block written in transaction @txid. */
 static inline uint64_t md_entry_pack(uint64_t block, uint64_t txid)

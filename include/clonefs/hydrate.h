@@ -17,6 +17,7 @@
 #include "clonefs/profile.h"
 
 struct hydrate;
+struct nbd_source;
 
 /* hydrate_new tags the three SOURCE fds BIO_SOURCE (blockio.h), so that a
  * read finding SOURCE's end fails; whoever closes them bio_forget()s them. */
@@ -29,6 +30,7 @@ struct hydrate_target {
 	uint64_t image_size;	/* fixed at mount: SOURCE may not shrink below */
 	uint32_t region_size;
 	uint64_t nr_regions;
+	struct nbd_source *nbd;	/* an NBD SOURCE (the fds are -1), or NULL */
 };
 
 struct hydrate_stats {

@@ -9,7 +9,8 @@
  *   md_set_region_hydrated()   in core only, cheap, any thread
  *   md_pre_commit()            freeze exactly the changes made so far
  *   (caller flushes DEST)      so the data behind the frozen bits is durable
- *   md_commit()                write the frozen changes, swap the superblock
+ *   md_commit()                make the frozen changes durable (a journal record)
+ *   md_checkpoint()            fold the journal into the trees, swap the superblock
  *
  * Changes made after md_pre_commit() belong to the next transaction (spec 4.5).
  * All functions are thread safe. Errors are negative errno values.
@@ -78,7 +79,7 @@ int md_open(const char *path, const struct md_geometry *geo, bool readonly,
 int md_open_existing(const char *path, bool readonly, struct md **out,
 		     char *err, size_t errlen);
 
-/* Commit pending changes (if writable and any are pending) and free. */
+/* Commit pending changes (if writable and any are pending), checkpoint, free. */
 int md_close(struct md *md);
 
 void md_geometry(struct md *md, struct md_geometry *geo);
@@ -102,13 +103,18 @@ bool md_changed(struct md *md);
 
 /*
  * Two-phase commit. md_pre_commit() freezes the changes made so far; the
- * caller then flushes DEST; md_commit() writes the frozen changes to free
- * blocks, flushes META, writes the other superblock slot, flushes again.
- * Only one commit runs at a time (callers serialize; md also locks).
- * On failure, md rolls back to the last commit and enters RO (or FAIL).
+ * caller then flushes DEST; md_commit() makes the frozen changes durable:
+ * one journal record and one META flush (a checkpoint instead when the
+ * journal cannot take them). md_checkpoint() writes what the journal holds
+ * into the trees: changed nodes to free blocks, a flush, the other
+ * superblock slot, a flush (call it now and then, and before unmount; it
+ * does nothing between md_pre_commit and md_commit). Only one commit runs
+ * at a time (callers serialize; md also locks). On failure, md rolls back
+ * to the last durable state and enters RO (or FAIL).
  */
 int md_pre_commit(struct md *md);
 int md_commit(struct md *md);
+int md_checkpoint(struct md *md);
 /*
  * The caller could not complete the frozen transaction (the DEST flush
  * between pre_commit and commit failed): treat it as a failed commit, i.e.
@@ -169,6 +175,8 @@ uint64_t md_blocks_written(struct md *md);
  * injection: bio_fault_set("meta:write:eio...").)
  */
 void md_test_limit_blocks(struct md *md, uint64_t nr_blocks);
+/* The journal ring METAs get from now on (<= MD_JOURNAL_BLOCKS; 0: none). */
+void md_test_journal_blocks(uint32_t n);
 /* How long md_open_fd waits for the lock (0: the default 30 s). */
 void md_test_lock_wait(unsigned ms);
 

@@ -23,6 +23,8 @@
 #define CLONE_DEFAULT_BATCH 16u
 #define CLONE_DEFAULT_THRESHOLD 64u
 #define CLONE_DEFAULT_COMMIT_MS 1000u
+/* An NBD SOURCE: a read not served within this fails with EIO (spec 1.7). */
+#define CLONE_DEFAULT_SOURCE_TIMEOUT_MS 30000u
 
 /* The longest path an option takes (prefetch=). */
 #define OPTIONS_PATH_MAX 4096
@@ -34,6 +36,7 @@ struct clone_options {
 	uint32_t hydration_batch_size; /* contiguous regions per copy */
 	uint64_t hydration_rate;       /* bytes/s, 0 = unlimited */
 	uint32_t commit_period_ms;
+	uint32_t source_timeout_ms;    /* NBD SOURCE reads and connects */
 	bool no_hydration;
 	bool copy_on_read;
 	bool no_read_hints;  /* reads do not steer hydration (spec 3.9) */

@@ -16,9 +16,11 @@
  *
  * Then: md_check(), md_dump(), a read-only md_open_existing() and its
  * queries. When md_check() passed, the harness also opens META read-write,
- * marks regions chosen by the input, commits, closes, and requires
- * md_check() to pass again: a clean META must stay clean through a commit
- * (for a version 1 META, through its upgrade to version 2). Last,
+ * marks regions chosen by the input, commits (a journal record, or a
+ * checkpoint when the journal cannot take it) and requires md_check() to
+ * pass on the file as a crash would leave it, then closes (a checkpoint)
+ * and requires it again: a clean META must stay clean through both (for a
+ * version 1 or 2 META, through its upgrade to version 3). Last,
  * md_check_repair(): when it reports success (repaired, or fell back to
  * the older transaction), md_check() must pass.
  */
@@ -147,10 +149,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (data[0] & 1)
 			md_set_dest_tagged(md);
-		if (!md_pre_commit(md))
-			md_commit(md);
+		if (!md_pre_commit(md) && !md_commit(md) && md_check(path, err, sizeof(err))) {
+			/* as a crash after the flush leaves it: a journal record */
+			fprintf(stderr, "clean META not clean after a flush's commit: %s\n", err);
+			abort();
+		}
 		md_set_region_hydrated(md, geo.region_count - 1);
-		md_close(md);
+		md_close(md);	/* a record and a checkpoint */
 		if (md_check(path, err, sizeof(err))) {
 			fprintf(stderr, "clean META not clean after a commit: %s\n", err);
 			abort();

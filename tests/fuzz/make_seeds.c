@@ -5,8 +5,10 @@
  * superblock slots are live, DEST tagged), each cut after its last non-zero
  * block (the harness extends it back with zeros to the size the superblock
  * claims). One seed is rewritten as format version 1 wrote it (plain block
- * numbers in index entries), so the version 1 reader and the upgrade are
- * fuzzed too.
+ * numbers in index entries), and one as version 2 (no journal), so the
+ * old readers and the upgrades are fuzzed too. Journals are 8 blocks, so
+ * seeds stay small; the journal seeds are cut before the final checkpoint
+ * (as a crash would leave them), so their records are replayed.
  *
  *   make_seeds DIR
  */
@@ -30,6 +32,8 @@
 #define LEAF_BITS MD_LEAF_BITS
 #define SEED_TAGGED 1	/* md_set_dest_tagged() before the last commit */
 #define SEED_V1 2	/* rewrite as version 1 (needs one bitmap index level) */
+#define SEED_V2 4	/* rewrite as version 2 */
+#define SEED_CRASH 8	/* the records of the commits, no checkpoint after */
 
 static void reseal(uint8_t *b)
 {
@@ -71,6 +75,7 @@ static int seed(const char *dir, const char *name, uint32_t region_size,
 	int fd, ret;
 	off_t last = 0;
 
+	md_test_journal_blocks(how & (SEED_V1 | SEED_V2) ? 0 : 8);
 	snprintf(tmp, sizeof(tmp), "%s/.tmp-meta", dir);
 	snprintf(out, sizeof(out), "%s/%s", dir, name);
 	unlink(tmp);
@@ -88,7 +93,24 @@ static int seed(const char *dir, const char *name, uint32_t region_size,
 			return 1;
 		}
 	}
-	md_close(md);
+	if (how & SEED_CRASH) {
+		/* the file as a crash now leaves it, put back after md_close */
+		fd = open(tmp, O_RDONLY);
+		if (fd < 0 || fstat(fd, &st))
+			return 1;
+		buf = malloc((size_t)st.st_size);
+		if (pread(fd, buf, (size_t)st.st_size, 0) != st.st_size)
+			return 1;
+		close(fd);
+		md_close(md);
+		fd = open(tmp, O_WRONLY | O_TRUNC);
+		if (fd < 0 || write(fd, buf, (size_t)st.st_size) != st.st_size)
+			return 1;
+		close(fd);
+		free(buf);
+	} else {
+		md_close(md);
+	}
 	if ((ret = md_check(tmp, err, sizeof(err)))) {
 		fprintf(stderr, "make_seeds: %s: not clean: %s\n", name, err);
 		return 1;
@@ -103,6 +125,13 @@ static int seed(const char *dir, const char *name, uint32_t region_size,
 	if ((how & SEED_V1) && make_v1(buf)) {
 		fprintf(stderr, "make_seeds: %s: cannot make version 1\n", name);
 		return 1;
+	}
+	if (how & SEED_V2) {
+		struct md_superblock_disk *s0 = (void *)buf, *s1 = (void *)(buf + BS);
+
+		s0->version = s1->version = cpu_to_le32(2);
+		reseal(buf);
+		reseal(buf + BS);
 	}
 	for (off_t b = 0; b < st.st_size / BS; b++)
 		for (unsigned i = 0; i < BS; i++)
@@ -139,5 +168,9 @@ int main(int argc, char **argv)
 	bad += seed(argv[1], "ones-leaf", 4096, 3 * LEAF_BITS, 2, LEAF_BITS, LEAF_BITS, 0);
 	bad += seed(argv[1], "index-levels", 4096, 600ULL * LEAF_BITS, 2, 1000003, 2, 0);
 	bad += seed(argv[1], "big-regions", 1u << 30, 17, 5, 3, 1, 0);
+	bad += seed(argv[1], "v2-no-journal", 4096, 1000, 2, 333, 3, SEED_V2);
+	bad += seed(argv[1], "journal-records", 4096, LEAF_BITS + 100, 3, 5000, 9,
+		    SEED_CRASH | SEED_TAGGED);
+	bad += seed(argv[1], "journal-wrapped", 4096, 1000, 11, 97, 1, SEED_CRASH);
 	return bad ? 1 : 0;
 }

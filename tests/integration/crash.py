@@ -10,6 +10,8 @@ the daemon after a random delay, then check:
     (unacknowledged writes may or may not survive), never anything else -
     in particular a hydrated region never shows data that is neither
     SOURCE's nor the writer's.
+With CRASH_NBD=1, SOURCE is served by nbdkit over a unix socket (an NBD
+URI, issue 24), started and stopped here.
 usage: crash.py TOP WORKDIR ROUNDS SEED
 """
 import os
@@ -84,6 +86,24 @@ def main():
         f.write(rng.randbytes(SIZE))
     with open(src, "rb") as f:
         source = f.read()
+    server = None
+    if os.environ.get("CRASH_NBD") == "1":
+        sock, pidfile = os.path.join(work, "src.sock"), os.path.join(work, "src.pid")
+        server = subprocess.Popen(["nbdkit", "-f", "-r", "-U", sock, "-P", pidfile,
+                                   "file", src], stderr=subprocess.DEVNULL)
+        # the pid file is written once the server accepts connections
+        wait_for(lambda: os.path.exists(pidfile), 10, "nbdkit")
+        src = "nbd+unix:///?socket=" + sock
+    try:
+        rounds_of(work, rounds, rng, helper, tool, src, dest, meta, mnt, source)
+    finally:
+        if server:
+            server.terminate()
+            server.wait()
+    print("crash.py: %d rounds, every acknowledged write intact, check clean" % rounds)
+
+
+def rounds_of(work, rounds, rng, helper, tool, src, dest, meta, mnt, source):
     # allowed[blk]: set of values (None = SOURCE's) the block may hold now
     allowed = None
     killed_in_commit = 0
@@ -161,7 +181,6 @@ def main():
                 sys.exit("crash.py: round %d: block %d holds %s, allowed %s"
                          % (rnd, b, val, sorted(allowed[b], key=str)[:4]))
             allowed[b] = {val}
-    print("crash.py: %d rounds, every acknowledged write intact, check clean" % rounds)
 
 
 if __name__ == "__main__":

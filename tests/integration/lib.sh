@@ -54,6 +54,10 @@ cleanup() {
 	for p in "${_pids[@]}"; do kill -9 "$p" 2>/dev/null; done
 	for p in "${_pids[@]}"; do wait "$p" 2>/dev/null; done
 	for c in "${_atexit[@]}"; do eval "$c"; done
+	# CLONEFS_KEEP=DIR: a failed test's files are moved there to look at
+	if [ $rc -ne 0 ] && [ -n "${CLONEFS_KEEP:-}" ]; then
+		mkdir -p "$CLONEFS_KEEP" && mv "$T" "$CLONEFS_KEEP/" && echo "# kept $T in $CLONEFS_KEEP"
+	fi
 	rm -rf "$T"
 	exit $rc
 }
@@ -116,7 +120,8 @@ mount_clone_fg() {
 	"$MOUNT_CLONEFS" "$1" "$2" "$3" "$4" -f ${5:+-o "$5"} "${@:6}" 2>>"$T/daemon.log" &
 	DAEMON_PID=$!
 	_pids+=("$DAEMON_PID")
-	poll 10 mountpoint -q "$4" || die "mount of $4 did not appear"
+	poll 10 mountpoint -q "$4" ||
+		die "mount of $4 did not appear; the daemon said: $(tail -n 3 "$T/daemon.log")"
 }
 
 # unmount_clone MNT META: unmount and wait until the daemon has committed and
@@ -201,3 +206,49 @@ daemon_alive() {
 # For poll: conditions re-evaluated on every try.
 hydrated_at_least() { [ "$(hydrated_count "$1")" -ge "$2" ]; }
 none_in_flight() { [ "$(status_field "$1" 5)" = 0 ]; }
+
+# ---- NBD sources (issue 24) ----
+
+# nbd_serve FILE [NAME [nbdkit ARGS...]]: nbdkit serving FILE read-only on
+# the unix socket $T/NAME.sock (NAME: nbd), in the foreground as our child:
+# its PID in $NBD_PID, the URI in $NBD_URI, its log in $T/NAME.nbdkit.log.
+# ARGS: --filter=F options, and KEY=VALUE parameters of the filters. The
+# socket is removed first, so a server restarted on it is waited for.
+nbd_serve() {
+	local file=$1 name=${2:-nbd} a opts=() params=()
+	for a in "${@:3}"; do
+		case $a in -*) opts+=("$a") ;; *) params+=("$a") ;; esac
+	done
+	NBD_SOCK=$T/$name.sock
+	rm -f "$NBD_SOCK" "$T/$name.pid"
+	nbdkit -f -r -U "$NBD_SOCK" -P "$T/$name.pid" "${opts[@]}" file "$file" "${params[@]}" \
+		2>>"$T/$name.nbdkit.log" &
+	NBD_PID=$!
+	_pids+=("$NBD_PID")
+	# the pid file is written once the server accepts connections
+	poll 10 test -s "$T/$name.pid" || die "nbdkit did not come up (see $T/$name.nbdkit.log)"
+	NBD_URI="nbd+unix:///?socket=$NBD_SOCK"
+}
+
+# nbd_stop PID: stop a server we started, as a crash would, and reap it
+# (nbdkit leaves SIGTERM pending while a client stays connected).
+nbd_stop() {
+	kill -KILL "$1" 2>/dev/null || true
+	reap "$1" || true
+}
+
+# serve_source FILE: $SRC is FILE, or with CLONEFS_TEST_NBD=1 an NBD URI
+# for it (nbdkit), so that a test runs against a local or an NBD SOURCE.
+serve_source() {
+	SRC=$1
+	[ "${CLONEFS_TEST_NBD:-0}" = 1 ] || return 0
+	nbd_serve "$1" srcnbd
+	SRC=$NBD_URI
+	log "SOURCE over NBD: $SRC"
+}
+
+# source_json MNT KEY: a member of the JSON status's "source" object.
+source_json() {
+	getfattr --absolute-names --only-values -n user.clonefs.json "$1/image" |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["source"][sys.argv[1]])' "$2"
+}

@@ -643,6 +643,22 @@ START_TEST(failed_commit_fails_next_fsync_of_every_file)
 }
 END_TEST
 
+/* A flush's commit is one journal record: one META write (issue 23). */
+START_TEST(fsync_writes_one_meta_block)
+{
+	struct clone *c = open_clone(false);
+	uint64_t a = clone_error_mark(c);
+
+	model_write(c, 5 * RS + 100, 4096, 'd'); /* a new bit */
+	ck_assert_int_eq(bio_fault_set("meta:write:eio:after=1", NULL, 0), 0);
+	ck_assert_int_eq(clone_fsync(c, &a), 0);
+	model_write(c, 6 * RS + 100, 4096, 'e');
+	ck_assert_int_eq(clone_fsync(c, &a), -EIO); /* the second META write */
+	bio_fault_clear();
+	clone_close(c);
+}
+END_TEST
+
 /* The fsync that meets the error reports it; the other file still hears. */
 START_TEST(failed_dest_flush_fails_next_fsync_of_every_file)
 {
@@ -924,6 +940,7 @@ static Suite *clone_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, failed_commit_fails_next_fsync_of_every_file);
+	tcase_add_test(tc, fsync_writes_one_meta_block);
 	tcase_add_test(tc, failed_dest_flush_fails_next_fsync_of_every_file);
 	tcase_add_test(tc, hydrated_dest_needs_a_durable_commit);
 	tcase_add_test(tc, close_with_failing_final_commit);

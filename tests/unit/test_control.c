@@ -268,6 +268,47 @@ START_TEST(json_keys)
 }
 END_TEST
 
+/* An NBD SOURCE adds one member, "source", an object of its state and
+ * counts; a local one adds nothing (json_keys). */
+START_TEST(json_source)
+{
+	struct clone_status st = spec_example();
+	char *s;
+	JsonObject *o, *src;
+
+	st.remote = true;
+	st.src.state = NBD_RETRYING;
+	st.src.connections = 3;
+	st.src.multi_conn = true;
+	st.src.reads = 7;
+	st.src.read_bytes = 5000000000ULL;
+	st.src.read_errors = 2;
+	st.src.timeouts = 1;
+	st.src.connects = 4;
+	st.src.connect_failures = 9;
+	st.src.zero_bytes = 65536;
+	g_strlcpy(st.src.last_error, "connect: \"refused\"", sizeof(st.src.last_error));
+	s = control_format_json(&st);
+	o = parse_json(s);
+	ck_assert(json_object_has_member(o, CONTROL_KEY_SOURCE));
+	src = json_object_get_object_member(o, CONTROL_KEY_SOURCE);
+	expect_str(src, "state", "retrying");
+	expect_int(src, "connections", 3);
+	expect_bool(src, "multi_conn", true);
+	expect_int(src, "reads", 7);
+	expect_int(src, "read_bytes", 5000000000LL);
+	expect_int(src, "read_errors", 2);
+	expect_int(src, "timeouts", 1);
+	expect_int(src, "connects", 4);
+	expect_int(src, "connect_failures", 9);
+	expect_int(src, "zero_bytes", 65536);
+	expect_str(src, "last_error", "connect: \"refused\"");
+	expect_str(o, "last_error", "");
+	json_object_unref(o);
+	g_free(s);
+}
+END_TEST
+
 START_TEST(json_fields)
 {
 	struct clone_status st = spec_example();
@@ -617,6 +658,7 @@ static Suite *control_suite(void)
 
 	tc = tcase_create("status_json");
 	tcase_add_test(tc, json_keys);
+	tcase_add_test(tc, json_source);
 	tcase_add_test(tc, json_fields);
 	tcase_add_test(tc, json_features_and_done);
 	tcase_add_test(tc, json_modes);

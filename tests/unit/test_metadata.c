@@ -65,6 +65,13 @@ static void teardown_dir(void)
 	g_free(tmpdir);
 }
 
+/* Before each test: an empty directory, and METAs get the default journal. */
+static void fresh_test(void)
+{
+	empty_tmpdir();
+	md_test_journal_blocks(MD_JOURNAL_BLOCKS);
+}
+
 /* ---- helpers ---- */
 
 static struct md *open_ok(uint32_t region_size, uint64_t count)
@@ -90,10 +97,12 @@ static int open_err(uint32_t region_size, uint64_t count, bool ro)
 	return r;
 }
 
+/* A flush's commit (a journal record), then a checkpoint (the trees). */
 static void commit_ok(struct md *md)
 {
 	ck_assert_int_eq(md_pre_commit(md), 0);
 	ck_assert_int_eq(md_commit(md), 0);
+	ck_assert_int_eq(md_checkpoint(md), 0);
 }
 
 static void check_clean(void)
@@ -281,7 +290,7 @@ START_TEST(set_commit_reopen)
 	ck_assert_uint_eq(md_nr_hydrated(md), 503);
 	commit_ok(md);
 	ck_assert(!md_changed(md));
-	ck_assert_uint_eq(md_transaction_id(md), 2);
+	ck_assert_uint_eq(md_transaction_id(md), 3);	/* a record, a checkpoint */
 	/* marking a set bit again is not a change */
 	ck_assert_int_eq(md_set_region_hydrated(md, 0), 0);
 	ck_assert(!md_changed(md));
@@ -445,6 +454,16 @@ static char *make_base(void)
 	return base;
 }
 
+/*
+ * The trees alone, no journal: the tests of damaged trees and superblocks
+ * (the journal has its own).
+ */
+static char *make_base_trees(void)
+{
+	md_test_journal_blocks(0);
+	return make_base();
+}
+
 /* Entry @i of an index block: the child's block (low 32 bits; format version 2). */
 static uint64_t index_entry(uint64_t index_block, unsigned i)
 {
@@ -476,7 +495,7 @@ static void expect_refused(const char *base, uint64_t nr, const char *want)
 
 START_TEST(corrupt_each_block_kind)
 {
-	char *base = make_base(), want[128];
+	char *base = make_base_trees(), want[128];
 	uint64_t root, leaf0, leaf2, sm;
 	uint8_t sb[BS];
 	struct md *md;
@@ -567,7 +586,7 @@ END_TEST
 /* Spec 4.3: a torn superblock write leaves the previous state. */
 START_TEST(torn_superblock_falls_back)
 {
-	char *base = make_base();
+	char *base = make_base_trees();
 	uint8_t sb[BS], old[BS];
 	struct md *md;
 	int slot = active_slot(meta, sb);
@@ -599,10 +618,12 @@ END_TEST
 
 START_TEST(out_of_space_goes_ro)
 {
-	struct md *md = open_ok(4096, 1000);
+	struct md *md;
 	uint64_t used, total;
 	char msg[256];
 
+	md_test_journal_blocks(0);	/* a record needs no space: see journal_out_of_space */
+	md = open_ok(4096, 1000);
 	md_space(md, &used, &total);
 	md_test_limit_blocks(md, used);	/* a fresh META uses blocks 0..used-1 */
 	ck_assert_int_eq(md_set_region_hydrated(md, 5), 0);
@@ -629,6 +650,7 @@ START_TEST(write_error_rolls_back_and_needs_check)
 {
 	struct md *md;
 
+	md_test_journal_blocks(0);	/* the trees: see journal_write_error_keeps_records */
 	/* fail the n-th write of a commit, for every n the commit has */
 	for (uint64_t nth = 0;; nth++) {
 		char spec[64];
@@ -722,7 +744,7 @@ START_TEST(abort_rolls_back)
 	ck_assert(!md_region_hydrated(md, LEAF_BITS));
 	ck_assert_uint_eq(md_nr_hydrated(md), 1);
 	ck_assert_int_eq(md_commit(md), 0);	/* nothing frozen: no-op */
-	ck_assert_uint_eq(md_transaction_id(md), 2);
+	ck_assert_uint_eq(md_transaction_id(md), 3);
 
 	/* still usable */
 	ck_assert_int_eq(md_mode(md), MD_MODE_RW);
@@ -1169,7 +1191,7 @@ static void make_v1(void)
 
 START_TEST(v1_upgrade_round_trip)
 {
-	char *base = make_base();
+	char *base = make_base_trees();	/* version 1 had no journal */
 	uint64_t root, e;
 	uint8_t ix[BS];
 	struct md *md;
@@ -1185,7 +1207,9 @@ START_TEST(v1_upgrade_round_trip)
 	ck_assert_ptr_nonnull(strstr(buf, "\"version\": 1,"));
 	free(buf);
 
-	/* read as before; the first commit rewrites the trees in version 2 */
+	/* read as before; the first commit rewrites the trees in version 3
+	 * and gives META a journal */
+	md_test_journal_blocks(MD_JOURNAL_BLOCKS);
 	md = open_ok(4096, 100000);
 	ck_assert_uint_eq(md_nr_hydrated(md), 3);
 	ck_assert(md_region_hydrated(md, 3) && md_region_hydrated(md, 4) &&
@@ -1197,7 +1221,8 @@ START_TEST(v1_upgrade_round_trip)
 	f = open_memstream(&buf, &len);
 	ck_assert_int_eq(md_dump(meta, f, err, sizeof(err)), 0);
 	fclose(f);
-	ck_assert_ptr_nonnull(strstr(buf, "\"version\": 2,"));
+	ck_assert_ptr_nonnull(strstr(buf, "\"version\": 3,"));
+	ck_assert_ptr_nonnull(strstr(buf, "\"blocks\": 256"));
 	free(buf);
 	/* every real entry of the new index carries its child's transaction */
 	root = root_of(meta, false);
@@ -1210,6 +1235,40 @@ START_TEST(v1_upgrade_round_trip)
 	md = open_ok(4096, 100000);
 	ck_assert_uint_eq(md_nr_hydrated(md), 4);
 	ck_assert(md_region_hydrated(md, 99999) && md_region_hydrated(md, 70000));
+	md_close(md);
+	g_free(base);
+}
+END_TEST
+
+/*
+ * Index entries keep 32 bits of a child's transaction id: a META whose
+ * superblock is 2^35 transactions ahead of its untouched nodes is clean,
+ * and must stay clean through commits that rewrite only some of them (the
+ * fuzzer found a commit that left a leaf unreachable by its new parent).
+ */
+START_TEST(txid_far_ahead_of_nodes)
+{
+	char *base = make_base();
+	uint8_t sb[BS];
+	int slot = active_slot(meta, sb);
+	struct md *md;
+
+	as_sb(sb)->h.txid = cpu_to_le64(hdr_txid(sb) + (9ULL << 32));
+	reseal(sb);
+	rw_block(meta, (uint64_t)slot, sb, true);
+	check_clean();
+	for (int round = 0; round < 2; round++) {
+		md = open_ok(4096, 100000);
+		ck_assert_int_eq(md_set_region_hydrated(md, 99999 - (uint64_t)round), 0);
+		commit_ok(md);
+		ck_assert_int_eq(md_set_region_hydrated(md, 5), 0);
+		commit_ok(md);
+		md_close(md);
+		check_clean();
+	}
+	md = open_ok(4096, 100000);
+	ck_assert_uint_eq(md_nr_hydrated(md), 6);
+	ck_assert(md_region_hydrated(md, 70000) && md_region_hydrated(md, 99998));
 	md_close(md);
 	g_free(base);
 }
@@ -1229,8 +1288,8 @@ START_TEST(dest_tag)
 	ck_assert_int_eq(md_set_dest_tagged(md), 0);
 	ck_assert(md_dest_tagged(md));
 	ck_assert(md_changed(md));
-	commit_ok(md);	/* only the superblock changes */
-	ck_assert_uint_eq(md_transaction_id(md), 2);
+	commit_ok(md);	/* a record with the flag, then only the superblock changes */
+	ck_assert_uint_eq(md_transaction_id(md), 3);
 	ck_assert(!md_changed(md));
 	md_close(md);
 	check_clean();
@@ -1269,7 +1328,7 @@ END_TEST
 /* Item 5: the newest transaction's tree is damaged: repair falls back and says so. */
 START_TEST(repair_falls_back_and_says_so)
 {
-	char *base = make_base();
+	char *base = make_base_trees();
 	uint64_t leaf0 = index_entry(root_of(meta, false), 0);
 	struct md *md;
 	char want[256];
@@ -1310,13 +1369,296 @@ START_TEST(repair_falls_back_and_says_so)
 }
 END_TEST
 
+/* ---- the journal (issue 23) ---- */
+
+/* A flush's commit only: one journal record. */
+static void flush_ok(struct md *md)
+{
+	ck_assert_int_eq(md_pre_commit(md), 0);
+	ck_assert_int_eq(md_commit(md), 0);
+}
+
+/* META as a crash now would leave it (md writes with pwrite, no cache). */
+static char *snapshot(void)
+{
+	char *snap = g_strconcat(meta, ".crash", NULL);
+
+	copy_file(meta, snap);
+	return snap;
+}
+
+/* Block of the record @k after the active superblock's journal head. */
+static uint64_t record_block(unsigned k)
+{
+	uint8_t sb[BS];
+
+	active_slot(meta, sb);
+	return le64_to_cpu(as_sb(sb)->journal_start) + (le32_to_cpu(as_sb(sb)->journal_head) + k) %
+	       le32_to_cpu(as_sb(sb)->journal_blocks);
+}
+
+static char *dump_text(void)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	ck_assert_int_eq(md_dump(meta, f, err, sizeof(err)), 0);
+	fclose(f);
+	return buf;
+}
+
+START_TEST(journal_flush_writes_one_record)
+{
+	struct md *md = open_ok(4096, 100000);
+	uint64_t before = md_blocks_written(md);
+	char *snap, *d;
+
+	ck_assert_int_eq(md_set_region_hydrated(md, 7), 0);
+	flush_ok(md);
+	ck_assert_uint_eq(md_blocks_written(md) - before, 1);	/* the record, no tree */
+	ck_assert_int_eq(md_set_range_hydrated(md, 40000, 10), 0);
+	ck_assert_int_eq(md_set_region_hydrated(md, 40010), 0);	/* merges with the range */
+	ck_assert_int_eq(md_set_region_hydrated(md, 99999), 0);
+	ck_assert_int_eq(md_set_dest_tagged(md), 0);
+	flush_ok(md);
+	ck_assert_uint_eq(md_blocks_written(md) - before, 2);
+	ck_assert(!md_changed(md));
+	snap = snapshot();
+	md_close(md);	/* a checkpoint */
+
+	copy_file(snap, meta);	/* the crash */
+	check_clean();
+	d = dump_text();
+	ck_assert_ptr_nonnull(strstr(d, "\"ranges\": [[7, 1]]"));
+	ck_assert_ptr_nonnull(strstr(d, "\"flags\": 2, \"hydrated\": 13, \"ranges\": [[40000, 11], [99999, 1]]"));
+	free(d);
+	md = open_ok(4096, 100000);
+	ck_assert_uint_eq(md_nr_hydrated(md), 13);
+	ck_assert(md_region_hydrated(md, 7) && md_range_hydrated(md, 40000, 11) &&
+		  md_region_hydrated(md, 99999) && md_dest_tagged(md));
+	ck_assert(!md_region_hydrated(md, 40011));
+	/* replayed records are durable: nothing to commit, a checkpoint to do */
+	ck_assert(!md_changed(md));
+	ck_assert_int_eq(md_close(md), 0);
+	check_clean();
+	d = dump_text();
+	ck_assert_ptr_nonnull(strstr(d, "\"records\": []"));
+	free(d);
+	md = open_ok(4096, 100000);
+	ck_assert_uint_eq(md_nr_hydrated(md), 13);
+	md_close(md);
+	g_unlink(snap);
+	g_free(snap);
+}
+END_TEST
+
+/* A torn or never-flushed record ends the journal; records before it count. */
+START_TEST(journal_torn_record_ends_replay)
+{
+	struct md *md = open_ok(4096, 100000);
+	char *snap;
+
+	ck_assert_int_eq(md_set_region_hydrated(md, 7), 0);
+	flush_ok(md);
+	ck_assert_int_eq(md_set_region_hydrated(md, 50000), 0);
+	flush_ok(md);
+	ck_assert_int_eq(md_set_region_hydrated(md, 60000), 0);
+	flush_ok(md);
+	snap = snapshot();
+	md_close(md);
+	copy_file(snap, meta);
+	flip_byte(meta, record_block(1), 300);
+	check_clean();
+	md = open_ok(4096, 100000);
+	ck_assert(md_region_hydrated(md, 7));
+	ck_assert(!md_region_hydrated(md, 50000) && !md_region_hydrated(md, 60000));
+	ck_assert_uint_eq(md_nr_hydrated(md), 1);
+	/* the next record goes where the torn one was */
+	ck_assert_int_eq(md_set_region_hydrated(md, 8), 0);
+	flush_ok(md);
+	g_free(snap);
+	snap = snapshot();
+	md_close(md);
+	copy_file(snap, meta);
+	check_clean();
+	md = open_ok(4096, 100000);
+	ck_assert(md_region_hydrated(md, 7) && md_region_hydrated(md, 8));
+	ck_assert(!md_region_hydrated(md, 60000));	/* stale: after the end */
+	md_close(md);
+	g_unlink(snap);
+	g_free(snap);
+}
+END_TEST
+
+/* A ring of 4: every fifth flush checkpoints; a crash after any keeps all. */
+START_TEST(journal_ring_wraps)
+{
+	struct md *md;
+
+	md_test_journal_blocks(4);
+	md = open_ok(4096, 100000);
+	for (uint64_t i = 0; i < 23; i++) {
+		uint64_t before = md_blocks_written(md);
+		char *snap;
+		struct md *m2;
+
+		ck_assert_int_eq(md_set_region_hydrated(md, i * 3001 % 100000), 0);
+		flush_ok(md);
+		ck_assert_uint_eq(md_blocks_written(md) - before == 1, i % 5 != 4);
+		snap = snapshot();
+		{
+			char *keep = g_strconcat(meta, ".live", NULL);
+
+			g_rename(meta, keep);
+			copy_file(snap, meta);
+			check_clean();
+			m2 = open_ok(4096, 100000);
+			ck_assert_uint_eq(md_nr_hydrated(m2), i + 1);
+			for (uint64_t j = 0; j <= i; j++)
+				ck_assert(md_region_hydrated(m2, j * 3001 % 100000));
+			md_close(m2);
+			g_rename(keep, meta);
+			g_free(keep);
+		}
+		g_unlink(snap);
+		g_free(snap);
+	}
+	md_close(md);
+	check_clean();
+}
+END_TEST
+
+/* More ranges than a record holds: the flush checkpoints instead. */
+START_TEST(journal_many_ranges_checkpoint)
+{
+	struct md *md = open_ok(4096, 100000);
+	char *snap, *d;
+
+	for (uint64_t i = 0; i < 400; i++)
+		ck_assert_int_eq(md_set_region_hydrated(md, i * 7), 0);
+	flush_ok(md);
+	snap = snapshot();
+	md_close(md);
+	copy_file(snap, meta);
+	check_clean();
+	d = dump_text();
+	ck_assert_ptr_nonnull(strstr(d, "\"records\": []"));
+	free(d);
+	md = open_ok(4096, 100000);
+	ck_assert_uint_eq(md_nr_hydrated(md), 400);
+	ck_assert(md_region_hydrated(md, 399 * 7));
+	md_close(md);
+	g_unlink(snap);
+	g_free(snap);
+}
+END_TEST
+
+/*
+ * A failed record write or a failed checkpoint rolls back to the durable
+ * state, which keeps the records written before; after check --repair the
+ * next flush continues the journal where a reopen will find it.
+ */
+START_TEST(journal_write_error_keeps_records)
+{
+	for (int nth = 0; nth < 12; nth++) {
+		struct md *md;
+		bool in_checkpoint = nth > 0;
+		char *snap;
+		int r;
+
+		g_unlink(meta);
+		md = open_ok(4096, 100000);
+		ck_assert_int_eq(md_set_region_hydrated(md, 1), 0);
+		flush_ok(md);
+		ck_assert_int_eq(md_set_region_hydrated(md, 2), 0);
+		ck_assert_int_eq(md_pre_commit(md), 0);
+		{
+			char spec[64];
+
+			snprintf(spec, sizeof(spec), "meta:write:eio:after=%d:once", nth);
+			ck_assert_int_eq(bio_fault_set(spec, NULL, 0), 0);
+		}
+		r = md_commit(md);
+		if (!r)
+			r = md_checkpoint(md);
+		bio_fault_clear();
+		if (!r) {
+			ck_assert_int_ge(nth, 3);
+			md_close(md);
+			break;
+		}
+		ck_assert_int_eq(r, -EIO);
+		ck_assert_int_eq(md_mode(md), MD_MODE_RO);
+		ck_assert(md_region_hydrated(md, 1));
+		ck_assert(md_region_hydrated(md, 2) == in_checkpoint);
+		ck_assert_uint_eq(md_nr_hydrated(md), 1 + in_checkpoint);
+		md_close(md);
+		check_clean();
+		ck_assert_int_eq(md_check_repair(meta, err, sizeof(err)), MD_CHECK_REPAIRED);
+		md = open_ok(4096, 100000);
+		ck_assert(md_region_hydrated(md, 1));
+		ck_assert(md_region_hydrated(md, 2) == in_checkpoint);
+		/* after a superblock written outside a checkpoint */
+		ck_assert_int_eq(md_set_region_hydrated(md, 3), 0);
+		flush_ok(md);
+		snap = snapshot();
+		md_close(md);
+		copy_file(snap, meta);
+		check_clean();
+		md = open_ok(4096, 100000);
+		ck_assert(md_region_hydrated(md, 1) && md_region_hydrated(md, 3));
+		ck_assert(md_region_hydrated(md, 2) == in_checkpoint);
+		md_close(md);
+		g_unlink(snap);
+		g_free(snap);
+	}
+}
+END_TEST
+
+/* A version 2 META gets its journal at its first commit, if it has room. */
+START_TEST(journal_v2_upgrade)
+{
+	uint8_t sb[BS];
+	struct md *md;
+	char *d;
+	int slot;
+
+	md_test_journal_blocks(0);
+	md = open_ok(4096, 100000);
+	ck_assert_int_eq(md_set_region_hydrated(md, 5), 0);
+	commit_ok(md);
+	md_close(md);
+	slot = active_slot(meta, sb);
+	as_sb(sb)->version = cpu_to_le32(2);
+	reseal(sb);
+	rw_block(meta, (uint64_t)slot, sb, true);
+	check_clean();
+	md_test_journal_blocks(MD_JOURNAL_BLOCKS);
+	md = open_ok(4096, 100000);
+	ck_assert_int_eq(md_set_region_hydrated(md, 6), 0);
+	flush_ok(md);	/* a checkpoint: it brings the journal */
+	ck_assert_int_eq(md_set_region_hydrated(md, 7), 0);
+	flush_ok(md);	/* a record */
+	md_close(md);
+	check_clean();
+	d = dump_text();
+	ck_assert_ptr_nonnull(strstr(d, "\"version\": 3,"));
+	ck_assert_ptr_nonnull(strstr(d, "\"blocks\": 256"));
+	free(d);
+	md = open_ok(4096, 100000);
+	ck_assert_uint_eq(md_nr_hydrated(md), 3);
+	md_close(md);
+}
+END_TEST
+
 static Suite *metadata_suite(void)
 {
 	Suite *s = suite_create("metadata");
 	TCase *tc = tcase_create("core");
 
 	tcase_add_unchecked_fixture(tc, setup_dir, teardown_dir);
-	tcase_add_checked_fixture(tc, empty_tmpdir, NULL);
+	tcase_add_checked_fixture(tc, fresh_test, NULL);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, fresh_format_reopen);
 	tcase_add_test(tc, format_existing_zero_file);
@@ -1338,6 +1680,13 @@ static Suite *metadata_suite(void)
 	tcase_add_test(tc, open_fd_api);
 	tcase_add_test(tc, lost_write_detected);
 	tcase_add_test(tc, v1_upgrade_round_trip);
+	tcase_add_test(tc, txid_far_ahead_of_nodes);
+	tcase_add_test(tc, journal_flush_writes_one_record);
+	tcase_add_test(tc, journal_torn_record_ends_replay);
+	tcase_add_test(tc, journal_ring_wraps);
+	tcase_add_test(tc, journal_many_ranges_checkpoint);
+	tcase_add_test(tc, journal_write_error_keeps_records);
+	tcase_add_test(tc, journal_v2_upgrade);
 	tcase_add_test(tc, dest_tag);
 	tcase_add_test(tc, repair_falls_back_and_says_so);
 	suite_add_tcase(s, tc);

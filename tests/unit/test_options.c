@@ -30,6 +30,7 @@ START_TEST(options_defaults_sane)
 	ck_assert_uint_eq(o.hydration_batch_size, CLONE_DEFAULT_BATCH);
 	ck_assert_uint_eq(o.hydration_rate, 0);
 	ck_assert_uint_eq(o.commit_period_ms, 1000);
+	ck_assert_uint_eq(o.source_timeout_ms, 30000);
 	ck_assert(!o.no_hydration && !o.copy_on_read && !o.no_discard_passdown &&
 		  !o.ro && !o.nofollow);
 	ck_assert(options_region_size_valid(o.region_size));
@@ -217,6 +218,8 @@ START_TEST(options_apply_values)
 	ck_assert_uint_eq(applied("commit_period=5").commit_period_ms, 5000);
 	ck_assert_uint_eq(applied("commit_period=250ms").commit_period_ms, 250);
 	ck_assert_uint_eq(applied("commit_period=3600").commit_period_ms, 3600000);
+	ck_assert_uint_eq(applied("source_timeout=5").source_timeout_ms, 5000);
+	ck_assert_uint_eq(applied("source_timeout=250ms").source_timeout_ms, 250);
 	ck_assert_int_eq(applied("uid=1000").uid, 1000);
 	ck_assert_int_eq(applied("gid=0").gid, 0);
 	ck_assert_int_eq(applied("umask=027").umask, 027);
@@ -261,6 +264,10 @@ START_TEST(options_apply_bad_values)
 		g_free(opt);
 		g_free(long_path);
 	}
+	apply(&o, "source_timeout=0", -EINVAL);
+	apply(&o, "source_timeout", -EINVAL);
+	apply(&o, "source_timeout=3601", -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "bad value '3601' for source_timeout"));
 	ck_assert_mem_eq(&o, &before, sizeof(o));
 }
 END_TEST
