@@ -513,7 +513,8 @@ static void push_hint(struct hydrate *h, uint64_t first, uint64_t end, bool ahea
  * fetching them from SOURCE right now, and a random reader would otherwise
  * have each 4 KiB read followed by a region's copy at full speed. A read
  * that continues a stream also puts a read-ahead window after it at the
- * head, copied at once, and holds the sweep back for HINT_HOLD_US.
+ * head, copied at once, and, if the window has regions to copy, holds the
+ * sweep back for HINT_HOLD_US.
  */
 void hydrate_hint(struct hydrate *h, uint64_t first, uint64_t n)
 {
@@ -538,10 +539,15 @@ void hydrate_hint(struct hydrate *h, uint64_t first, uint64_t n)
 		s->next = end;
 		s->window = min_w;
 	} else {
+		uint64_t w0 = MIN(end, nr), w1 = MIN(end + s->window, nr);
+
 		s->next = MAX(s->next, end);
-		push_hint(h, MIN(end, nr), MIN(end + s->window, nr), true);
+		push_hint(h, w0, w1, true);
 		s->window = MIN(s->window * 2, max_w);
-		h->hint_hold_until = now + HINT_HOLD_US;
+		/* only while the window has regions to copy: a reader going
+		 * over hydrated ones must not keep the sweep away for good */
+		if (md_find_next_unhydrated(h->t.md, w0) < w1)
+			h->hint_hold_until = now + HINT_HOLD_US;
 	}
 	if (h->enabled)
 		g_cond_broadcast(&h->cond);
