@@ -692,10 +692,32 @@ static void cfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_buf(req, names, sizeof(names));
 }
 
+/*
+ * A message that names a file makes the daemon (root, for an fstab mount)
+ * read it: only for a sender who may read it himself, so that writing the
+ * image lends no one the daemon's eyes (nor tells whether a file exists).
+ */
+static int may_name_file(fuse_req_t req, const char *text)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct control_msg m;
+	struct stat st;
+	char err[256];
+
+	if (ctx->uid == 0 || control_parse(text, &m, err, sizeof(err)) ||
+	    m.verb != MSG_PREFETCH)
+		return 0;
+	if (stat(m.path, &st))
+		return -EACCES;
+	if (st.st_uid == ctx->uid ? (st.st_mode & S_IRUSR) : (st.st_mode & S_IROTH))
+		return 0;
+	return -EACCES;
+}
+
 static void cfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			 const char *value, size_t size, int flags)
 {
-	char *text, err[256];
+	char *text, err[256] = "";
 	int ret;
 
 	(void)flags;
@@ -704,7 +726,11 @@ static void cfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		return;
 	}
 	text = g_strndup(value, size);
-	ret = control_message(clone_of(req), text, err, sizeof(err));
+	ret = may_name_file(req, text);
+	if (ret)
+		g_strlcpy(err, "the sender may not read that file", sizeof(err));
+	else
+		ret = control_message(clone_of(req), text, err, sizeof(err));
 	if (ret)
 		g_warning("message '%s' refused: %s", text, err);
 	g_free(text);

@@ -93,6 +93,19 @@ mount_clone "$T/src" "$T/dest" "$T/meta" "$T/m" allow_other,no_hydration,uid=655
 	die "uid=,gid= gave $(stat -c %a:%u:%g "$T/m/image")"
 as_nobody dd if=/dev/zero of="$T/m/image" bs=4096 count=1 conv=notrunc,fsync 2>/dev/null ||
 	die "uid=65534: its owner cannot write the image"
+# the prefetch message makes the daemon read a file: only one its sender may read
+"$CLONEFS" profile save "$T/m" "$T/root.profile" > /dev/null || die "profile save failed"
+chmod 600 "$T/root.profile"
+as_nobody setfattr -n user.clonefs.message -v "prefetch $T/root.profile" "$T/m/image" 2>/dev/null &&
+	die "nobody had the daemon read root's 0600 profile"
+as_nobody setfattr -n user.clonefs.message -v "prefetch $T/none.profile" "$T/m/image" 2> "$T/err" &&
+	die "a missing profile was accepted"
+grep -q "Permission denied" "$T/err" || die "a missing file's error tells it is missing: $(cat "$T/err")"
+chmod 644 "$T/root.profile"
+as_nobody setfattr -n user.clonefs.message -v "prefetch $T/root.profile" "$T/m/image" ||
+	die "nobody cannot prefetch a profile anyone may read"
+setfattr -n user.clonefs.message -v "prefetch $T/root.profile" "$T/m/image" ||
+	die "root cannot prefetch a profile"
 unmount_clone "$T/m" "$T/meta"
 chmod 700 "$T"
 
