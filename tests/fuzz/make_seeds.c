@@ -64,6 +64,22 @@ static int make_v1(uint8_t *buf)
 	return 0;
 }
 
+/* The whole file at @path (its stat in @st), or NULL. */
+static uint8_t *slurp(const char *path, struct stat *st)
+{
+	int fd = open(path, O_RDONLY);
+	uint8_t *buf = NULL;
+
+	if (fd >= 0 && !fstat(fd, st) && (buf = malloc((size_t)st->st_size + 1)) &&
+	    pread(fd, buf, (size_t)st->st_size, 0) != st->st_size) {
+		free(buf);
+		buf = NULL;
+	}
+	if (fd >= 0)
+		close(fd);
+	return buf;
+}
+
 static int seed(const char *dir, const char *name, uint32_t region_size,
 		uint64_t count, int commits, uint64_t step, uint64_t run, int how)
 {
@@ -95,13 +111,8 @@ static int seed(const char *dir, const char *name, uint32_t region_size,
 	}
 	if (how & SEED_CRASH) {
 		/* the file as a crash now leaves it, put back after md_close */
-		fd = open(tmp, O_RDONLY);
-		if (fd < 0 || fstat(fd, &st))
+		if (!(buf = slurp(tmp, &st)))
 			return 1;
-		buf = malloc((size_t)st.st_size);
-		if (pread(fd, buf, (size_t)st.st_size, 0) != st.st_size)
-			return 1;
-		close(fd);
 		md_close(md);
 		fd = open(tmp, O_WRONLY | O_TRUNC);
 		if (fd < 0 || write(fd, buf, (size_t)st.st_size) != st.st_size)
@@ -115,13 +126,8 @@ static int seed(const char *dir, const char *name, uint32_t region_size,
 		fprintf(stderr, "make_seeds: %s: not clean: %s\n", name, err);
 		return 1;
 	}
-	fd = open(tmp, O_RDONLY);
-	if (fd < 0 || fstat(fd, &st))
+	if (!(buf = slurp(tmp, &st)))
 		return 1;
-	buf = malloc((size_t)st.st_size);
-	if (pread(fd, buf, (size_t)st.st_size, 0) != st.st_size)
-		return 1;
-	close(fd);
 	if ((how & SEED_V1) && make_v1(buf)) {
 		fprintf(stderr, "make_seeds: %s: cannot make version 1\n", name);
 		return 1;

@@ -252,3 +252,16 @@ source_json() {
 	getfattr --absolute-names --only-values -n user.clonefs.json "$1/image" |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["source"][sys.argv[1]])' "$2"
 }
+
+# regions_equal SRC DEST LIST SIZE: the regions listed (one number a line)
+# hold the same SIZE bytes in SRC and DEST.
+regions_equal() {
+	python3 - "$@" <<'PY'
+import sys
+s, d, size = open(sys.argv[1], 'rb'), open(sys.argv[2], 'rb'), int(sys.argv[4])
+for r in map(int, open(sys.argv[3])):
+    s.seek(r * size); d.seek(r * size)
+    if s.read(size) != d.read(size):
+        sys.exit("region %d differs" % r)
+PY
+}

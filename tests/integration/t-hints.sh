@@ -36,13 +36,7 @@ assert swept == list(range(len(swept))), "the sweep's order changed"
 assert len(swept) < 400, f"the sweep copied {len(swept)} regions first"
 print(f"hinted 800..819 done after {len(swept)} swept regions")
 PY
-python3 - "$T/src" "$T/dest" "$T/order" <<'PY' || die "copied regions differ from SOURCE"
-import sys
-s, d = open(sys.argv[1], 'rb'), open(sys.argv[2], 'rb')
-for r in map(int, open(sys.argv[3])):
-    s.seek(r * 65536); d.seek(r * 65536)
-    assert s.read(65536) == d.read(65536), f"region {r}"
-PY
+regions_equal "$T/src" "$T/dest" "$T/order" 65536 || die "copied regions differ from SOURCE"
 
 # 2. Readers never wait for hinted copies: at 1 byte/s after the first
 # copy, no hinted copy ever runs, yet reads of unhydrated regions all

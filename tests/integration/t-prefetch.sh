@@ -49,13 +49,7 @@ before = order[:order.index(601)]
 swept = [r for r in before if r not in prof]
 assert swept == list(range(len(swept))) and len(swept) < 40, f"swept first: {swept}"
 PY
-python3 - "$T/src" "$T/dest" "$T/order" <<'PY' || die "copied regions differ from SOURCE"
-import sys
-s, d = open(sys.argv[1], 'rb'), open(sys.argv[2], 'rb')
-for r in map(int, open(sys.argv[3])):
-    s.seek(r * 65536); d.seek(r * 65536)
-    assert s.read(65536) == d.read(65536), f"region {r}"
-PY
+regions_equal "$T/src" "$T/dest" "$T/order" 65536 || die "copied regions differ from SOURCE"
 
 # 3. Refused, touching nothing: corrupt, truncated, another image's.
 rm -f "$T/dest" "$T/meta"
