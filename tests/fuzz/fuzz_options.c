@@ -50,12 +50,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_options(&o);
 
 	if (!control_parse(text, &msg, err, errlen)) {
-		if (msg.verb > MSG_COPY_ON_READ)
+		if (msg.verb > MSG_PREFETCH)
+			abort();
+		if (msg.verb == MSG_PREFETCH && msg.path[0] != '/')
 			abort();
 		if ((msg.verb == MSG_HYDRATION_THRESHOLD || msg.verb == MSG_HYDRATION_BATCH_SIZE) &&
 		    (msg.value < 1 || msg.value > (1u << 20)))
 			abort();
-		if (msg.verb == MSG_COPY_ON_READ && msg.value > 1)
+		if ((msg.verb == MSG_COPY_ON_READ || msg.verb == MSG_READ_HINTS) && msg.value > 1)
 			abort();
 	}
 	if (!options_parse_size(text, &v) && text[0] == '0' && text[1] == '\0' && v)
