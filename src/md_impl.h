@@ -27,7 +27,6 @@ struct md {
 	uint32_t version;		/* of the committed trees: 1 until upgraded */
 	int slot;
 	uint64_t committed_hydrated;	/* regions hydrated in the committed state */
-	uint64_t next_hydrated;		/* ... in the transaction being written */
 	uint16_t *leaf_pop;		/* committed bits of each bitmap leaf */
 
 	struct md_tree bm;		/* the hydration bitmap */
@@ -91,7 +90,7 @@ int md_new(const struct md_geometry *geo, uint64_t nr_blocks, struct md **out);
 void md_free(struct md *md);
 /* Writes the current roots into superblock @slot; version 1 trees get version 1. */
 int md_write_super(struct md *md, int slot, uint32_t flags, uint64_t hydrated);
-/* Writes the frozen set, swaps superblocks (commit_lock held). */
+/* md_checkpoint.c: writes the frozen set, swaps superblocks (commit_lock held). */
 int md_commit_locked(struct md *md);
 
 /* md_journal.c */
@@ -113,6 +112,11 @@ int mj_read(struct md *md, uint32_t k, uint8_t prev[32], struct md_journal_disk 
 /* metadata.c, for md_journal.c (lock held) */
 void md_mark_range(struct md *md, uint64_t start, uint64_t n);
 void md_freeze(struct md *md);
+/* metadata.c, for md_checkpoint.c (commit_lock held) */
+/* Regions hydrated in the frozen state. */
+uint64_t md_frozen_hydrated(struct md *md);
+/* Drops the frozen set (written by a checkpoint, or rolled back). */
+void md_free_frozen(struct md *md);
 
 /* md_open.c */
 /* Opens META from @fd (-1: it does not exist). Takes ownership of @fd. */

@@ -27,7 +27,6 @@ bool mj_has_room(struct md *md)
 	 * repair) the next transaction id is not the next record's: only a
 	 * checkpoint can continue. */
 	return md->j_blocks && md->j_count < md->j_blocks && !md->overflow &&
-	       md->jranges->len <= MD_JOURNAL_RANGES &&
 	       md->j_txid + md->j_count == md->tm.txid + 1;
 }
 

@@ -214,23 +214,11 @@ int tm_write(struct md_tm *tm, uint64_t nr, uint8_t *b, uint32_t kind, unsigned 
 	return r;
 }
 
-int tm_upgrade_space_map(struct md_tm *tm)
-{
-	for (unsigned l = 1; l <= tm->sm.levels; l++)
-		for (uint64_t i = 0; i < tm->sm.count[l]; i++) {
-			int r = tm->sm.loc[l][i] > PTR_ONES ? sm_move(tm, l, i) : 0;
-
-			if (r)
-				return r;
-		}
-	return 0;
-}
-
-int tm_refresh_space_map(struct md_tm *tm, uint64_t age)
+int tm_move_space_map(struct md_tm *tm, unsigned from_level, uint64_t age)
 {
 	uint64_t txid = tm->txid + 1;
 
-	for (unsigned l = 0; l <= tm->sm.levels; l++)
+	for (unsigned l = from_level; l <= tm->sm.levels; l++)
 		for (uint64_t i = 0; i < tm->sm.count[l]; i++) {
 			int r = tm->sm.loc[l][i] > PTR_ONES && txid - tm->sm.txid[l][i] >= age ?
 				sm_move(tm, l, i) : 0;

@@ -81,10 +81,12 @@ void tm_set_node(struct md_tm *tm, struct md_tree *t, unsigned level, uint64_t i
 int tm_write(struct md_tm *tm, uint64_t nr, uint8_t *b, uint32_t kind, unsigned tree,
 	     unsigned level, uint64_t idx);
 
-/* Version 1 -> 2: moves every real space-map index node (for child txids). */
-int tm_upgrade_space_map(struct md_tm *tm);
-/* Moves every space-map node written more than @age transactions ago. */
-int tm_refresh_space_map(struct md_tm *tm, uint64_t age);
+/*
+ * Moves every real space-map node at level @from_level and above written at
+ * least @age transactions ago: (1, 0) every index node (version 1 -> 2, for
+ * child txids), (0, age) the old ones (the refresh).
+ */
+int tm_move_space_map(struct md_tm *tm, unsigned from_level, uint64_t age);
 /* Writes the space-map nodes moved in this transaction (all allocation done). */
 int tm_write_space_map(struct md_tm *tm);
 

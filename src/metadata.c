@@ -9,9 +9,7 @@
  * hydrated) and the space map (1 bit per META block, 1 = in use), and a
  * journal (md_journal.c). Blocks 0 and 1 are superblock slots that
  * alternate. A flush's commit appends one journal record and flushes; a
- * checkpoint (md_commit_locked) writes every changed node to a free block,
- * flushes, then writes the other slot with transaction id + 1, the journal
- * head moved past the records it folded in, and flushes again.
+ * checkpoint (md_checkpoint.c) writes the trees and swaps the superblock.
  *
  * In core the hydration leaves are allocated on first use (NULL = all
  * zeros, bt_ones_leaf = all ones). Each leaf has a dirty flag;
@@ -42,8 +40,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static void free_frozen(struct md *md);
-
 /* ---- life cycle ---- */
 
 void md_free(struct md *md)
@@ -56,7 +52,7 @@ void md_free(struct md *md)
 	}
 	bt_free(&md->bm);
 	tm_free(&md->tm);
-	free_frozen(md);
+	md_free_frozen(md);
 	g_free(md->frozen);
 	g_free(md->dirty);
 	g_free(md->leaf_pop);
@@ -125,120 +121,8 @@ int md_write_super(struct md *md, int slot, uint32_t flags, uint64_t hydrated)
 	return tm_write(&md->tm, (uint64_t)slot, md->buf, MD_KIND_SUPER, 0, 0, (uint64_t)slot);
 }
 
-/* ---- commit ---- */
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Points bitmap node (@level, @idx) at @v (a sentinel, or a block to write). */
-static int bm_set_node(struct md *md, unsigned level, uint64_t idx, uint64_t v)
-{
-	uint64_t *loc = &md->bm.loc[level][idx], b = v;
-	int r;
-
-	if (v > PTR_ONES) {
-		r = tm_alloc(&md->tm, &b);
-		if (!r)
-			r = tm_write(&md->tm, b, md->buf, level ? MD_KIND_INDEX : MD_KIND_LEAF,
-				     MD_TREE_BITMAP, level, idx);
-		if (r)
-			return r;
-	}
-	r = tm_release(&md->tm, *loc);
-	tm_set_node(&md->tm, &md->bm, level, idx, b);
-	return r;
-}
-
-/*
- * Index entries keep only the low 32 bits of a child's transaction id
- * (format.h), so no node may fall 2^32 transactions behind the parent that
- * points at it. The first commit after open and every REFRESH_EVERY-th one
- * rewrite every node older than REFRESH_AGE, which keeps every node younger
- * than REFRESH_AGE + REFRESH_EVERY. (A META may come with a superblock far
- * ahead of its untouched nodes.)
- */
-#define REFRESH_AGE	(1ULL << 31)
-
-/* The ring a META gets at its first commit (md_test_journal_blocks). */
-static uint32_t journal_blocks = MD_JOURNAL_BLOCKS;
-#define REFRESH_EVERY	(1ULL << 20)
-
-static int write_zeros(int fd, uint64_t off, uint64_t len)
-{
-	void *z = g_malloc0(len);
-	int r = bio_pwrite(fd, z, len, off);
-
-	g_free(z);
-	return r;
-}
-
-/* Rewrites bitmap leaves older than REFRESH_AGE, unchanged, at new blocks. */
-static int refresh_leaves(struct md *md)
-{
-	uint64_t txid = md->tm.txid + 1;
-
-	for (uint64_t idx = 0; idx < md->bm.count[0]; idx++) {
-		uint64_t loc = md->bm.loc[0][idx];
-		int r;
-
-		if (loc <= PTR_ONES || md->frozen[idx] || txid - md->bm.txid[0][idx] < REFRESH_AGE)
-			continue;
-		r = bio_pread(md->tm.fd, md->buf, BS, loc * BS);
-		if (!r)
-			r = bm_set_node(md, 0, idx, 2);
-		if (r)
-			return r;
-	}
-	return 0;
-}
-
-/*
- * Writes the frozen leaves, then their ancestors level by level; @all:
- * every index node (a version 1 upgrade, or a refresh).
- */
-static int write_bitmap(struct md *md, bool all)
-{
-	GArray *a = g_array_new(FALSE, FALSE, sizeof(uint64_t));
-	GArray *b = g_array_new(FALSE, FALSE, sizeof(uint64_t));
-	GArray *cur = md->frozen_list, *next = a;
-	int r = 0;
-
-	if (cur->len)
-		qsort(cur->data, cur->len, sizeof(uint64_t), cmp_u64);
-	md->next_hydrated = md->committed_hydrated;
-	for (guint k = 0; k < cur->len && !r; k++) {
-		uint64_t idx = g_array_index(cur, uint64_t, k), *w = md->frozen[idx], v = 2;
-
-		md->next_hydrated += bt_popcount_leaf(w) - md->leaf_pop[idx];
-		if (!memcmp(w, bt_ones_leaf, sizeof(bt_ones_leaf)))
-			v = PTR_ONES;
-		else if (bio_all_zero(w, sizeof(bt_ones_leaf)))
-			v = PTR_ZEROS;
-		else
-			bt_pack_leaf(md->buf, w);
-		r = bm_set_node(md, 0, idx, v);
-	}
-	for (unsigned l = 1; l <= md->bm.levels && !r; l++) {
-		bt_parents_of(&md->bm, l, cur, next, all);
-		for (guint k = 0; k < next->len && !r; k++) {
-			uint64_t p = g_array_index(next, uint64_t, k);
-
-			r = bm_set_node(md, l, p, bt_pack_index(md->buf, &md->bm, l, p));
-		}
-		cur = next;
-		next = next == a ? b : a;
-	}
-	g_array_free(a, TRUE);
-	g_array_free(b, TRUE);
-	return r;
-}
-
 /* Drops the frozen set (committed, or rolled back). */
-static void free_frozen(struct md *md)
+void md_free_frozen(struct md *md)
 {
 	for (guint k = 0; k < md->frozen_list->len; k++) {
 		uint64_t idx = g_array_index(md->frozen_list, uint64_t, k);
@@ -249,85 +133,6 @@ static void free_frozen(struct md *md)
 	}
 	g_array_set_size(md->frozen_list, 0);
 	__atomic_store_n(&md->nr_frozen, 0, __ATOMIC_RELAXED);
-}
-
-/*
- * Writes the frozen set and the moved space-map nodes, then swaps
- * superblocks. The first commit on version 1 trees rewrites every index
- * node in version 2 (the leaves are the same in both).
- */
-int md_commit_locked(struct md *md)
-{
-	uint32_t old_version = md->version, flags = md->flags | md->frozen_flags;
-	uint32_t old_head = md->j_head;
-	uint64_t old_jtxid = md->j_txid, start;
-	bool upgrade = old_version < 2, new_journal = false;
-	bool refresh = md->tm.txid + 1 >= md->next_refresh;
-	int r = 0;
-
-	md->version = MD_SB_VERSION;
-	if (!md->j_blocks && !md->j_tried && journal_blocks) {
-		/* a new META, or the first commit of an older one: if it has room */
-		md->j_tried = true;
-		new_journal = !tm_alloc_run(&md->tm, journal_blocks, &start);
-		if (new_journal) {
-			md->j_start = start;
-			md->j_blocks = journal_blocks;
-			/* Written once, so that a record overwrites allocated
-			 * blocks and its flush has no file metadata to commit. */
-			r = write_zeros(md->tm.fd, start * BS, (uint64_t)journal_blocks * BS);
-		}
-	}
-	if (md->j_blocks) {
-		/* the records folded in here are behind the new head */
-		md->j_head = (uint32_t)(((uint64_t)md->j_head + md->j_count) % md->j_blocks);
-		md->j_txid = md->tm.txid + 2;
-	}
-	if (refresh && !r)
-		r = refresh_leaves(md);
-	if (!r)
-		r = write_bitmap(md, upgrade || refresh);
-	if (!r && upgrade)
-		r = tm_upgrade_space_map(&md->tm);
-	if (!r && refresh)
-		r = tm_refresh_space_map(&md->tm, REFRESH_AGE);
-	if (!r)
-		r = tm_write_space_map(&md->tm);
-	if (!r)
-		r = bio_flush(md->tm.fd);
-	if (!r)
-		r = md_write_super(md, 1 - md->slot, flags, md->next_hydrated);
-	if (!r)
-		r = bio_flush(md->tm.fd);
-	if (r) {
-		md->version = old_version;
-		md->j_head = old_head;
-		md->j_txid = old_jtxid;
-		if (new_journal) {
-			md->j_blocks = 0;
-			md->j_start = 0;
-			md->j_tried = false;
-		}
-		return r;
-	}
-	tm_commit_done(&md->tm);
-	if (refresh)
-		md->next_refresh = md->tm.txid + REFRESH_EVERY;
-	md->j_count = 0;
-	md->overflow = false;
-	g_array_set_size(md->jranges, 0);
-	__atomic_store_n(&md->unsynced, false, __ATOMIC_RELAXED);
-	md->slot = 1 - md->slot;
-	md->flags = flags;
-	__atomic_store_n(&md->frozen_flags, 0, __ATOMIC_RELAXED);
-	for (guint k = 0; k < md->frozen_list->len; k++) {
-		uint64_t idx = g_array_index(md->frozen_list, uint64_t, k);
-
-		md->leaf_pop[idx] = (uint16_t)bt_popcount_leaf(md->frozen[idx]);
-	}
-	md->committed_hydrated = md->next_hydrated;
-	free_frozen(md);
-	return 0;
 }
 
 /* ---- rollback ---- */
@@ -385,7 +190,7 @@ static int restore_bitmap(struct md *md, enum md_mode mode)
 		md->dirty[idx] = 0;
 	}
 	g_array_set_size(md->dirty_list, 0);
-	free_frozen(md);
+	md_free_frozen(md);
 	md->new_flags = 0;
 	__atomic_store_n(&md->frozen_flags, 0, __ATOMIC_RELAXED);
 	g_array_set_size(md->pending, 0);
@@ -691,8 +496,7 @@ out:
 	return r;
 }
 
-/* Regions hydrated in the frozen state (commit_lock held). */
-static uint64_t frozen_hydrated(struct md *md)
+uint64_t md_frozen_hydrated(struct md *md)
 {
 	uint64_t n = md->committed_hydrated;
 
@@ -716,7 +520,7 @@ static int commit_frozen(struct md *md)
 
 	if (!mj_has_room(md))
 		return md_commit_locked(md);
-	r = mj_append(md, flags, frozen_hydrated(md));
+	r = mj_append(md, flags, md_frozen_hydrated(md));
 	if (r)
 		return r;
 	md->j_count++;
@@ -848,11 +652,6 @@ void md_last_error(struct md *md, char *buf, size_t len)
 uint64_t md_blocks_written(struct md *md)
 {
 	return __atomic_load_n(&md->tm.blocks_written, __ATOMIC_RELAXED);
-}
-
-void md_test_journal_blocks(uint32_t n)
-{
-	journal_blocks = MIN(n, MD_JOURNAL_BLOCKS);
 }
 
 void md_test_limit_blocks(struct md *md, uint64_t nr_blocks)
