@@ -265,3 +265,17 @@ for r in map(int, open(sys.argv[3])):
         sys.exit("region %d differs" % r)
 PY
 }
+
+# use_build_helper: mount(8) runs /sbin/mount.clonefs; make it this build's
+# until exit. An installed helper (make install's, the package's) is put
+# aside meanwhile and put back after.
+use_build_helper() {
+	local helper=/sbin/mount.clonefs
+	if [ -e "$helper" ] || [ -L "$helper" ]; then
+		mv "$helper" "$T/helper.before"
+		atexit "rm -f $helper; mv $T/helper.before $helper"
+	else
+		atexit rm -f "$helper"
+	fi
+	ln -s "$MOUNT_CLONEFS" "$helper"
+}

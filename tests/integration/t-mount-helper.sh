@@ -4,16 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 
 # mount(8) looks for /sbin/mount.TYPE: point it at this build for the test.
-# An installed helper (make install's, the package's) is put aside meanwhile,
-# so the test runs this build's, and put back after.
-helper=/sbin/mount.clonefs
-if [ -e "$helper" ] || [ -L "$helper" ]; then
-	mv "$helper" "$T/helper.before"
-	atexit "rm -f $helper; mv $T/helper.before $helper"
-else
-	atexit rm -f "$helper"
-fi
-ln -s "$MOUNT_CLONEFS" "$helper"
+use_build_helper
 
 make_source "$T/src" 16
 mkdir -p "$T/m"

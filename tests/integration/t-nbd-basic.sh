@@ -75,16 +75,8 @@ cmp "$T/src" "$T/dest" || die "dest differs from source (no multi-conn)"
 nbd_stop "$NBD_PID"
 NBD_URI=$main_uri NBD_PID=$main_pid
 
-# 3b. mount -t clonefs and an fstab line with the URI as SOURCE: mount(8)
-# looks for /sbin/mount.clonefs, this build's for the test (as t-mount-helper)
-helper=/sbin/mount.clonefs
-if [ -e "$helper" ] || [ -L "$helper" ]; then
-	mv "$helper" "$T/helper.before"
-	atexit "rm -f $helper; mv $T/helper.before $helper"
-else
-	atexit rm -f "$helper"
-fi
-ln -s "$MOUNT_CLONEFS" "$helper"
+# 3b. mount -t clonefs and an fstab line with the URI as SOURCE
+use_build_helper
 mount -t clonefs "$NBD_URI" "$T/m2" -o "dest=$T/dest,meta=$T/meta,no_hydration"
 poll 10 test -e "$T/m2/image" || die "no image after mount -t clonefs URI"
 cmp "$T/src" "$T/m2/image" || die "image differs (mount -t)"
@@ -95,7 +87,7 @@ poll 10 test -e "$T/m2/image" || die "no image after the fstab mount"
 grep -q "^nbd+unix:///?socket=$T/nbd.sock $T/m2 fuse.clonefs " /proc/mounts ||
 	die "fstab: not the URI: $(grep " $T/m2 " /proc/mounts)"
 unmount_clone "$T/m2" "$T/meta"
-rm -f "$helper"
+rm -f /sbin/mount.clonefs # done with mount(8); exit puts back any installed one
 
 # 4. TLS with a pre-shared key (nbds+unix://USER@, tls-psk-file=)
 printf 'alice:%s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$T/keys.psk"

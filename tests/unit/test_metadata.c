@@ -1387,6 +1387,17 @@ static char *snapshot(void)
 	return snap;
 }
 
+/* Closes @md (a checkpoint) but leaves META as a crash before would have. */
+static void crash_close(struct md *md)
+{
+	char *snap = snapshot();
+
+	md_close(md);
+	copy_file(snap, meta);
+	g_unlink(snap);
+	g_free(snap);
+}
+
 /* Block of the record @k after the active superblock's journal head. */
 static uint64_t record_block(unsigned k)
 {
@@ -1412,7 +1423,7 @@ START_TEST(journal_flush_writes_one_record)
 {
 	struct md *md = open_ok(4096, 100000);
 	uint64_t before = md_blocks_written(md);
-	char *snap, *d;
+	char *d;
 
 	ck_assert_int_eq(md_set_region_hydrated(md, 7), 0);
 	flush_ok(md);
@@ -1424,10 +1435,7 @@ START_TEST(journal_flush_writes_one_record)
 	flush_ok(md);
 	ck_assert_uint_eq(md_blocks_written(md) - before, 2);
 	ck_assert(!md_changed(md));
-	snap = snapshot();
-	md_close(md);	/* a checkpoint */
-
-	copy_file(snap, meta);	/* the crash */
+	crash_close(md);
 	check_clean();
 	d = dump_text();
 	ck_assert_ptr_nonnull(strstr(d, "\"ranges\": [[7, 1]]"));
@@ -1448,8 +1456,6 @@ START_TEST(journal_flush_writes_one_record)
 	md = open_ok(4096, 100000);
 	ck_assert_uint_eq(md_nr_hydrated(md), 13);
 	md_close(md);
-	g_unlink(snap);
-	g_free(snap);
 }
 END_TEST
 
@@ -1457,7 +1463,6 @@ END_TEST
 START_TEST(journal_torn_record_ends_replay)
 {
 	struct md *md = open_ok(4096, 100000);
-	char *snap;
 
 	ck_assert_int_eq(md_set_region_hydrated(md, 7), 0);
 	flush_ok(md);
@@ -1465,9 +1470,7 @@ START_TEST(journal_torn_record_ends_replay)
 	flush_ok(md);
 	ck_assert_int_eq(md_set_region_hydrated(md, 60000), 0);
 	flush_ok(md);
-	snap = snapshot();
-	md_close(md);
-	copy_file(snap, meta);
+	crash_close(md);
 	flip_byte(meta, record_block(1), 300);
 	check_clean();
 	md = open_ok(4096, 100000);
@@ -1477,17 +1480,12 @@ START_TEST(journal_torn_record_ends_replay)
 	/* the next record goes where the torn one was */
 	ck_assert_int_eq(md_set_region_hydrated(md, 8), 0);
 	flush_ok(md);
-	g_free(snap);
-	snap = snapshot();
-	md_close(md);
-	copy_file(snap, meta);
+	crash_close(md);
 	check_clean();
 	md = open_ok(4096, 100000);
 	ck_assert(md_region_hydrated(md, 7) && md_region_hydrated(md, 8));
 	ck_assert(!md_region_hydrated(md, 60000));	/* stale: after the end */
 	md_close(md);
-	g_unlink(snap);
-	g_free(snap);
 }
 END_TEST
 
@@ -1533,14 +1531,12 @@ END_TEST
 START_TEST(journal_many_ranges_checkpoint)
 {
 	struct md *md = open_ok(4096, 100000);
-	char *snap, *d;
+	char *d;
 
 	for (uint64_t i = 0; i < 400; i++)
 		ck_assert_int_eq(md_set_region_hydrated(md, i * 7), 0);
 	flush_ok(md);
-	snap = snapshot();
-	md_close(md);
-	copy_file(snap, meta);
+	crash_close(md);
 	check_clean();
 	d = dump_text();
 	ck_assert_ptr_nonnull(strstr(d, "\"records\": []"));
@@ -1549,8 +1545,6 @@ START_TEST(journal_many_ranges_checkpoint)
 	ck_assert_uint_eq(md_nr_hydrated(md), 400);
 	ck_assert(md_region_hydrated(md, 399 * 7));
 	md_close(md);
-	g_unlink(snap);
-	g_free(snap);
 }
 END_TEST
 
@@ -1564,7 +1558,6 @@ START_TEST(journal_write_error_keeps_records)
 	for (int nth = 0; nth < 12; nth++) {
 		struct md *md;
 		bool in_checkpoint = nth > 0;
-		char *snap;
 		int r;
 
 		g_unlink(meta);
@@ -1602,16 +1595,12 @@ START_TEST(journal_write_error_keeps_records)
 		/* after a superblock written outside a checkpoint */
 		ck_assert_int_eq(md_set_region_hydrated(md, 3), 0);
 		flush_ok(md);
-		snap = snapshot();
-		md_close(md);
-		copy_file(snap, meta);
+		crash_close(md);
 		check_clean();
 		md = open_ok(4096, 100000);
 		ck_assert(md_region_hydrated(md, 1) && md_region_hydrated(md, 3));
 		ck_assert(md_region_hydrated(md, 2) == in_checkpoint);
 		md_close(md);
-		g_unlink(snap);
-		g_free(snap);
 	}
 }
 END_TEST
