@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <glib.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>

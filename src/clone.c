@@ -507,6 +507,7 @@ void clone_get_status(struct clone *c, struct clone_status *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->mode = md_mode(c->md);
+	st->meta_block_size = MD_BLOCK_SIZE;
 	md_space(c->md, &st->meta_used, &st->meta_total);
 	st->region_size = c->region_size;
 	st->nr_regions = c->nr_regions;

@@ -7,6 +7,8 @@
 #define CLONEFS_CLONE_IMPL_H
 
 #include "clonefs/clone.h"
+#include "clonefs/hydrate.h"
+#include "clonefs/metadata.h"
 #include "clonefs/profile.h"
 #include "clonefs/source.h"
 

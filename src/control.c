@@ -149,7 +149,7 @@ char *control_format_line(const struct clone_status *st)
 	g_string_append_printf(s, "%u %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT
 			       " %u %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT
 			       " %" G_GUINT64_FORMAT " %d",
-			       MD_BLOCK_SIZE / 512, st->meta_used, st->meta_total,
+			       st->meta_block_size / 512, st->meta_used, st->meta_total,
 			       st->region_size / 512, st->nr_hydrated,
 			       st->nr_regions, st->hy.in_flight, nf);
 	for (int i = 0; i < nf; i++)
@@ -216,7 +216,7 @@ static void add_line_fields(GString *o, const struct clone_status *st)
 	const char *f[2];
 	int nf = features(st, f);
 
-	add_int(o, CONTROL_KEY_METADATA_BLOCK_SIZE, MD_BLOCK_SIZE / 512);
+	add_int(o, CONTROL_KEY_METADATA_BLOCK_SIZE, st->meta_block_size / 512);
 	add_int(o, CONTROL_KEY_METADATA_USED, st->meta_used);
 	add_int(o, CONTROL_KEY_METADATA_TOTAL, st->meta_total);
 	add_int(o, CONTROL_KEY_REGION_SIZE, st->region_size / 512);

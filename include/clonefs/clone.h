@@ -13,10 +13,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "clonefs/hydrate.h"
-#include "clonefs/metadata.h"
 #include "clonefs/options.h"
 #include "clonefs/source.h"
+#include "clonefs/status.h"
 
 struct clone;
 
@@ -72,7 +71,8 @@ int clone_commit(struct clone *c);
 
 struct clone_status {
 	enum md_mode mode;
-	uint64_t meta_used, meta_total;
+	uint32_t meta_block_size;    /* bytes */
+	uint64_t meta_used, meta_total; /* in blocks of that size */
 	uint32_t region_size;
 	uint64_t nr_regions, nr_hydrated;
 	uint64_t image_size, bytes_hydrated;

@@ -33,25 +33,6 @@ struct hydrate_target {
 	struct nbd_source *nbd;	/* an NBD SOURCE (the fds are -1), or NULL */
 };
 
-struct hydrate_stats {
-	uint64_t in_flight;     /* regions being copied now */
-	uint64_t copied_bytes;  /* bytes read from SOURCE by copies */
-	uint64_t copy_errors;   /* failed copies since mount, write-triggered
-				 * ones included */
-	double rate;            /* bytes/s of background copying, recent */
-	bool enabled;
-	bool copy_on_read;
-	uint32_t threshold;
-	uint32_t batch_size;
-	uint64_t rate_limit;    /* bytes/s, 0 = unlimited */
-	bool read_hints;
-	uint64_t hint_copies;   /* background copies a read asked for */
-	uint64_t hint_regions;  /* the regions they copied */
-	uint64_t prefetch_total;    /* regions in the prefetch profile */
-	uint64_t prefetch_hydrated; /* of those, hydrated */
-	char last_error[160];
-};
-
 struct hydrate *hydrate_new(const struct hydrate_target *t,
 			    const struct clone_options *o);
 /* Start the background workers (after any fork). */

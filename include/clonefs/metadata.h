@@ -23,15 +23,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "clonefs/status.h"
+
 #define MD_BLOCK_SIZE 4096u
 
 struct md;
-
-enum md_mode {
-	MD_MODE_RW,   /* normal */
-	MD_MODE_RO,   /* a commit failed; rolled back, no new bits (spec 4.6) */
-	MD_MODE_FAIL, /* state unknown; status prints "Fail" */
-};
 
 struct md_geometry {
 	uint32_t region_size;  /* bytes, power of two, 4 KiB .. 1 GiB */

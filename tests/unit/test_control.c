@@ -19,6 +19,7 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,6 +98,7 @@ static struct clone_status spec_example(void)
 
 	memset(&st, 0, sizeof(st));
 	st.mode = MD_MODE_RW;
+	st.meta_block_size = 4096;
 	st.meta_used = 105;
 	st.meta_total = 4096;
 	st.region_size = 64 * 1024;
