@@ -4,8 +4,8 @@
  */
 #include "clonefs/profile.h"
 #include "clonefs/errf.h"
+#include "clonefs/format.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
@@ -24,10 +24,8 @@ void profile_clear(struct profile *p)
 	memset(p, 0, sizeof(*p));
 }
 
-static void put32(uint8_t *b, uint32_t v) { v = htole32(v); memcpy(b, &v, 4); }
-static void put64(uint8_t *b, uint64_t v) { v = htole64(v); memcpy(b, &v, 8); }
-static uint32_t get32(const uint8_t *b) { uint32_t v; memcpy(&v, b, 4); return le32toh(v); }
-static uint64_t get64(const uint8_t *b) { uint64_t v; memcpy(&v, b, 8); return le64toh(v); }
+_Static_assert(sizeof(struct profile_header_disk) == PROFILE_HEADER_SIZE, "header");
+_Static_assert(sizeof(struct profile_run_disk) == PROFILE_RUN_SIZE, "run");
 
 static void csum(const uint8_t *b, size_t len, uint8_t out[PROFILE_CSUM_SIZE])
 {
@@ -42,19 +40,20 @@ void *profile_encode(const struct profile *p, size_t *len)
 {
 	size_t body = PROFILE_HEADER_SIZE + p->nr_runs * PROFILE_RUN_SIZE;
 	uint8_t *b = g_malloc0(body + PROFILE_CSUM_SIZE);
+	struct profile_header_disk *h = (void *)b;
+	struct profile_run_disk *run = (void *)(h + 1);
 
-	memcpy(b, PROFILE_MAGIC, 8);
-	put32(b + 8, PROFILE_VERSION);
-	put32(b + 12, PROFILE_HEADER_SIZE);
-	put32(b + 16, p->region_size);
-	put32(b + 20, 0); /* flags */
-	put64(b + 24, p->nr_regions);
-	put64(b + 32, p->image_size);
-	put64(b + 40, p->nr_runs);
-	put64(b + 48, p->total);
+	memcpy(h->magic, PROFILE_MAGIC, sizeof(h->magic));
+	h->version = cpu_to_le32(PROFILE_VERSION);
+	h->header_size = cpu_to_le32(PROFILE_HEADER_SIZE);
+	h->region_size = cpu_to_le32(p->region_size);
+	h->nr_regions = cpu_to_le64(p->nr_regions);
+	h->image_size = cpu_to_le64(p->image_size);
+	h->nr_runs = cpu_to_le64(p->nr_runs);
+	h->total = cpu_to_le64(p->total);
 	for (uint64_t i = 0; i < p->nr_runs; i++) {
-		put64(b + PROFILE_HEADER_SIZE + i * PROFILE_RUN_SIZE, p->runs[i].first);
-		put64(b + PROFILE_HEADER_SIZE + i * PROFILE_RUN_SIZE + 8, p->runs[i].n);
+		run[i].first = cpu_to_le64(p->runs[i].first);
+		run[i].n = cpu_to_le64(p->runs[i].n);
 	}
 	csum(b, body, b + body);
 	*len = body + PROFILE_CSUM_SIZE;
@@ -87,8 +86,8 @@ static struct profile_run *sorted_runs(const struct profile *p)
 }
 
 /* The runs after a checked header: inside the geometry, none twice. */
-static int decode_runs(const uint8_t *b, struct profile *p, char *err,
-		       size_t errlen)
+static int decode_runs(const struct profile_run_disk *run, struct profile *p,
+		       char *err, size_t errlen)
 {
 	struct profile_run *s;
 	uint64_t total = 0;
@@ -97,8 +96,8 @@ static int decode_runs(const uint8_t *b, struct profile *p, char *err,
 	for (uint64_t i = 0; i < p->nr_runs; i++) {
 		struct profile_run *r = &p->runs[i];
 
-		r->first = get64(b + PROFILE_HEADER_SIZE + i * PROFILE_RUN_SIZE);
-		r->n = get64(b + PROFILE_HEADER_SIZE + i * PROFILE_RUN_SIZE + 8);
+		r->first = le64_to_cpu(run[i].first);
+		r->n = le64_to_cpu(run[i].n);
 		if (!r->n || r->first >= p->nr_regions || r->n > p->nr_regions - r->first)
 			return errf(err, errlen, -EINVAL, "run %" G_GUINT64_FORMAT
 				    " (regions %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
@@ -121,17 +120,20 @@ int profile_decode(const void *buf, size_t len, struct profile *p, char *err,
 		   size_t errlen)
 {
 	const uint8_t *b = buf;
+	const struct profile_header_disk *h = buf;
 	uint8_t sum[PROFILE_CSUM_SIZE];
 	int ret;
 
 	memset(p, 0, sizeof(*p));
-	if (len < PROFILE_HEADER_SIZE + PROFILE_CSUM_SIZE || memcmp(b, PROFILE_MAGIC, 8))
+	if (len < PROFILE_HEADER_SIZE + PROFILE_CSUM_SIZE ||
+	    memcmp(h->magic, PROFILE_MAGIC, sizeof(h->magic)))
 		return errf(err, errlen, -EINVAL, "not a clonefs profile (bad magic)");
-	if (get32(b + 8) != PROFILE_VERSION)
+	if (le32_to_cpu(h->version) != PROFILE_VERSION)
 		return errf(err, errlen, -EINVAL, "profile version %u, this clonefs "
-			    "reads version %u", get32(b + 8), PROFILE_VERSION);
-	p->nr_runs = get64(b + 40);
-	if (get32(b + 12) != PROFILE_HEADER_SIZE || p->nr_runs > PROFILE_MAX_RUNS ||
+			    "reads version %u", le32_to_cpu(h->version), PROFILE_VERSION);
+	p->nr_runs = le64_to_cpu(h->nr_runs);
+	if (le32_to_cpu(h->header_size) != PROFILE_HEADER_SIZE ||
+	    p->nr_runs > PROFILE_MAX_RUNS ||
 	    len != PROFILE_HEADER_SIZE + p->nr_runs * PROFILE_RUN_SIZE + PROFILE_CSUM_SIZE) {
 		p->nr_runs = 0;
 		return errf(err, errlen, -EINVAL, "truncated or corrupt profile "
@@ -142,11 +144,11 @@ int profile_decode(const void *buf, size_t len, struct profile *p, char *err,
 		p->nr_runs = 0;
 		return errf(err, errlen, -EINVAL, "corrupt profile (bad checksum)");
 	}
-	p->region_size = get32(b + 16);
-	p->nr_regions = get64(b + 24);
-	p->image_size = get64(b + 32);
-	p->total = get64(b + 48);
-	ret = decode_runs(b, p, err, errlen);
+	p->region_size = le32_to_cpu(h->region_size);
+	p->nr_regions = le64_to_cpu(h->nr_regions);
+	p->image_size = le64_to_cpu(h->image_size);
+	p->total = le64_to_cpu(h->total);
+	ret = decode_runs((const void *)(h + 1), p, err, errlen);
 	if (ret)
 		profile_clear(p);
 	return ret;

@@ -15,6 +15,9 @@
  * MD_LEAF_BITS bits, or an index block of MD_FANOUT entries, or a block of
  * the journal (version 3): a ring of records, each the regions one flush
  * made durable since the trees were last written (a checkpoint).
+ *
+ * The access profile file (docs/profile.md) is here too, at the end: the
+ * same little-endian types, so no other file decodes bytes by offset.
  */
 #ifndef CLONEFS_FORMAT_H
 #define CLONEFS_FORMAT_H
@@ -151,5 +154,30 @@ static inline uint64_t md_entry_pack(uint64_t block, uint64_t txid)
 {
 	return block | (block > MD_PTR_ONES ? txid << 32 : 0);
 }
+
+/*
+ * An access profile file (docs/profile.md): this header, nr_runs runs, then
+ * a SHA-256 of every byte before it.
+ */
+struct profile_header_disk {
+	char magic[8];		/* "CFSPROF1" */
+	md_le32 version;
+	md_le32 header_size;	/* sizeof(struct profile_header_disk) */
+	md_le32 region_size;
+	md_le32 flags;		/* 0 */
+	md_le64 nr_regions;
+	md_le64 image_size;
+	md_le64 nr_runs;
+	md_le64 total;		/* regions in all runs */
+	md_le64 reserved;	/* 0 */
+} __attribute__((packed));
+
+struct profile_run_disk {
+	md_le64 first;		/* region number */
+	md_le64 n;		/* regions, at least 1 */
+} __attribute__((packed));
+
+_Static_assert(sizeof(struct profile_header_disk) == 64, "docs/profile.md");
+_Static_assert(sizeof(struct profile_run_disk) == 16, "docs/profile.md");
 
 #endif
