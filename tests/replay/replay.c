@@ -418,11 +418,6 @@ static bool stamp_ok(const uint8_t *b, uint64_t off, uint64_t *gen)
 	return true;
 }
 
-static bool all_zero(const uint8_t *p, size_t len)
-{
-	return len == 0 || (p[0] == 0 && !memcmp(p, p + 1, len - 1));
-}
-
 /* Write the META state to the memfd that md_check and md_open read. */
 static void publish_meta(void)
 {
@@ -457,7 +452,7 @@ static void check_point(const struct point *p)
 	}
 
 	publish_meta();
-	if (all_zero(files[R_META].buf, files[R_META].size)) {
+	if (bio_all_zero(files[R_META].buf, files[R_META].size)) {
 		/* not formatted yet: the next mount formats it, nothing hydrated */
 		if (g_hash_table_size(required))
 			fail(p, "META is empty but %u acknowledged blocks need it",
@@ -496,7 +491,7 @@ static void check_point(const struct point *p)
 				continue;
 			fail(p, "block at %" PRIu64 " of hydrated region %" PRIu64 " holds "
 			     "neither SOURCE's data nor a write of the workload%s", off, r,
-			     all_zero(d->buf + off, n) ? " (zeros)" : "");
+			     bio_all_zero(d->buf + off, n) ? " (zeros)" : "");
 			bad++;
 		}
 	}
@@ -553,8 +548,8 @@ static void compare_final(int role, const char *path)
 			break;
 		}
 	}
-	if (size > f->size ? !all_zero(p + f->size, size - f->size)
-			   : !all_zero(f->buf + size, f->size - size)) {
+	if (size > f->size ? !bio_all_zero(p + f->size, size - f->size)
+			   : !bio_all_zero(f->buf + size, f->size - size)) {
 		printf("FAIL: replaying the whole log does not give %s: sizes %" PRIu64
 		       " and %" PRIu64 " differ in non-zero bytes\n", path, size, f->size);
 		failures++;
