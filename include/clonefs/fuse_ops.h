@@ -11,9 +11,9 @@
 
 #define CLONEFS_IMAGE_NAME "image"
 
-/* Threads serving requests. Each keeps a malloc arena and buffers: 16
- * take 2.5 MiB less than 32, and serve an iodepth of 32 nearly as fast
- * (2 CPUs; cold 4 KiB O_DIRECT reads 10% slower in median, 5 runs). */
+/* Threads serving requests. Each keeps a malloc arena and buffers, so
+ * more cost memory; 16 serve an iodepth of 32 nearly as fast as 32 do
+ * (the figures: bench/README.md). */
 #define FUSE_THREADS 16
 
 /* The session's userdata is a struct fuse_ops_session. */
