@@ -141,7 +141,9 @@ class Clone:
         if r.returncode:
             raise Fail("clonefs check -n: %s%s" % (r.stdout, r.stderr))
         d = subprocess.run([self.tool, "dump", self.meta], capture_output=True, text=True)
-        if '"needs_check": true' in d.stdout:
+        if d.returncode:
+            raise Fail("clonefs dump: %s" % d.stderr)
+        if json.loads(d.stdout)["needs_check"]:
             r = subprocess.run([self.tool, "check", self.meta], capture_output=True, text=True)
             if r.returncode:
                 raise Fail("clonefs check: %s%s" % (r.stdout, r.stderr))

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 #include <openssl/evp.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -870,35 +871,85 @@ END_TEST
 
 /* ---- dump ---- */
 
-START_TEST(dump_json)
+/* md_dump of META, parsed (json_node_unref it). */
+static JsonNode *dump_json(void)
 {
-	struct md *md = open_ok(4096, 5000);
+	JsonParser *p = json_parser_new();
+	GError *e = NULL;
 	char *buf = NULL;
 	size_t len = 0;
-	FILE *f;
+	FILE *f = open_memstream(&buf, &len);
+	JsonNode *root;
+
+	ck_assert_int_eq(md_dump(meta, f, err, sizeof(err)), 0);
+	fclose(f);
+	ck_assert_msg(json_parser_load_from_data(p, buf, (gssize)len, &e), "%s: %s",
+		      e ? e->message : "", buf);
+	root = json_parser_steal_root(p);
+	ck_assert(JSON_NODE_HOLDS_OBJECT(root));
+	g_object_unref(p);
+	free(buf);
+	return root;
+}
+
+/* The one value at @path ("$.journal.records[0].ranges") is @want, compact JSON. */
+static void ck_dump(JsonNode *dump, const char *path, const char *want)
+{
+	GError *e = NULL;
+	JsonNode *found = json_path_query(path, dump, &e);
+	JsonArray *a;
+	char *have;
+
+	ck_assert_msg(found, "%s: %s", path, e ? e->message : "");
+	a = json_node_get_array(found);
+	ck_assert_msg(json_array_get_length(a) == 1, "%s: %u values", path,
+		      json_array_get_length(a));
+	have = json_to_string(json_array_get_element(a, 0), FALSE);
+	ck_assert_msg(!strcmp(have, want), "%s is %s, not %s", path, have, want);
+	g_free(have);
+	json_node_unref(found);
+}
+
+START_TEST(dump_json_doc)
+{
+	static const char *const keys[] = { "block_size", "active_slot", "superblocks",
+		"version", "uuid", "transaction_id", "needs_check", "dest_tagged", "region_size",
+		"region_count", "hydrated", "hydrated_runs", "runs_truncated", "bitmap",
+		"space_map", "journal" };
+	struct md *md = open_ok(4096, 5000);
+	JsonNode *d;
+	GList *members, *m;
+	unsigned i = 0;
 
 	ck_assert_int_eq(md_set_range_hydrated(md, 10, 2), 0);
 	ck_assert_int_eq(md_set_region_hydrated(md, 4999), 0);
 	md_close(md);
-	f = open_memstream(&buf, &len);
-	ck_assert_int_eq(md_dump(meta, f, err, sizeof(err)), 0);
-	fclose(f);
-	ck_assert_ptr_nonnull(strstr(buf, "\"region_count\": 5000"));
-	ck_assert_ptr_nonnull(strstr(buf, "\"hydrated\": 3,"));
-	ck_assert_ptr_nonnull(strstr(buf, "\"hydrated_runs\": [[10, 2], [4999, 1]]"));
-	ck_assert_ptr_nonnull(strstr(buf, "\"runs_truncated\": false"));
-	ck_assert_ptr_nonnull(strstr(buf, "\"active_slot\": 1"));
-	free(buf);
+	d = dump_json();
+	/* the members in their order */
+	members = json_object_get_members(json_node_get_object(d));
+	for (m = members; m; m = m->next, i++)
+		ck_assert_str_eq(m->data, i < G_N_ELEMENTS(keys) ? keys[i] : "(none)");
+	ck_assert_uint_eq(i, G_N_ELEMENTS(keys));
+	g_list_free(members);
+	ck_dump(d, "$.block_size", "4096");
+	ck_dump(d, "$.region_count", "5000");
+	ck_dump(d, "$.hydrated", "3");
+	ck_dump(d, "$.hydrated_runs", "[[10,2],[4999,1]]");
+	ck_dump(d, "$.runs_truncated", "false");
+	ck_dump(d, "$.active_slot", "1");
+	ck_dump(d, "$.superblocks[1]", "{\"slot\":1,\"state\":\"valid\",\"version\":3,"
+		"\"transaction_id\":3,\"needs_check\":false,\"dest_tagged\":false}");
+	json_node_unref(d);
 
 	md = open_ok(4096, 5000);
 	for (uint64_t r = 0; r < 5000; r += 2)
 		ck_assert_int_eq(md_set_region_hydrated(md, r), 0);
 	md_close(md);
-	f = open_memstream(&buf, &len);
-	ck_assert_int_eq(md_dump(meta, f, err, sizeof(err)), 0);
-	fclose(f);
-	ck_assert_ptr_nonnull(strstr(buf, "\"runs_truncated\": true"));
-	free(buf);
+	d = dump_json();
+	ck_dump(d, "$.runs_truncated", "true");
+	ck_assert_uint_eq(json_array_get_length(json_object_get_array_member(
+		json_node_get_object(d), "hydrated_runs")), 1000);
+	json_node_unref(d);
 }
 END_TEST
 
@@ -1195,17 +1246,13 @@ START_TEST(v1_upgrade_round_trip)
 	uint64_t root, e;
 	uint8_t ix[BS];
 	struct md *md;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f;
+	JsonNode *d;
 
 	make_v1();
 	check_clean();
-	f = open_memstream(&buf, &len);
-	ck_assert_int_eq(md_dump(meta, f, err, sizeof(err)), 0);
-	fclose(f);
-	ck_assert_ptr_nonnull(strstr(buf, "\"version\": 1,"));
-	free(buf);
+	d = dump_json();
+	ck_dump(d, "$.version", "1");
+	json_node_unref(d);
 
 	/* read as before; the first commit rewrites the trees in version 3
 	 * and gives META a journal */
@@ -1218,12 +1265,10 @@ START_TEST(v1_upgrade_round_trip)
 	commit_ok(md);
 	md_close(md);
 	check_clean();
-	f = open_memstream(&buf, &len);
-	ck_assert_int_eq(md_dump(meta, f, err, sizeof(err)), 0);
-	fclose(f);
-	ck_assert_ptr_nonnull(strstr(buf, "\"version\": 3,"));
-	ck_assert_ptr_nonnull(strstr(buf, "\"blocks\": 256"));
-	free(buf);
+	d = dump_json();
+	ck_dump(d, "$.version", "3");
+	ck_dump(d, "$.journal.blocks", "256");
+	json_node_unref(d);
 	/* every real entry of the new index carries its child's transaction */
 	root = root_of(meta, false);
 	rw_block(meta, root, ix, false);
@@ -1278,9 +1323,7 @@ START_TEST(dest_tag)
 {
 	uint8_t u1[16], u2[16], zero[16] = { 0 };
 	struct md *md = open_ok(4096, 5000);
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f;
+	JsonNode *d;
 
 	md_uuid(md, u1);
 	ck_assert(memcmp(u1, zero, 16));
@@ -1301,11 +1344,9 @@ START_TEST(dest_tag)
 	ck_assert_int_eq(md_set_dest_tagged(md), 0);
 	ck_assert(!md_changed(md));
 	md_close(md);
-	f = open_memstream(&buf, &len);
-	ck_assert_int_eq(md_dump(meta, f, err, sizeof(err)), 0);
-	fclose(f);
-	ck_assert_ptr_nonnull(strstr(buf, "\n  \"dest_tagged\": true,"));
-	free(buf);
+	d = dump_json();
+	ck_dump(d, "$.dest_tagged", "true");
+	json_node_unref(d);
 
 	/* a failed commit drops the tag with the rest */
 	g_unlink(meta);
@@ -1408,22 +1449,11 @@ static uint64_t record_block(unsigned k)
 	       le32_to_cpu(as_sb(sb)->journal_blocks);
 }
 
-static char *dump_text(void)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-
-	ck_assert_int_eq(md_dump(meta, f, err, sizeof(err)), 0);
-	fclose(f);
-	return buf;
-}
-
 START_TEST(journal_flush_writes_one_record)
 {
 	struct md *md = open_ok(4096, 100000);
 	uint64_t before = md_blocks_written(md);
-	char *d;
+	JsonNode *d;
 
 	ck_assert_int_eq(md_set_region_hydrated(md, 7), 0);
 	flush_ok(md);
@@ -1437,10 +1467,12 @@ START_TEST(journal_flush_writes_one_record)
 	ck_assert(!md_changed(md));
 	crash_close(md);
 	check_clean();
-	d = dump_text();
-	ck_assert_ptr_nonnull(strstr(d, "\"ranges\": [[7, 1]]"));
-	ck_assert_ptr_nonnull(strstr(d, "\"flags\": 2, \"hydrated\": 13, \"ranges\": [[40000, 11], [99999, 1]]"));
-	free(d);
+	d = dump_json();
+	ck_dump(d, "$.journal.records[0].ranges", "[[7,1]]");
+	ck_dump(d, "$.journal.records[1].flags", "2");
+	ck_dump(d, "$.journal.records[1].hydrated", "13");
+	ck_dump(d, "$.journal.records[1].ranges", "[[40000,11],[99999,1]]");
+	json_node_unref(d);
 	md = open_ok(4096, 100000);
 	ck_assert_uint_eq(md_nr_hydrated(md), 13);
 	ck_assert(md_region_hydrated(md, 7) && md_range_hydrated(md, 40000, 11) &&
@@ -1450,9 +1482,9 @@ START_TEST(journal_flush_writes_one_record)
 	ck_assert(!md_changed(md));
 	ck_assert_int_eq(md_close(md), 0);
 	check_clean();
-	d = dump_text();
-	ck_assert_ptr_nonnull(strstr(d, "\"records\": []"));
-	free(d);
+	d = dump_json();
+	ck_dump(d, "$.journal.records", "[]");
+	json_node_unref(d);
 	md = open_ok(4096, 100000);
 	ck_assert_uint_eq(md_nr_hydrated(md), 13);
 	md_close(md);
@@ -1531,16 +1563,16 @@ END_TEST
 START_TEST(journal_many_ranges_checkpoint)
 {
 	struct md *md = open_ok(4096, 100000);
-	char *d;
+	JsonNode *d;
 
 	for (uint64_t i = 0; i < 400; i++)
 		ck_assert_int_eq(md_set_region_hydrated(md, i * 7), 0);
 	flush_ok(md);
 	crash_close(md);
 	check_clean();
-	d = dump_text();
-	ck_assert_ptr_nonnull(strstr(d, "\"records\": []"));
-	free(d);
+	d = dump_json();
+	ck_dump(d, "$.journal.records", "[]");
+	json_node_unref(d);
 	md = open_ok(4096, 100000);
 	ck_assert_uint_eq(md_nr_hydrated(md), 400);
 	ck_assert(md_region_hydrated(md, 399 * 7));
@@ -1610,7 +1642,7 @@ START_TEST(journal_v2_upgrade)
 {
 	uint8_t sb[BS];
 	struct md *md;
-	char *d;
+	JsonNode *d;
 	int slot;
 
 	md_test_journal_blocks(0);
@@ -1631,10 +1663,10 @@ START_TEST(journal_v2_upgrade)
 	flush_ok(md);	/* a record */
 	md_close(md);
 	check_clean();
-	d = dump_text();
-	ck_assert_ptr_nonnull(strstr(d, "\"version\": 3,"));
-	ck_assert_ptr_nonnull(strstr(d, "\"blocks\": 256"));
-	free(d);
+	d = dump_json();
+	ck_dump(d, "$.version", "3");
+	ck_dump(d, "$.journal.blocks", "256");
+	json_node_unref(d);
 	md = open_ok(4096, 100000);
 	ck_assert_uint_eq(md_nr_hydrated(md), 3);
 	md_close(md);
@@ -1663,7 +1695,7 @@ static Suite *metadata_suite(void)
 	tcase_add_test(tc, abort_rolls_back);
 	tcase_add_test(tc, find_next_edges);
 	tcase_add_test(tc, check_finds_leaks);
-	tcase_add_test(tc, dump_json);
+	tcase_add_test(tc, dump_json_doc);
 	tcase_add_test(tc, concurrent_marks_and_commits);
 	tcase_add_test(tc, format_interrupted_never_bricks);
 	tcase_add_test(tc, open_fd_api);
