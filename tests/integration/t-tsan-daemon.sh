@@ -9,15 +9,16 @@
 # timeout: 400
 . "$(dirname "$0")/lib.sh"
 
-# the daemon's sources, as Makefile.am lists them
+# the daemon's sources, as Makefile.am lists them; all of the core is
+# linked here, so json-glib too (the dump in md_tools.c)
 sources=$(make -s -C "$TOP" print-core-sources)
 daemon=$(make -s -C "$TOP" print-daemon-sources)
 [ -n "$sources" ] && [ -n "$daemon" ] || die "no core_sources/daemon_sources in Makefile.am"
 TSAN_DAEMON=$T/mount.clonefs-tsan
 (cd "$TOP" && gcc -std=gnu11 -g -O1 -fsanitize=thread -fno-omit-frame-pointer \
 	-D_GNU_SOURCE -DPACKAGE_VERSION='"tsan"' -Iinclude -Isrc \
-	$(pkg-config --cflags fuse3 glib-2.0) $sources $daemon tests/unit/tsan_glib.c \
-	-o "$TSAN_DAEMON" $(pkg-config --libs fuse3 glib-2.0 libcrypto)) ||
+	$(pkg-config --cflags fuse3 glib-2.0 json-glib-1.0) $sources $daemon tests/unit/tsan_glib.c \
+	-o "$TSAN_DAEMON" $(pkg-config --libs fuse3 glib-2.0 json-glib-1.0 libcrypto)) ||
 	die "cannot build the TSan daemon"
 "$TSAN_DAEMON" --version > /dev/null 2>&1 || die "the TSan daemon does not run here"
 
