@@ -46,6 +46,14 @@ $(diff <(echo "$want") <(echo "$got"))"
 else
 	echo "SKIP: README's install list: not a default build (prefix, systemd, bash-completion)"
 fi
+# README's apt-get line names every build dependency debian/control does
+readme_apt=$(sed -n '/^    apt-get install build-essential/,/check$/p' "$TOP/README" | tr -d '\\')
+[ -n "$readme_apt" ] || die "README has no apt-get line for the build dependencies"
+for p in $(sed -n '/^Build-Depends:/,/^[A-Z]/p' "$TOP/debian/control" |
+	sed 's/^Build-Depends://; s/([^)]*)//g' | tr ',' '\n' | awk 'NF { print $1 }'); do
+	case $p in debhelper-compat | [A-Z]*:) continue ;; esac
+	grep -qw -- "$p" <<< "$readme_apt" || die "README's apt-get line lacks the build dependency $p"
+done
 make -s -C "$TOP" uninstall DESTDIR="$T/root" >/dev/null
 left=$(find "$T/root" ! -type d)
 [ -z "$left" ] || die "make uninstall left $left"
