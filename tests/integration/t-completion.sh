@@ -44,6 +44,10 @@ comp "mount.clonefs -"
 comp "clonefs profile "
 comp "clonefs profile save ${MNT%m}"
 comp "mount.clonefs src -o no_read"
+comp "mount.clonefs src -o "
+comp "clonefs message $MNT copy_on_read "
+comp "clonefs message $MNT "
+for c in status message wait check dump profile; do comp "clonefs $c --"; done
 SH
 # the completion from the checkout, as bash-completion finds an installed one
 mkdir -p "$T/bc/completions"
@@ -57,7 +61,8 @@ expect "clonefs st|status"
 expect "clonefs |status message wait check dump profile --help --version"
 expect "clonefs wait --t|--timeout"
 expect "clonefs status $T/|$T/m"
-expect "clonefs message $T/m |enable_hydration disable_hydration hydration_threshold hydration_batch_size hydration_rate read_hints prefetch"
+expect "clonefs message $T/m |enable_hydration disable_hydration hydration_threshold hydration_batch_size hydration_rate copy_on_read read_hints prefetch"
+expect "clonefs message $T/m copy_on_read |on off"
 expect "clonefs profile |save load merge show"
 expect "clonefs profile save $T/|$T/m"
 expect "mount.clonefs src -o no_read|no_read_hints"
@@ -66,4 +71,43 @@ expect "mount.clonefs src -o um|umask="
 expect "mount.clonefs src -o dest=/x,region_s|/x,region_size="
 expect "mount.clonefs src -o no_hydration,region_size=6|64k"
 expect "mount.clonefs -|-o -f -d --help --version"
+
+# Every word the programs take is completed, the lists read from them:
+# what completes LINE, one word a line
+completed() { grep -F -- "$1|" <<< "$out" | cut -d'|' -f2- | tr ' ' '\n'; }
+# missing WHAT LINE WORDS...: die naming the WORDS that LINE does not complete
+missing() {
+	local what=$1 line=$2 w miss=; shift 2
+	for w in "$@"; do
+		completed "$line" | grep -qxF -- "$w" || miss+=" $w"
+	done
+	[ -z "$miss" ] || die "$what not completed:$miss"
+	log "$what: all $# completed"
+}
+# the subcommands clonefs --help lists
+cmds=$("$CLONEFS" --help | sed -n 's/^  clonefs \([a-z]*\).*/\1/p')
+[ "$(wc -l <<< "$cmds")" -ge 6 ] || die "clonefs --help lists too few commands: $cmds"
+missing "subcommands" "clonefs " $cmds
+# each subcommand's long options, from its --help
+for c in $cmds; do
+	opts=$("$CLONEFS" "$c" --help | grep -oE -- '--[a-z][a-z-]*' | sort -u || true)
+	[ -z "$opts" ] || missing "options of clonefs $c" "clonefs $c --" $opts
+done
+# the messages the daemon takes (src/control.c's table)
+msgs=$(grep -oE '^\s*\{ "[a-z_]+", MSG_' "$TOP/src/control.c" | cut -d'"' -f2)
+[ "$(wc -l <<< "$msgs")" -ge 7 ] || die "too few messages read from control.c: $msgs"
+missing "messages" "clonefs message $T/m " $msgs
+# the -o options src/options.c and mount/mount.c parse (value options end in
+# "="), and those mount.clonefs --help lists
+vals=$(sed -n '/^static int apply_value/,/^}/p' "$TOP/src/options.c" |
+	grep -oE 'strcmp\(name, "[a-z_]+"' | cut -d'"' -f2 | sed 's/$/=/' | sort -u)
+flags=$(sed -n '/^static int apply_flag/,/^}/p' "$TOP/src/options.c" |
+	grep -oE '(\{ |strcmp\(name, )"[a-z_]+"' | cut -d'"' -f2 | sort -u)
+daemon=$(sed -n '/^static int take_opts/,/^}/p' "$TOP/mount/mount.c" |
+	grep -oE 'str(n)?cmp\(o, "[a-z_=]+"' | cut -d'"' -f2 | sort -u)
+helped=$("$MOUNT_CLONEFS" --help | sed -n 's/^  \([a-z_]*=\?\)[A-Z]*  .*/\1/p')
+for l in vals flags daemon helped; do
+	[ "$(wc -w <<< "${!l}")" -ge 3 ] || die "too few options read ($l): ${!l}"
+done
+missing "mount options" "mount.clonefs src -o " $vals $flags $daemon $helped
 pass

@@ -39,7 +39,8 @@ for f in ./sbin/mount.clonefs ./sbin/clonefs ./usr/share/man/man8/clonefs.8.gz \
 done
 depends=$(dpkg-deb -f "$deb" Depends)
 log "Depends: $depends"
-for d in fuse3 libfuse3-3 libglib2.0-0 libjson-glib-1.0-0 libssl3; do
+# libnbd0 by hand: source_nbd.c loads it with dlopen, so shlibs cannot see it
+for d in fuse3 libfuse3-3 libglib2.0-0 libjson-glib-1.0-0 libssl3 libnbd0; do
 	grep -qE "(^|, )$d( |,|$)" <<< "$depends" || die "Depends lacks $d"
 done
 

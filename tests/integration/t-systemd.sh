@@ -15,7 +15,7 @@ verify() { systemd-analyze verify --man=no "$@" 2>&1 | grep -v 'SourcePath= path
 
 # Units the examples name, as stand-ins; found through SYSTEMD_UNIT_PATH
 mkdir -p "$T/units"
-for u in vm.service vm2.service nbd@.service; do
+for u in vm.service vm2.service vm3.service nbd@.service; do
 	printf '[Service]\nType=oneshot\nExecStart=/bin/true\n' > "$T/units/$u"
 done
 export SYSTEMD_UNIT_PATH=$T/units:
@@ -49,7 +49,7 @@ if [ -x $gen ]; then
 	mkdir -p "$T/gen"
 	SYSTEMD_FSTAB=$S/fstab.example $gen "$T/gen" "$T/gen" "$T/gen" ||
 		die "systemd-fstab-generator refused fstab.example"
-	out=$(verify "$T/gen/mnt-vm.mount" "$T/gen/mnt-vm2.mount")
+	out=$(verify "$T/gen/mnt-vm.mount" "$T/gen/mnt-vm2.mount" "$T/gen/mnt-vm3.mount")
 	[ -z "$out" ] || die "generated units: $out"
 	m=$T/gen/mnt-vm.mount
 	grep -qx 'Type=clonefs' "$m" || die "fstab line 1: not Type=clonefs"
@@ -60,6 +60,11 @@ if [ -x $gen ]; then
 	grep -qx 'Requires=nbd@nbd0.service' "$m" || die "fstab line 2: x-systemd.requires= lost"
 	[ -L "$T/gen/remote-fs.target.requires/mnt-vm2.mount" ] ||
 		die "fstab line 2: _netdev did not make it a remote mount"
+	m=$T/gen/mnt-vm3.mount
+	grep -qx 'What=nbd://images.example.com/golden' "$m" || die "fstab line 3: not the NBD URI"
+	grep -qx 'Before=vm3.service' "$m" || die "fstab line 3: not before vm3.service"
+	[ -L "$T/gen/remote-fs.target.requires/mnt-vm3.mount" ] ||
+		die "fstab line 3: _netdev did not make the NBD URI a remote mount"
 	# the example unit and the first fstab line agree
 	for k in What Where Type Before RequiresMountsFor; do
 		a=$(grep "^$k=" "$S/mnt-vm.mount") b=$(grep "^$k=" "$T/gen/mnt-vm.mount" | grep -v local-fs)
