@@ -360,8 +360,9 @@ static int match_geometry(const struct opener *o, const struct md_geometry *geo,
 		want.region_count = regions_for(o->image_size, geo->region_size);
 	}
 	if (want.region_size != geo->region_size)
-		return errf(err, len, -EINVAL, "region size %u does not match metadata (%u)",
-			       want.region_size, geo->region_size);
+		return errf(err, len, -EINVAL, "region size %u does not match metadata (%u);"
+			    " leave out region_size= to use metadata's", want.region_size,
+			    geo->region_size);
 	if (want.region_count != geo->region_count)
 		return errf(err, len, -EINVAL, "region count %" PRIu64 " does not match"
 			       " metadata (%" PRIu64 ")", want.region_count, geo->region_count);

@@ -412,7 +412,8 @@ START_TEST(geometry_mismatch_refused)
 	before = slurp(meta);
 
 	ck_assert_int_eq(open_err(65536, 5000, false), -EINVAL);
-	ck_assert_str_eq(err, "region size 65536 does not match metadata (4096)");
+	ck_assert_str_eq(err, "region size 65536 does not match metadata (4096);"
+			 " leave out region_size= to use metadata's");
 	ck_assert_int_eq(open_err(4096, 5001, false), -EINVAL);
 	ck_assert_str_eq(err, "region count 5001 does not match metadata (5000)");
 	ck_assert_int_eq(open_err(1000, 5000, false), -EINVAL);
@@ -1113,7 +1114,8 @@ START_TEST(open_fd_api)
 	md_close(md);
 	/* an explicit other one is refused */
 	ck_assert_int_eq(open_fd_args(meta, O_RDWR, 1001 * 4096, 65536, true, &md), -EINVAL);
-	ck_assert_str_eq(err, "region size 65536 does not match metadata (4096)");
+	ck_assert_str_eq(err, "region size 65536 does not match metadata (4096);"
+			 " leave out region_size= to use metadata's");
 	ck_assert_int_eq(open_fd_args(meta, O_RDWR, 5000 * 4096, 4096, false, &md), -EINVAL);
 	ck_assert_str_eq(err, "region count 5000 does not match metadata (1001)");
 	ck_assert_int_eq(open_fd_args(meta, O_RDONLY, 1001 * 4096, 4096, true, &md), 0);
