@@ -143,7 +143,8 @@ static int open_nbd_source(struct clone *c, const char *uri, struct stat *st,
 	return 0;
 }
 
-/* DEST as it is (not created yet): *@exists false when missing. */
+/* DEST as it is (not created yet): *@exists false when missing (with -o
+ * ro refused later, once META has said whether that lost hydrated data). */
 static int open_dest(struct clone *c, const char *path, const struct stat *src,
 		     struct stat *st, uint64_t *size, bool *exists, char *err,
 		     size_t errlen)
@@ -154,8 +155,7 @@ static int open_dest(struct clone *c, const char *path, const struct stat *src,
 	*exists = ret != -ENOENT;
 	*size = 0;
 	if (!*exists)
-		return c->opt.ro ? fail(err, errlen, ret, "dest", path,
-					"%s (needed with -o ro)", g_strerror(ENOENT)) : 0;
+		return 0;
 	if (ret)
 		return ret;
 	if (same_file(st, src))
@@ -278,6 +278,9 @@ static int prepare_dest(struct clone *c, const struct paths *p, struct stat *st,
 {
 	char tag[33];
 
+	if (!exists && c->opt.ro)
+		return fail(err, errlen, -ENOENT, "dest", p->dest, "%s (needed with -o ro)",
+			    g_strerror(ENOENT));
 	if (!exists) {
 		c->dest_fd = open(p->dest, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC |
 				  (c->opt.nofollow ? O_NOFOLLOW : 0), 0600);

@@ -60,6 +60,7 @@ printf 'x' | dd of="$T/otherdest" bs=1 seek=100 conv=notrunc status=none
 expect_refusal "not the file meta" "$T/src" "$T/otherdest" "$T/meta" "$T/m"
 mv "$T/dest" "$T/dest.away"
 expect_refusal "remove META to start over" "$T/src" "$T/dest" "$T/meta" "$T/m"
+expect_refusal "remove META to start over" "$T/src" "$T/dest" "$T/meta" "$T/m" -o ro
 mv "$T/dest.away" "$T/dest"
 mount_clone "$T/src" "$T/dest" "$T/meta" "$T/m" "no_hydration"
 [ "$(dd if="$T/m/image" bs=1 skip=100 count=1 status=none)" = x ] ||
