@@ -38,6 +38,7 @@ struct hydrate_stats {
 	uint64_t copied_bytes;  /* bytes read from SOURCE by copies */
 	uint64_t copy_errors;   /* failed copies since mount, write-triggered
 				 * ones included */
+	uint64_t read_errors;   /* reads of the image that SOURCE failed */
 	double rate;            /* bytes/s of background copying, recent */
 	bool enabled;
 	bool copy_on_read;
@@ -83,6 +84,12 @@ void hydrate_unlock(struct hydrate *h, uint64_t first, uint64_t n);
  * the image covers there (spec 1.4). Failures count in copy_errors.
  */
 int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n);
+/*
+ * A read of the image failed with @ret reading SOURCE at [off, off + len)
+ * (spec 1.4: it shrank, an I/O error, the server): counted in read_errors
+ * and said in last_error, like a copy's failure, without the back-off.
+ */
+void hydrate_read_failed(struct hydrate *h, int ret, uint64_t off, uint64_t len);
 /*
  * Hydrate @region, which the caller holds locked, with [off, off + len) of
  * it replaced by @data: SOURCE's bytes and the write's in one DEST write

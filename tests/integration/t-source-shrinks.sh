@@ -2,8 +2,9 @@
 # A SOURCE that shrinks under the mount (issue 22 item 7; spec 1.4, 3.1):
 # what it lost is an I/O error, never zeros. Through the mounted image:
 # reads of lost regions (O_DIRECT small and spliced, buffered, across the
-# cut) fail with EIO while what SOURCE still holds and hydrated regions
-# read as before; a partial write into a lost region fails with EIO and
+# cut) fail with EIO, each counted in status (read_errors, last_error),
+# while what SOURCE still holds and hydrated regions read as before; a
+# partial write into a lost region fails with EIO and
 # marks nothing; background copies of lost regions fail, are counted in
 # status and never mark a region (the cut one included). With SOURCE put
 # back, a remount reads it all right: no lost region went to DEST as zeros.
@@ -65,7 +66,21 @@ expect_eio("buffered read of a lost region", b, 30 * R, 4096)
 expect_data("buffered read of an intact region", b, 16 * R, 4096)
 os.close(b)
 
-w = os.open(img, os.O_RDWR)
+for f in fails:
+    print("FAIL:", f)
+sys.exit(1 if fails else 0)
+PY
+# each failed read is counted and said (with hydration off: no copy did)
+[ "$(json_field "$T/m" read_errors)" -ge 5 ] || die "read_errors: $(json_field "$T/m" read_errors), want >= 5"
+[ "$(json_field "$T/m" copy_errors)" = 0 ] || die "copy_errors $(json_field "$T/m" copy_errors) before any copy"
+json_field "$T/m" last_error | grep -q "read of bytes .* shorter than the image" ||
+	die "last_error after the reads: $(json_field "$T/m" last_error)"
+
+python3 - "$T/m/image" "$R" <<'PY' || die "a partial write into a lost region"
+import errno, os, sys
+R = int(sys.argv[2])
+fails = []
+w = os.open(sys.argv[1], os.O_RDWR)
 try:
     os.pwrite(w, b"x" * 100, 40 * R + 1000)
     fails.append("partial write into a lost region succeeded, want EIO")
