@@ -298,7 +298,11 @@ static ssize_t map_read(struct clone *c, uint64_t off, size_t len,
 		if (fd < 0 && !checked)
 			return -EOPNOTSUPP; /* an NBD SOURCE: clone_read */
 		ret = checked ? 0 : bio_will_read(fd, pos, run_end - pos);
-		if (ret || (ret = fn(arg, fd, pos, run_end - pos)))
+		if (!ret)
+			ret = fn(arg, fd, pos, run_end - pos);
+		if (ret && !hyd && ret != -ENOMEM) /* SOURCE failed: status says so */
+			hydrate_read_failed(c->hy, ret, pos, run_end - pos);
+		if (ret)
 			return ret;
 		pos = run_end;
 	}

@@ -143,7 +143,8 @@ static int open_nbd_source(struct clone *c, const char *uri, struct stat *st,
 	return 0;
 }
 
-/* DEST as it is (not created yet): *@exists false when missing. */
+/* DEST as it is (not created yet): *@exists false when missing (with -o
+ * ro refused later, once META has said whether that lost hydrated data). */
 static int open_dest(struct clone *c, const char *path, const struct stat *src,
 		     struct stat *st, uint64_t *size, bool *exists, char *err,
 		     size_t errlen)
@@ -154,8 +155,7 @@ static int open_dest(struct clone *c, const char *path, const struct stat *src,
 	*exists = ret != -ENOENT;
 	*size = 0;
 	if (!*exists)
-		return c->opt.ro ? fail(err, errlen, ret, "dest", path,
-					"%s (needed with -o ro)", g_strerror(ENOENT)) : 0;
+		return 0;
 	if (ret)
 		return ret;
 	if (same_file(st, src))
@@ -222,6 +222,21 @@ static void tag_text(struct md *md, char hex[33])
 		snprintf(hex + 2 * i, 3, "%02x", uuid[i]);
 }
 
+/* DEST's tag: 1 when it is META's, 0 when it is another's, -1 when it
+ * has none. */
+static int dest_tag(struct clone *c)
+{
+	char want[33], got[64];
+	ssize_t len;
+
+	tag_text(c->md, want);
+	len = fgetxattr(c->dest_fd, DEST_TAG_XATTR, got, sizeof(got) - 1);
+	if (len < 0)
+		return -1;
+	got[len] = '\0';
+	return len == 32 && !strcmp(got, want);
+}
+
 /*
  * DEST and META belong together (spec 1.5): once META records hydrated
  * regions, a DEST that is missing, shorter than the image or tagged for
@@ -232,8 +247,7 @@ static int check_dest_belongs(struct clone *c, const struct paths *p,
 			      bool exists, char *err, size_t errlen)
 {
 	uint64_t n = md_nr_hydrated(c->md);
-	char want[33], got[64];
-	ssize_t len;
+	int tag;
 
 	if (n == 0)
 		return 0;
@@ -247,26 +261,26 @@ static int check_dest_belongs(struct clone *c, const struct paths *p,
 			    "but meta %s records %" G_GUINT64_FORMAT " hydrated regions: "
 			    "restore DEST, or remove META to start over", dsize, c->size,
 			    p->meta, n);
-	if (!md_dest_tagged(c->md) || !S_ISREG(dst->st_mode))
+	if (!md_dest_tagged(c->md) || !S_ISREG(dst->st_mode) || (tag = dest_tag(c)) == 1)
 		return 0;
-	tag_text(c->md, want);
-	len = fgetxattr(c->dest_fd, DEST_TAG_XATTR, got, sizeof(got) - 1);
-	got[len > 0 ? len : 0] = '\0';
-	if (len != 32 || strcmp(got, want))
-		return fail(err, errlen, -EINVAL, "dest", p->dest, "not the file meta "
-			    "%s was used with (%s " DEST_TAG_XATTR "): use that DEST, or "
-			    "remove META to start over", p->meta,
-			    len < 0 ? "no" : "another");
-	return 0;
+	return fail(err, errlen, -EINVAL, "dest", p->dest, "not the file meta %s was used "
+		    "with (%s " DEST_TAG_XATTR "): use that DEST, or remove META to start "
+		    "over", p->meta, tag < 0 ? "no" : "another");
 }
 
 /* Only now is anything changed: DEST created sparse or extended (spec
- * 1.2), and tagged with META's uuid once, before META records the tag. */
+ * 1.2), and tagged with META's uuid before META records the tag. A DEST
+ * META has no hydrated region in may be a new one (check_dest_belongs let
+ * it pass): it is tagged too, even if META already records a tag, or once
+ * regions hydrate into it the next mount would refuse it. */
 static int prepare_dest(struct clone *c, const struct paths *p, struct stat *st,
 			uint64_t dsize, bool exists, char *err, size_t errlen)
 {
 	char tag[33];
 
+	if (!exists && c->opt.ro)
+		return fail(err, errlen, -ENOENT, "dest", p->dest, "%s (needed with -o ro)",
+			    g_strerror(ENOENT));
 	if (!exists) {
 		c->dest_fd = open(p->dest, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC |
 				  (c->opt.nofollow ? O_NOFOLLOW : 0), 0600);
@@ -279,7 +293,7 @@ static int prepare_dest(struct clone *c, const struct paths *p, struct stat *st,
 	if (dsize < c->size && ftruncate(c->dest_fd, (off_t)c->size))
 		return fail(err, errlen, -errno, "dest", p->dest, "cannot extend: %s",
 			    g_strerror(errno));
-	if (md_dest_tagged(c->md))
+	if (md_dest_tagged(c->md) && dest_tag(c) == 1)
 		return 0;
 	tag_text(c->md, tag);
 	/* fsync, not fdatasync: the tag must be durable before META says so */

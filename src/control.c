@@ -277,6 +277,7 @@ char *control_format_json(const struct clone_status *st)
 	add_bool(o, CONTROL_KEY_COPY_ON_READ, st->hy.copy_on_read);
 	add_int(o, CONTROL_KEY_BYTES_COPIED, st->hy.copied_bytes);
 	add_int(o, CONTROL_KEY_COPY_ERRORS, st->hy.copy_errors);
+	add_int(o, CONTROL_KEY_READ_ERRORS, st->hy.read_errors);
 	add_int(o, CONTROL_KEY_LOST_WRITES, st->lost_writes);
 	add_string(o, CONTROL_KEY_LAST_ERROR, st->hy.last_error);
 	add_bool(o, CONTROL_KEY_READ_HINTS, st->hy.read_hints);

@@ -184,6 +184,26 @@ static void foreground_copy_end(struct hydrate *h, uint64_t first, uint64_t n,
 	g_mutex_unlock(&h->lock);
 }
 
+void hydrate_read_failed(struct hydrate *h, int ret, uint64_t off, uint64_t len)
+{
+	char msg[sizeof(h->last_error)];
+	uint64_t size;
+
+	if (!h->t.nbd && ret == -EIO && !bio_size(h->t.src_fd, &size) &&
+	    size < h->t.image_size)
+		snprintf(msg, sizeof(msg), "read of bytes %" G_GUINT64_FORMAT "+%"
+			 G_GUINT64_FORMAT " failed: source is shorter than the image (%"
+			 G_GUINT64_FORMAT " < %" G_GUINT64_FORMAT " bytes)", off, len,
+			 size, h->t.image_size);
+	else
+		snprintf(msg, sizeof(msg), "read of bytes %" G_GUINT64_FORMAT "+%"
+			 G_GUINT64_FORMAT " failed: %s", off, len, g_strerror(-ret));
+	g_mutex_lock(&h->lock);
+	h->read_errors++;
+	g_strlcpy(h->last_error, msg, sizeof(h->last_error));
+	g_mutex_unlock(&h->lock);
+}
+
 int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n)
 {
 	struct copy c = { .buf = malloc(COPIER_CHUNK) };
@@ -388,6 +408,7 @@ void hydrate_get_stats(struct hydrate *h, struct hydrate_stats *st)
 	st->in_flight = h->in_flight;
 	st->copied_bytes = copier_copied_bytes(&h->cp);
 	st->copy_errors = h->copy_errors;
+	st->read_errors = h->read_errors;
 	st->rate = h->rate;
 	st->enabled = h->enabled;
 	st->copy_on_read = h->copy_on_read;

@@ -88,7 +88,7 @@ struct hydrate {
 	gint64 next_dispatch;  /* rate limit: monotonic us */
 	gint64 backoff_until;  /* after a failed copy */
 	gint64 backoff_us;
-	uint64_t copy_errors;
+	uint64_t copy_errors, read_errors;
 	gint64 rate_t0;
 	uint64_t rate_b0;
 	double rate;

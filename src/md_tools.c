@@ -26,14 +26,20 @@ static void lost_regions(char *buf, size_t len, bool known, uint64_t n)
 		snprintf(buf, len, "an unknown number of regions");
 }
 
-/* Newest state clean: rewrite the other slot if it is damaged or needs_check is set. */
+/*
+ * Newest state clean: rewrite the other slot if it is damaged or needs_check
+ * is set. What a fall-back lost is counted against the state as opened, its
+ * journal replayed (md_nr_hydrated), not its superblock's count: a newer
+ * superblock is often the checkpoint of records the older one still has.
+ */
 static int repair_slots(struct md *md, bool repair, char *err, size_t len)
 {
 	const struct md_sb *other = &md->slots[1 - md->slot];
 	bool bad = other->state != MD_SB_VALID && other->state != MD_SB_EMPTY;
 	bool newer = other->state == MD_SB_BAD && other->raw_txid > md->tm.txid;
 	bool nc = md->flags & MD_SB_NEEDS_CHECK;
-	bool known = other->version >= 2 && other->hydrated >= md->committed_hydrated &&
+	uint64_t have = md_nr_hydrated(md);
+	bool known = other->version >= 2 && other->hydrated >= have &&
 		     other->hydrated <= md->geo.region_count;
 	char lost[96];
 	int r;
@@ -52,7 +58,7 @@ static int repair_slots(struct md *md, bool repair, char *err, size_t len)
 		return errf(err, len, r, "cannot write the superblock: %s", strerror(-r));
 	if (newer) {
 		/* a torn or damaged newest superblock: its fields are only a hint */
-		lost_regions(lost, sizeof(lost), known, other->hydrated - md->committed_hydrated);
+		lost_regions(lost, sizeof(lost), known, other->hydrated - have);
 		errf(err, len, 0, "superblock slot %d (transaction %" PRIu64 ") is damaged"
 			" (%s); fell back to transaction %" PRIu64 ": %s hydrated in the lost"
 			" transaction read SOURCE again%s", 1 - md->slot, other->raw_txid,
@@ -76,6 +82,7 @@ static int fall_back(const char *path, const struct md_sb *s, int newest, const 
 	struct opener o = { .path = path, .tool = true, .check = true, .slot = 1 - newest };
 	const struct md_sb *lost_sb = &s[newest];
 	char oerr[256], lost[96];
+	uint64_t older, have;
 	struct md *md;
 	int fd, r = md_open_path(path, false, false, &fd, err, len);
 
@@ -85,6 +92,9 @@ static int fall_back(const char *path, const struct md_sb *s, int newest, const 
 	if (r)
 		return errf(err, len, -EILSEQ, "%s (and the older transaction %" PRIu64
 			       " is damaged too: %s)", why, s[1 - newest].txid, oerr);
+	/* the older state with its journal replayed, as a mount will see it */
+	older = md->tm.txid;
+	have = md_nr_hydrated(md);
 	md->tm.txid = MAX(s[0].txid, s[1].txid);
 	r = md_write_super(md, newest, md->flags & ~MD_SB_NEEDS_CHECK, md->committed_hydrated);
 	if (!r)
@@ -93,13 +103,11 @@ static int fall_back(const char *path, const struct md_sb *s, int newest, const 
 		errf(err, len, r, "cannot write the superblock: %s", strerror(-r));
 		goto out;
 	}
-	lost_regions(lost, sizeof(lost), lost_sb->version >= 2 &&
-		     lost_sb->hydrated >= md->committed_hydrated,
-		     lost_sb->hydrated - md->committed_hydrated);
+	lost_regions(lost, sizeof(lost), lost_sb->version >= 2 && lost_sb->hydrated >= have,
+		     lost_sb->hydrated - have);
 	errf(err, len, 0, "transaction %" PRIu64 " (superblock slot %d) is damaged: %s;"
 		" fell back to transaction %" PRIu64 ": %s hydrated in transaction %" PRIu64
-		" read SOURCE again", lost_sb->txid, newest, why, s[1 - newest].txid, lost,
-		lost_sb->txid);
+		" read SOURCE again", lost_sb->txid, newest, why, older, lost, lost_sb->txid);
 	r = MD_CHECK_FELL_BACK;
 out:
 	md_free(md);

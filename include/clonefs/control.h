@@ -49,6 +49,7 @@
 #define CONTROL_KEY_COPY_ON_READ "copy_on_read"
 #define CONTROL_KEY_BYTES_COPIED "bytes_copied"
 #define CONTROL_KEY_COPY_ERRORS "copy_errors"
+#define CONTROL_KEY_READ_ERRORS "read_errors"               /* reads SOURCE failed */
 #define CONTROL_KEY_LOST_WRITES "lost_writes"
 #define CONTROL_KEY_LAST_ERROR "last_error"
 /* Reads as hints and prefetching (spec 3.9) */

@@ -65,6 +65,12 @@ void hydrate_unlock(struct hydrate *h, uint64_t first, uint64_t n);
  */
 int hydrate_copy(struct hydrate *h, uint64_t first, uint64_t n);
 /*
+ * A read of the image failed with @ret reading SOURCE at [off, off + len)
+ * (spec 1.4: it shrank, an I/O error, the server): counted in read_errors
+ * and said in last_error, like a copy's failure, without the back-off.
+ */
+void hydrate_read_failed(struct hydrate *h, int ret, uint64_t off, uint64_t len);
+/*
  * Hydrate @region, which the caller holds locked, with [off, off + len) of
  * it replaced by @data: SOURCE's bytes and the write's in one DEST write
  * (a region above 256 KiB, or SOURCE and DEST that reflink: the copy, then

@@ -20,6 +20,7 @@ struct hydrate_stats {
 	uint64_t copied_bytes;  /* bytes read from SOURCE by copies */
 	uint64_t copy_errors;   /* failed copies since mount, write-triggered
 				 * ones included */
+	uint64_t read_errors;   /* reads of the image that SOURCE failed */
 	double rate;            /* bytes/s of background copying, recent */
 	bool enabled;
 	bool copy_on_read;

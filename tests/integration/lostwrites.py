@@ -13,6 +13,8 @@ region (or, for a DEST flush error, into W0's hydrated one), which
 flushes and commits at once and so must fail. Then:
   - fsync(fd1) fails with EIO, once; fdatasync(fd2) fails with EIO, once;
     the next fsync of each succeeds (the clone can still flush DEST);
+  - so do the files open at the error that never wrote: an O_RDONLY open
+    (fsync, fdatasync) and a shared map of an O_RDWR open (msync(MS_SYNC));
   - fd3, opened after the error, does not see it;
   - status: JSON lost_writes >= 1; mode ro (or Fail) after a META error;
   - faults cleared, unmounted, META checked (clonefs check when
@@ -90,11 +92,52 @@ class Scenario:
         fds.append(fd1)
         fd2 = os.open(c.image, os.O_RDWR | os.O_DIRECT)
         fds.append(fd2)
+        self.open_bystanders(fds)
         self.w0 = self.rng.randbytes(BLK)
         os.pwrite(fd1, self.w0, W0_OFF)
         if call(os.fsync, fd1):
             raise Fail("fsync of W0 failed before any fault")
         return fd1, fd2
+
+    def open_bystanders(self, fds):
+        """Files open at the error that never wrote: a read-only open and a
+        shared map of a read-write one, synced the way their users would
+        (fsync, fdatasync, msync(MS_SYNC)). Each is an open file of its own
+        and must hear of the error once too. (A shared map of a read-only
+        open is no case: the kernel drops VM_SHARED from it, so its msync
+        never reaches the file system, on any file system.)"""
+        c = self.c
+        fd_ro = os.open(c.image, os.O_RDONLY)
+        fds.append(fd_ro)
+        fd_m = os.open(c.image, os.O_RDWR)
+        fds.append(fd_m)
+        m_rw = mmap.mmap(fd_m, BLK, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.maps = [m_rw]
+        self.bystanders = [("fsync(O_RDONLY fd)", os.fsync, fd_ro),
+                           ("fdatasync(O_RDONLY fd)", os.fdatasync, fd_ro),
+                           ("msync(MS_SYNC) of an O_RDWR shared map", m_rw.flush)]
+
+    def close_all(self, fds):
+        """The maps (each holds a file of its own), then @fds."""
+        for m in getattr(self, "maps", []):
+            m.close()
+        self.maps = []
+        for fd in fds:
+            os.close(fd)
+
+    def check_bystanders(self, want_first):
+        """The first sync of each bystander's file gets @want_first (fd_ro's
+        fsync and fdatasync share one file: the second gets 0)."""
+        seen = set()
+        for name, fn, *args in self.bystanders:
+            key = args[0] if args else fn
+            want = 0 if key in seen else want_first
+            seen.add(key)
+            r = call(fn, *args)
+            self.want(r == want, "%s, open at the error: %s, want %s" % (name, ename(r),
+                                                                        ename(want)))
+            r = call(fn, *args)
+            self.want(r == 0, "%s again: %s, want 0 (reported once)" % (name, ename(r)))
 
     def run(self):
         """Returns False when the rule never fired (a META write past the
@@ -149,8 +192,7 @@ class Scenario:
                 return False
             self.check_reported(fds, first)
         finally:
-            for fd in fds:
-                os.close(fd)
+            self.close_all(fds)
             self.set_faults("")
         self.finish()
         return True
@@ -165,6 +207,7 @@ class Scenario:
         self.want(r == 0, "second fsync(fd1): %s, want 0 (the error reported once)" % ename(r))
         r = call(os.fdatasync, fd2)
         self.want(r == 0, "second fdatasync(fd2): %s, want 0" % ename(r))
+        self.check_bystanders(errno.EIO)
         fd3 = os.open(c.image, os.O_RDWR)
         fds.append(fd3)
         r = call(os.fsync, fd3)
@@ -182,7 +225,7 @@ class Scenario:
         """dest:write: W1's hydration copy fails, so W1 fails: nothing
         acknowledged was lost, no later fsync may fail."""
         c = self.c
-        fd1, fd2 = fds
+        fd1, fd2 = fds[:2]
         try:
             self.want(c.faults_injected() >= 1, "no fault injected")
             self.want(w1_err == errno.EIO, "W1 during a failing hydration: %s, want EIO"
@@ -192,6 +235,7 @@ class Scenario:
                       % ename(r))
             r = call(os.fdatasync, fd2)
             self.want(r == 0, "fdatasync(fd2): %s, want 0" % ename(r))
+            self.check_bystanders(0)
             mode = c.mode()
             self.want(mode == "rw", "mode after a DEST write error: %s, want rw" % mode)
             lost = c.json_status().get("lost_writes")
@@ -199,8 +243,7 @@ class Scenario:
                       % lost)
             self.notes.append("mode %s, lost_writes %s" % (mode, lost))
         finally:
-            for fd in fds:
-                os.close(fd)
+            self.close_all(fds)
             fds.clear()
             self.set_faults("")
         self.finish()
@@ -269,8 +312,7 @@ class Scenario:
             self.notes.insert(0, "%d of %d O_DSYNC writes acknowledged" % (len(acked),
                                                                           len(results)))
         finally:
-            for fd in fds:
-                os.close(fd)
+            self.close_all(fds)
             self.set_faults("")
         self.finish()
         image = c.read_image(0, SIZE)

@@ -60,12 +60,30 @@ printf 'x' | dd of="$T/otherdest" bs=1 seek=100 conv=notrunc status=none
 expect_refusal "not the file meta" "$T/src" "$T/otherdest" "$T/meta" "$T/m"
 mv "$T/dest" "$T/dest.away"
 expect_refusal "remove META to start over" "$T/src" "$T/dest" "$T/meta" "$T/m"
+expect_refusal "remove META to start over" "$T/src" "$T/dest" "$T/meta" "$T/m" -o ro
 mv "$T/dest.away" "$T/dest"
 mount_clone "$T/src" "$T/dest" "$T/meta" "$T/m" "no_hydration"
 [ "$(dd if="$T/m/image" bs=1 skip=100 count=1 status=none)" = x ] ||
 	die "the right DEST lost its write"
 unmount_clone "$T/m" "$T/meta"
 rm -f "$T/shortdest" "$T/otherdest"
+
+# a DEST recreated while META records no hydrated region is taken, and
+# tagged as META's: once regions hydrate into it, it is still the right one
+mount_clone "$T/src" "$T/destn" "$T/metan" "$T/m" "no_hydration"
+unmount_clone "$T/m" "$T/metan"
+rm "$T/destn"
+mount_clone "$T/src" "$T/destn" "$T/metan" "$T/m" "no_hydration"
+printf 'y' | dd of="$T/m/image" bs=1 seek=100 conv=notrunc status=none
+unmount_clone "$T/m" "$T/metan"
+mount_clone "$T/src" "$T/destn" "$T/metan" "$T/m" "no_hydration" ||
+	die "the recreated DEST was refused once it held hydrated regions"
+[ "$(dd if="$T/m/image" bs=1 skip=100 count=1 status=none)" = y ] ||
+	die "the recreated DEST lost its write"
+unmount_clone "$T/m" "$T/metan"
+cp "$T/src" "$T/otherdest"
+expect_refusal "not the file meta" "$T/src" "$T/otherdest" "$T/metan" "$T/m"
+rm -f "$T/destn" "$T/metan" "$T/otherdest"
 
 # a remount takes META's region size when none is given (spec 1.3)
 mount_clone "$T/src" "$T/dest4k" "$T/meta4k" "$T/m" "no_hydration,region_size=4k"

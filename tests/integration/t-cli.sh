@@ -76,4 +76,18 @@ echo "$out" | grep -q "not a clonefs mount" || die "unclear error: $out"
 unmount_clone "$T/m" "$T/meta"
 $CLONEFS check "$T/meta" || die "check not clean after clean unmount"
 [ "$($CLONEFS dump "$T/meta" | jq -c '[.hydrated, .hydrated_runs]')" = '[512,[[0,512]]]' ] || die "dump does not show 512 hydrated regions in one run"
+
+# the newest superblock torn: check says it fell back, how many regions
+# now read SOURCE again (the count it gives is what was lost), exits 3
+slot=$($CLONEFS dump "$T/meta" | jq .active_slot)
+printf 'torn' | dd of="$T/meta" bs=1 seek=$((slot * 4096 + 100)) conv=notrunc status=none
+rc=0; $CLONEFS check -n "$T/meta" > /dev/null 2>&1 || rc=$?
+[ $rc = 1 ] || die "check -n of a torn superblock exited $rc, want 1"
+rc=0; $CLONEFS check "$T/meta" > "$T/check.out" 2>&1 || rc=$?
+[ $rc = 3 ] || die "check falling back exited $rc, want 3: $(cat "$T/check.out")"
+lost=$(sed -n 's/.*fell back to transaction [0-9]*: \([0-9]*\) regions hydrated .* read SOURCE again.*/\1/p' "$T/check.out")
+[ -n "$lost" ] || die "check does not say what it fell back to: $(cat "$T/check.out")"
+$CLONEFS check -n "$T/meta" > /dev/null || die "not clean after the repair"
+left=$($CLONEFS dump "$T/meta" | jq .hydrated)
+[ $((512 - left)) = "$lost" ] || die "check said $lost regions read SOURCE again; $((512 - left)) do"
 pass

@@ -3,7 +3,8 @@
 # the image open, a META write error at each write of a commit, a META
 # flush error, a DEST flush error (commit by fsync and by the periodic
 # timer) and a DEST write error during hydration: every file open at the
-# error gets EIO from its next fsync once, then 0; later opens see
+# error (read-write, O_DIRECT, read-only, a shared map's) gets EIO from its
+# next fsync, fdatasync or msync(MS_SYNC) once, then 0; later opens see
 # nothing; status counts lost_writes; after check and remount nothing
 # fsync-acknowledged is lost. See lostwrites.py.
 # timeout: 240

@@ -726,11 +726,12 @@ START_TEST(close_with_failing_final_commit)
 END_TEST
 
 /* A SOURCE cut short under the mount: reads of what it lost fail with EIO,
- * never zeros; hydrated regions and what SOURCE still holds read as before
- * (spec 1.4). */
+ * never zeros, and are counted and said in status; hydrated regions and
+ * what SOURCE still holds read as before (spec 1.4). */
 START_TEST(shrunk_source_reads_fail)
 {
 	struct clone *c = open_clone(false);
+	struct clone_status st;
 	char buf[4096];
 
 	model_write(c, 15 * RS, RS, 's'); /* hydrated: DEST */
@@ -741,6 +742,12 @@ START_TEST(shrunk_source_reads_fail)
 	ck_assert_int_eq(clone_read(c, buf, sizeof(buf), 15 * RS), 4096);
 	ck_assert(memcmp(buf, model + 15 * RS, 4096) == 0);
 	ck_assert_int_eq(clone_read(c, buf, sizeof(buf), 10 * RS - 100), -EIO);
+	clone_get_status(c, &st);
+	ck_assert_uint_eq(st.hy.read_errors, 2);
+	ck_assert_uint_eq(st.hy.copy_errors, 0);
+	ck_assert_msg(strstr(st.hy.last_error, "source is shorter than the image"),
+		      "last_error: %s", st.hy.last_error);
+	ck_assert_uint_eq(st.nr_hydrated, 1); /* region 15, written whole */
 	clone_close(c);
 }
 END_TEST

@@ -251,7 +251,7 @@ START_TEST(json_keys)
 		CONTROL_KEY_HYDRATION_DONE, CONTROL_KEY_HYDRATION_ENABLED,
 		CONTROL_KEY_HYDRATION_RATE, CONTROL_KEY_HYDRATION_RATE_LIMIT,
 		CONTROL_KEY_COPY_ON_READ, CONTROL_KEY_BYTES_COPIED,
-		CONTROL_KEY_COPY_ERRORS, CONTROL_KEY_LOST_WRITES,
+		CONTROL_KEY_COPY_ERRORS, CONTROL_KEY_READ_ERRORS, CONTROL_KEY_LOST_WRITES,
 		CONTROL_KEY_LAST_ERROR, CONTROL_KEY_READ_HINTS,
 		CONTROL_KEY_HINT_COPIES, CONTROL_KEY_HINT_REGIONS,
 		CONTROL_KEY_PREFETCH_REGIONS, CONTROL_KEY_PREFETCH_HYDRATED,
@@ -339,6 +339,7 @@ START_TEST(json_fields)
 	expect_bool(o, "copy_on_read", false);
 	expect_int(o, "bytes_copied", 0);
 	expect_int(o, "copy_errors", 0);
+	expect_int(o, "read_errors", 0);
 	expect_int(o, "lost_writes", 0);
 	expect_str(o, "last_error", "");
 	json_object_unref(o);
@@ -368,6 +369,7 @@ START_TEST(json_features_and_done)
 	st.hy.rate_limit = 4 << 20;
 	st.hy.copy_on_read = true;
 	st.hy.copy_errors = 3;
+	st.hy.read_errors = 7;
 	st.hy.copied_bytes = 5;
 	st.lost_writes = 2;
 	s = control_format_json(&st);
@@ -379,6 +381,7 @@ START_TEST(json_features_and_done)
 	expect_int(o, "hydration_rate_limit", 4 << 20);
 	expect_bool(o, "copy_on_read", true);
 	expect_int(o, "copy_errors", 3);
+	expect_int(o, "read_errors", 7);
 	expect_int(o, "bytes_copied", 5);
 	expect_int(o, "lost_writes", 2);
 	json_object_unref(o);

@@ -1675,6 +1675,55 @@ START_TEST(journal_v2_upgrade)
 }
 END_TEST
 
+/* A repair that falls back counts what the older state holds with its
+ * journal replayed: the newest transaction was a checkpoint of records the
+ * older superblock's journal still has, so no region reads SOURCE again. */
+START_TEST(journal_repair_counts_replayed_regions)
+{
+	struct md *md = open_ok(4096, 100000);
+	char want[384];
+	uint8_t sb[BS];
+	int slot;
+
+	ck_assert_int_eq(md_set_region_hydrated(md, 3), 0);
+	commit_ok(md);				/* transaction 2: region 3 */
+	ck_assert_int_eq(md_set_range_hydrated(md, 10, 2), 0);
+	flush_ok(md);				/* record 3: regions 10-11 */
+	ck_assert_int_eq(md_checkpoint(md), 0);	/* transaction 4 folds it in */
+	md_close(md);
+	slot = active_slot(meta, sb);
+	ck_assert_uint_eq(hdr_txid(sb), 5);
+	flip_byte(meta, (uint64_t)slot, 200);	/* the newest superblock torn */
+
+	ck_assert_int_eq(md_check_repair(meta, err, sizeof(err)), MD_CHECK_FELL_BACK);
+	snprintf(want, sizeof(want), "fell back to transaction 4: 0 regions hydrated in the"
+		 " lost transaction read SOURCE again");
+	ck_assert_msg(strstr(err, want), "%s", err);
+	check_clean();
+	md = open_ok(4096, 100000);
+	ck_assert_uint_eq(md_nr_hydrated(md), 3);
+	md_close(md);
+
+	/* the newest trees damaged: the same, through the other fall-back */
+	g_unlink(meta);
+	md = open_ok(4096, 100000);
+	ck_assert_int_eq(md_set_region_hydrated(md, 3), 0);
+	commit_ok(md);				/* record 2, transaction 3 */
+	ck_assert_int_eq(md_set_range_hydrated(md, 10, 2), 0);
+	commit_ok(md);				/* record 4, transaction 5 */
+	md_close(md);
+	flip_byte(meta, index_entry(root_of(meta, false), 0), 200);
+	ck_assert_int_eq(md_check_repair(meta, err, sizeof(err)), MD_CHECK_FELL_BACK);
+	ck_assert_msg(strstr(err, "fell back to transaction 4: 0 regions hydrated in"
+			      " transaction 5 read SOURCE again"), "%s", err);
+	check_clean();
+	md = open_ok(4096, 100000);
+	ck_assert_uint_eq(md_nr_hydrated(md), 3);
+	ck_assert(md_range_hydrated(md, 10, 2));
+	md_close(md);
+}
+END_TEST
+
 static Suite *metadata_suite(void)
 {
 	Suite *s = suite_create("metadata");
@@ -1710,6 +1759,7 @@ static Suite *metadata_suite(void)
 	tcase_add_test(tc, journal_many_ranges_checkpoint);
 	tcase_add_test(tc, journal_write_error_keeps_records);
 	tcase_add_test(tc, journal_v2_upgrade);
+	tcase_add_test(tc, journal_repair_counts_replayed_regions);
 	tcase_add_test(tc, dest_tag);
 	tcase_add_test(tc, repair_falls_back_and_says_so);
 	suite_add_tcase(s, tc);
