@@ -43,6 +43,7 @@ struct fuse_ops_session *fuse_ops_new(struct clone *c)
 	s->c = c;
 	s->backing_id = -1;
 	g_mutex_init(&s->open_lock);
+	g_cond_init(&s->readers_gone);
 	g_mutex_init(&s->poll_lock);
 	g_queue_init(&s->pollers);
 	return s;
@@ -51,6 +52,7 @@ struct fuse_ops_session *fuse_ops_new(struct clone *c)
 void fuse_ops_free(struct fuse_ops_session *s)
 {
 	g_mutex_clear(&s->open_lock);
+	g_cond_clear(&s->readers_gone);
 	g_mutex_clear(&s->poll_lock);
 	g_free(s->readahead_path);
 	g_free(s);
@@ -264,6 +266,24 @@ static bool can_pass_through(struct fuse_ops_session *s)
 	return true;
 }
 
+/*
+ * close(2) returns before the kernel's RELEASE reaches the daemon, so a
+ * writer that opens right after the last passed-through reader closed would
+ * still find it counted. It waits for that RELEASE (a bounded time: a
+ * reader still open keeps the writer out, as the kernel wants). Called with
+ * open_lock held.
+ */
+#define RELEASE_WAIT_US (2 * G_USEC_PER_SEC)
+
+static void wait_for_readers(struct fuse_ops_session *s)
+{
+	gint64 deadline = g_get_monotonic_time() + RELEASE_WAIT_US;
+
+	while (s->nr_open[OPEN_PASSTHROUGH] &&
+	       g_cond_wait_until(&s->readers_gone, &s->open_lock, deadline))
+		;
+}
+
 static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fuse_ops_session *s = session_of(req);
@@ -306,6 +326,8 @@ static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * writer must wait until the readers are gone.
 	 */
 	g_mutex_lock(&s->open_lock);
+	if (writable && s->nr_open[OPEN_PASSTHROUGH])
+		wait_for_readers(s);
 	if (s->nr_open[OPEN_PASSTHROUGH]) {
 		if (writable) {
 			g_mutex_unlock(&s->open_lock);
@@ -342,7 +364,8 @@ static void cfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 
 	(void)ino;
 	g_mutex_lock(&s->open_lock);
-	s->nr_open[of->mode]--;
+	if (!--s->nr_open[of->mode] && of->mode == OPEN_PASSTHROUGH)
+		g_cond_broadcast(&s->readers_gone);
 	g_mutex_unlock(&s->open_lock);
 	g_free(of);
 	fuse_reply_err(req, 0);

@@ -34,7 +34,8 @@ struct fuse_ops_session {
 	unsigned readahead_kb;
 	gsize readahead_raised;
 
-	GMutex open_lock;	/* the next three */
+	GMutex open_lock;	/* the next four */
+	GCond readers_gone;	/* nr_open[OPEN_PASSTHROUGH] fell to 0 */
 	unsigned nr_open[NR_OPEN_MODES];
 	int backing_id;		/* DEST, registered with the kernel, or -1 */
 	bool backing_refused;
