@@ -3,6 +3,7 @@
 and its cleanup; every daemon started here is also written to PIDFILE, so
 the shell's trap can kill it if python itself is killed.
 """
+import errno
 import json
 import os
 import random
@@ -26,6 +27,20 @@ def deadline_poll(cond, secs, what):
         if time.monotonic() > end:
             raise Fail("timed out after %gs waiting for %s" % (secs, what))
         time.sleep(0.02)
+
+
+def call(fn, *args):
+    """0, or the errno fn(*args) failed with."""
+    try:
+        fn(*args)
+        return 0
+    except OSError as e:
+        return e.errno
+
+
+def ename(e):
+    """An errno's name, "0" for none."""
+    return errno.errorcode.get(e, str(e)) if e else "0"
 
 
 def is_mounted(mnt):

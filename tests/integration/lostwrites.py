@@ -41,26 +41,14 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from clonetest import BLK, Clone, Fail, deadline_poll, sigterm_exits, write_source  # noqa: E402
+from clonetest import (BLK, Clone, Fail, call, deadline_poll, ename,  # noqa: E402
+                       sigterm_exits, write_source)
 
 REGION = 65536
 SIZE = 2 << 20
 W0_OFF = 3 * REGION + BLK
 W1_OFF = 7 * REGION + 2 * BLK
 W2_OFF = 11 * REGION + 5 * BLK
-
-
-def call(fn, *args):
-    """0, or the errno fn(*args) failed with."""
-    try:
-        fn(*args)
-        return 0
-    except OSError as e:
-        return e.errno
-
-
-def ename(e):
-    return errno.errorcode.get(e, str(e)) if e else "0"
 
 
 class Scenario:

@@ -36,7 +36,8 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from clonetest import BLK, Clone, Fail, deadline_poll, sigterm_exits, write_source  # noqa: E402
+from clonetest import (BLK, Clone, Fail, call, deadline_poll, ename,  # noqa: E402
+                       sigterm_exits, write_source)
 
 REGION = 65536
 SIZE = 2 << 20
@@ -232,19 +233,6 @@ def run_case(top, work, src, source, name, prim, mode, shape):
             raise Fail("acknowledged write lost: region %d reads SOURCE after the crash" % region)
         raise Fail("acknowledged write lost: region %d holds other data" % region)
     return note
-
-
-def call(fn, *args):
-    """0, or the errno fn(*args) failed with."""
-    try:
-        fn(*args)
-        return 0
-    except OSError as e:
-        return e.errno
-
-
-def ename(e):
-    return errno.errorcode.get(e, str(e)) if e else "0"
 
 
 def fault_case(top, work, src, name, prim, mode, shape, rule):
